@@ -1,1 +1,17 @@
-//! Account API client.
+//! The Databricks Account API client for the AWS provisioning objects (`account-api.md`).
+//!
+//! No Kubernetes types here: this module knows only the API. [`AccountClient`] handles the rate
+//! limit, authentication (OAuth M2M, token federation, basic), retries of transient failures and
+//! the parsing of every error body shape.
+
+pub mod auth;
+pub mod client;
+pub mod config;
+pub mod error;
+pub mod models;
+pub mod ratelimit;
+
+pub use auth::{Credentials, Secret};
+pub use client::{AccountClient, CallObserver, CallRecord, RetryPolicy};
+pub use config::AccountConfig;
+pub use error::{ApiError, AuthError, ConfigError, Error};

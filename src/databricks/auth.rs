@@ -1,0 +1,313 @@
+//! Authentication to the Account API (`account-api.md` §6): OAuth M2M, OAuth token federation
+//! and legacy basic auth. Tokens are cached and refreshed ahead of expiry; concurrent callers share
+//! one refresh.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use serde::Deserialize;
+use tokio::sync::Mutex;
+
+use super::error::AuthError;
+
+/// A secret string: never shown by `Debug` or `Display`.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The value, for the one place that must send it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret([redacted])")
+    }
+}
+
+impl From<String> for Secret {
+    fn from(s: String) -> Self {
+        Self(s)
+    }
+}
+
+/// How to authenticate to the Account API.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Credentials {
+    /// OAuth machine-to-machine: a service principal's client ID and secret.
+    OAuthM2M {
+        /// The service principal's application (client) ID.
+        client_id: String,
+        /// Its OAuth secret.
+        client_secret: Secret,
+    },
+    /// OAuth token federation: a JWT read from a file (such as a projected Kubernetes
+    /// service-account token) is exchanged for an account token. No static secret.
+    Federation {
+        /// The service principal whose federation policy accepts the JWT (optional for
+        /// account-wide policies).
+        client_id: Option<String>,
+        /// File holding the JWT; read again at every exchange because kubelet rotates it.
+        token_file: PathBuf,
+    },
+    /// Legacy basic auth with an account admin's username and password.
+    Basic {
+        /// Username.
+        username: String,
+        /// Password.
+        password: Secret,
+    },
+}
+
+impl Credentials {
+    /// A short name of the method for logs and conditions.
+    pub fn method(&self) -> &'static str {
+        match self {
+            Self::OAuthM2M { .. } => "oauth-m2m",
+            Self::Federation { .. } => "oauth-federation",
+            Self::Basic { .. } => "basic",
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct TokenResponse {
+    access_token: String,
+    #[serde(default)]
+    expires_in: Option<u64>,
+}
+
+#[derive(Deserialize, Default)]
+struct OAuthError {
+    #[serde(default)]
+    error: Option<String>,
+    #[serde(default)]
+    error_description: Option<String>,
+    #[serde(default)]
+    error_code: Option<serde_json::Value>,
+    #[serde(default)]
+    message: Option<String>,
+}
+
+struct Cached {
+    token: Secret,
+    refresh_at: Instant,
+    expires_at: Instant,
+}
+
+/// Produces the `Authorization` header for API calls.
+pub(crate) struct TokenSource {
+    credentials: Credentials,
+    token_endpoint: String,
+    http: reqwest::Client,
+    cached: Mutex<Option<Cached>>,
+}
+
+/// Refresh this long before expiry: a fifth of the lifetime, at most five minutes.
+fn refresh_lead(lifetime: Duration) -> Duration {
+    (lifetime / 5).min(Duration::from_secs(300))
+}
+
+impl TokenSource {
+    pub(crate) fn new(
+        credentials: Credentials,
+        host: &str,
+        account_id: &str,
+        http: reqwest::Client,
+    ) -> Self {
+        let token_endpoint = format!(
+            "{}/oidc/accounts/{}/v1/token",
+            host.trim_end_matches('/'),
+            account_id
+        );
+        Self {
+            credentials,
+            token_endpoint,
+            http,
+            cached: Mutex::new(None),
+        }
+    }
+
+    /// The `Authorization` header: basic credentials, or a bearer token from the cache (refreshed
+    /// when it is close to expiry; one caller refreshes while the others wait for its result).
+    pub(crate) async fn header(&self) -> Result<String, AuthError> {
+        if let Credentials::Basic { username, password } = &self.credentials {
+            let raw = format!("{username}:{}", password.expose());
+            return Ok(format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(raw)
+            ));
+        }
+        let mut guard = self.cached.lock().await;
+        let now = Instant::now();
+        if let Some(c) = guard.as_ref()
+            && now < c.refresh_at
+        {
+            return Ok(format!("Bearer {}", c.token.expose()));
+        }
+        match self.fetch().await {
+            Ok((token, lifetime)) => {
+                let header = format!("Bearer {}", token.expose());
+                *guard = Some(Cached {
+                    token,
+                    refresh_at: now + lifetime.saturating_sub(refresh_lead(lifetime)),
+                    expires_at: now + lifetime,
+                });
+                Ok(header)
+            }
+            // A refresh ahead of expiry that fails keeps the still-valid token in use.
+            Err(e) => match guard.as_ref() {
+                Some(c) if now + Duration::from_secs(10) < c.expires_at => {
+                    tracing::warn!(error = %e, "token refresh failed; using the cached token until it expires");
+                    Ok(format!("Bearer {}", c.token.expose()))
+                }
+                _ => Err(e),
+            },
+        }
+    }
+
+    /// Drops the cached token (after a 401), so the next call fetches a new one.
+    pub(crate) async fn invalidate(&self) {
+        *self.cached.lock().await = None;
+    }
+
+    async fn fetch(&self) -> Result<(Secret, Duration), AuthError> {
+        let endpoint = self.token_endpoint.clone();
+        let mut attempt = 0u32;
+        loop {
+            match self.fetch_once().await {
+                Err(e) if e.is_retryable() && attempt < 3 => {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
+                }
+                Err(e) => return Err(e),
+                Ok(resp) => {
+                    let status = resp.status().as_u16();
+                    let body = resp.bytes().await.map_err(|source| AuthError::Transport {
+                        endpoint: endpoint.clone(),
+                        source,
+                    })?;
+                    if !(200..300).contains(&status) {
+                        let e: OAuthError = serde_json::from_slice(&body).unwrap_or_default();
+                        let code = e
+                            .error
+                            .or_else(|| {
+                                e.error_code
+                                    .map(|c| c.to_string().trim_matches('"').to_string())
+                            })
+                            .unwrap_or_else(|| status.to_string());
+                        let message = e.error_description.or(e.message).unwrap_or_else(|| {
+                            String::from_utf8_lossy(&body).chars().take(200).collect()
+                        });
+                        let err = AuthError::Refused {
+                            endpoint: endpoint.clone(),
+                            status,
+                            code,
+                            message,
+                        };
+                        if err.is_retryable() && attempt < 3 {
+                            attempt += 1;
+                            tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt)))
+                                .await;
+                            continue;
+                        }
+                        return Err(err);
+                    }
+                    let t: TokenResponse =
+                        serde_json::from_slice(&body).map_err(|source| AuthError::Decode {
+                            endpoint: endpoint.clone(),
+                            source,
+                        })?;
+                    let lifetime = Duration::from_secs(t.expires_in.unwrap_or(3600).max(1));
+                    return Ok((Secret::new(t.access_token), lifetime));
+                }
+            }
+        }
+    }
+
+    async fn fetch_once(&self) -> Result<reqwest::Response, AuthError> {
+        let req = self.http.post(&self.token_endpoint);
+        let req = match &self.credentials {
+            Credentials::OAuthM2M {
+                client_id,
+                client_secret,
+            } => req
+                .basic_auth(client_id, Some(client_secret.expose()))
+                .form(&[("grant_type", "client_credentials"), ("scope", "all-apis")]),
+            Credentials::Federation {
+                client_id,
+                token_file,
+            } => {
+                let jwt = tokio::fs::read_to_string(token_file)
+                    .await
+                    .map_err(|source| AuthError::TokenFile {
+                        path: token_file.display().to_string(),
+                        source,
+                    })?;
+                let mut form = vec![
+                    (
+                        "grant_type",
+                        "urn:ietf:params:oauth:grant-type:token-exchange".to_string(),
+                    ),
+                    ("subject_token", jwt.trim().to_string()),
+                    (
+                        "subject_token_type",
+                        "urn:ietf:params:oauth:token-type:jwt".to_string(),
+                    ),
+                    ("scope", "all-apis".to_string()),
+                ];
+                if let Some(id) = client_id {
+                    form.push(("client_id", id.clone()));
+                }
+                req.form(&form)
+            }
+            // Basic auth never reaches here: `header` answers it without a token.
+            Credentials::Basic { .. } => req,
+        };
+        req.header(http::header::ACCEPT, "application/json")
+            .send()
+            .await
+            .map_err(|source| AuthError::Transport {
+                endpoint: self.token_endpoint.clone(),
+                source,
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A secret must not leak through `Debug` of anything that holds it.
+    #[test]
+    fn secrets_are_redacted_in_debug_output() {
+        let c = Credentials::OAuthM2M {
+            client_id: "id".into(),
+            client_secret: Secret::new("s3cr3t-value"),
+        };
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("s3cr3t-value"), "{shown}");
+        assert!(shown.contains("redacted"));
+    }
+
+    /// Refresh starts well before expiry but not absurdly early for long tokens.
+    #[test]
+    fn refresh_lead_is_a_fifth_capped_at_five_minutes() {
+        assert_eq!(
+            refresh_lead(Duration::from_secs(3600)),
+            Duration::from_secs(300)
+        );
+        assert_eq!(
+            refresh_lead(Duration::from_secs(100)),
+            Duration::from_secs(20)
+        );
+    }
+}

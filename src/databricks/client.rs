@@ -1,0 +1,423 @@
+//! The HTTP client of the Account API: rate limit, auth, retries, error parsing.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::Method;
+use rand::Rng;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::auth::TokenSource;
+use super::config::{AccountConfig, validate_host};
+use super::error::{ApiError, ConfigError, Error};
+use super::models::{
+    PrivateAccessSettings, PrivateAccessSettingsRequest, Resource, Workspace, WorkspaceUpdate,
+};
+use super::ratelimit::RateLimiter;
+
+/// What one HTTP exchange did, for metrics. `status` is the HTTP status, or `transport` when no
+/// answer came.
+#[derive(Clone, Debug)]
+pub struct CallRecord<'a> {
+    /// `credentials.create`, `workspaces.list`, ...
+    pub operation: &'a str,
+    /// `200`, `429`, `transport`, ...
+    pub status: &'a str,
+    /// Time of the exchange.
+    pub elapsed: Duration,
+    /// Time held back by the client-side rate limit before sending.
+    pub throttled: Duration,
+}
+
+/// Receives a record of every HTTP exchange (for Prometheus metrics).
+pub trait CallObserver: Send + Sync {
+    /// One exchange finished.
+    fn observe(&self, record: &CallRecord<'_>);
+}
+
+/// Retry policy for transient failures inside one call.
+#[derive(Clone, Debug)]
+pub struct RetryPolicy {
+    /// First backoff.
+    pub base: Duration,
+    /// Largest backoff.
+    pub max: Duration,
+    /// Total time one call may spend retrying.
+    pub budget: Duration,
+}
+
+impl RetryPolicy {
+    /// Capped exponential backoff with jitter (50–100 % of the nominal value).
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        let nominal = self
+            .base
+            .saturating_mul(2u32.saturating_pow(attempt.min(16)))
+            .min(self.max);
+        let factor = rand::rng().random_range(0.5..=1.0);
+        nominal.mul_f64(factor)
+    }
+}
+
+struct Inner {
+    http: reqwest::Client,
+    host: String,
+    account_id: String,
+    tokens: TokenSource,
+    limiter: RateLimiter,
+    policy: RetryPolicy,
+    observer: Option<Arc<dyn CallObserver>>,
+}
+
+/// A client of one Databricks account. Cheap to clone; clones share the token cache and the rate
+/// limit.
+#[derive(Clone)]
+pub struct AccountClient {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for AccountClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccountClient")
+            .field("host", &self.inner.host)
+            .field("account_id", &self.inner.account_id)
+            .finish_non_exhaustive()
+    }
+}
+
+fn tls_config(ca_bundle_pem: Option<&[u8]>) -> Result<rustls::ClientConfig, ConfigError> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(pem) = ca_bundle_pem {
+        let mut added = 0;
+        for cert in CertificateDer::pem_slice_iter(pem) {
+            let cert = cert.map_err(|e| ConfigError::CaBundle(e.to_string()))?;
+            roots
+                .add(cert)
+                .map_err(|e| ConfigError::CaBundle(e.to_string()))?;
+            added += 1;
+        }
+        if added == 0 {
+            return Err(ConfigError::CaBundle("no PEM certificate found".into()));
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ConfigError::CaBundle(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
+impl AccountClient {
+    /// Builds a client. Fails on an unusable host or CA bundle.
+    pub fn new(config: AccountConfig) -> Result<Self, ConfigError> {
+        Self::with_observer(config, None)
+    }
+
+    /// Builds a client that reports every HTTP exchange to `observer`.
+    pub fn with_observer(
+        config: AccountConfig,
+        observer: Option<Arc<dyn CallObserver>>,
+    ) -> Result<Self, ConfigError> {
+        let host = validate_host(&config.host)?;
+        if config.account_id.trim().is_empty() {
+            return Err(ConfigError::Missing("account_id"));
+        }
+        let http = reqwest::Client::builder()
+            .use_preconfigured_tls(tls_config(config.ca_bundle_pem.as_deref())?)
+            .timeout(config.timeout)
+            .connect_timeout(Duration::from_secs(10))
+            .user_agent(concat!(
+                "databricks-account-operator/",
+                env!("CARGO_PKG_VERSION")
+            ))
+            .build()
+            .map_err(ConfigError::Http)?;
+        let tokens = TokenSource::new(config.credentials, &host, &config.account_id, http.clone());
+        Ok(Self {
+            inner: Arc::new(Inner {
+                http,
+                host,
+                account_id: config.account_id,
+                tokens,
+                limiter: RateLimiter::new(config.rate_limit),
+                policy: RetryPolicy {
+                    base: Duration::from_millis(500),
+                    max: Duration::from_secs(10),
+                    budget: config.retry_budget,
+                },
+                observer,
+            }),
+        })
+    }
+
+    /// The host this client calls.
+    pub fn host(&self) -> &str {
+        &self.inner.host
+    }
+
+    /// The account ID.
+    pub fn account_id(&self) -> &str {
+        &self.inner.account_id
+    }
+
+    fn path(&self, collection: &str, id: Option<&str>) -> String {
+        match id {
+            Some(id) => format!(
+                "/api/2.0/accounts/{}/{collection}/{id}",
+                self.inner.account_id
+            ),
+            None => format!("/api/2.0/accounts/{}/{collection}", self.inner.account_id),
+        }
+    }
+
+    /// Lists every object of a kind (the API has no pagination).
+    pub async fn list<R: Resource>(&self) -> Result<Vec<R>, Error> {
+        let op = format!("{}.list", R::COLLECTION);
+        self.json(
+            Method::GET,
+            &self.path(R::COLLECTION, None),
+            None,
+            None::<&()>,
+            &op,
+        )
+        .await
+    }
+
+    /// Reads one object.
+    pub async fn get<R: Resource>(&self, id: &str) -> Result<R, Error> {
+        let op = format!("{}.get", R::COLLECTION);
+        self.json(
+            Method::GET,
+            &self.path(R::COLLECTION, Some(id)),
+            None,
+            None::<&()>,
+            &op,
+        )
+        .await
+    }
+
+    /// Creates an object. A failure after the request was sent is [`Error::OutcomeUnknown`].
+    pub async fn create<R: Resource>(&self, request: &R::Create) -> Result<R, Error> {
+        let op = format!("{}.create", R::COLLECTION);
+        self.json(
+            Method::POST,
+            &self.path(R::COLLECTION, None),
+            None,
+            Some(request),
+            &op,
+        )
+        .await
+    }
+
+    /// Deletes an object. A 404 is returned as an error; callers treat it as done.
+    pub async fn delete<R: Resource>(&self, id: &str) -> Result<(), Error> {
+        let op = format!("{}.delete", R::COLLECTION);
+        self.send(
+            Method::DELETE,
+            &self.path(R::COLLECTION, Some(id)),
+            None,
+            None::<&()>,
+            &op,
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Patches a workspace with the fields set in `update` (sent as `update_mask`). Returns the
+    /// workspace when the server answers with it (the legacy API answers `{}`).
+    pub async fn update_workspace(
+        &self,
+        workspace_id: i64,
+        update: &WorkspaceUpdate,
+    ) -> Result<Option<Workspace>, Error> {
+        let path = self.path("workspaces", Some(&workspace_id.to_string()));
+        let mask = update.update_mask();
+        let (_, body) = self
+            .send(
+                Method::PATCH,
+                &path,
+                Some(&[("update_mask", mask.as_str())]),
+                Some(update),
+                "workspaces.update",
+            )
+            .await?;
+        Ok(parse_optional::<Workspace>(&body).filter(|w| w.workspace_id != 0))
+    }
+
+    /// Replaces private access settings as a whole (`PUT`).
+    pub async fn replace_private_access_settings(
+        &self,
+        id: &str,
+        request: &PrivateAccessSettingsRequest,
+    ) -> Result<Option<PrivateAccessSettings>, Error> {
+        let path = self.path("private-access-settings", Some(id));
+        let (_, body) = self
+            .send(
+                Method::PUT,
+                &path,
+                None,
+                Some(request),
+                "private-access-settings.replace",
+            )
+            .await?;
+        Ok(parse_optional::<PrivateAccessSettings>(&body)
+            .filter(|p| !p.private_access_settings_id.is_empty()))
+    }
+
+    /// A cheap call that proves the host, account and credentials work.
+    pub async fn check(&self) -> Result<(), Error> {
+        self.list::<super::models::Credential>().await.map(drop)
+    }
+
+    async fn json<T: DeserializeOwned, B: Serialize + ?Sized>(
+        &self,
+        method: Method,
+        path: &str,
+        query: Option<&[(&str, &str)]>,
+        body: Option<&B>,
+        op: &str,
+    ) -> Result<T, Error> {
+        let (status, bytes) = self.send(method.clone(), path, query, body, op).await?;
+        serde_json::from_slice(&bytes).map_err(|e| Error::Decode {
+            method: method.to_string(),
+            path: path.to_string(),
+            status,
+            detail: e.to_string(),
+        })
+    }
+
+    /// Sends one request with rate limiting, auth and retries; returns status and body of a 2xx.
+    async fn send<B: Serialize + ?Sized>(
+        &self,
+        method: Method,
+        path: &str,
+        query: Option<&[(&str, &str)]>,
+        body: Option<&B>,
+        op: &str,
+    ) -> Result<(u16, Vec<u8>), Error> {
+        let inner = &self.inner;
+        let started = Instant::now();
+        let url = format!("{}{}", inner.host, path);
+        let mut attempt = 0u32;
+        let mut reauthenticated = false;
+        loop {
+            let throttled = inner.limiter.acquire().await;
+            let outcome = self.exchange(&method, &url, path, query, body).await;
+            let elapsed = started.elapsed();
+            let (status_label, result) = match outcome {
+                Ok((status, bytes, _)) if (200..300).contains(&status) => {
+                    (status.to_string(), Ok((status, bytes)))
+                }
+                Ok((status, bytes, retry_after)) => {
+                    let e = ApiError::parse(status, method.as_str(), path, &bytes, retry_after);
+                    (status.to_string(), Err(Error::Api(e)))
+                }
+                Err(e) => ("transport".to_string(), Err(e)),
+            };
+            if let Some(o) = &inner.observer {
+                o.observe(&CallRecord {
+                    operation: op,
+                    status: &status_label,
+                    elapsed,
+                    throttled,
+                });
+            }
+            let err = match result {
+                Ok(ok) => return Ok(ok),
+                Err(e) => e,
+            };
+            // A rejected bearer token may have been revoked or expired early: fetch a new one once.
+            if let Error::Api(api) = &err
+                && api.status == 401
+                && !reauthenticated
+            {
+                reauthenticated = true;
+                inner.tokens.invalidate().await;
+                continue;
+            }
+            let retry = match &err {
+                Error::OutcomeUnknown { .. } | Error::Decode { .. } => false,
+                Error::Api(api) => api.is_retryable(),
+                Error::Transport { .. } => true,
+                Error::Auth(a) => a.is_retryable(),
+            };
+            if !retry {
+                return Err(err);
+            }
+            let wait = inner
+                .policy
+                .backoff(attempt)
+                .max(err.retry_after().unwrap_or_default());
+            if started.elapsed() + wait > inner.policy.budget {
+                return Err(err);
+            }
+            tracing::debug!(operation = op, attempt, wait_ms = wait.as_millis() as u64, error = %err, "retrying");
+            tokio::time::sleep(wait).await;
+            attempt += 1;
+        }
+    }
+
+    /// One HTTP exchange. Returns status, body and `Retry-After`, or a transport error classified
+    /// by whether the request may have reached the server.
+    async fn exchange<B: Serialize + ?Sized>(
+        &self,
+        method: &Method,
+        url: &str,
+        path: &str,
+        query: Option<&[(&str, &str)]>,
+        body: Option<&B>,
+    ) -> Result<(u16, Vec<u8>, Option<Duration>), Error> {
+        let inner = &self.inner;
+        let auth = inner.tokens.header().await?;
+        let mut req = inner
+            .http
+            .request(method.clone(), url)
+            .header(http::header::AUTHORIZATION, auth)
+            .header(http::header::ACCEPT, "application/json");
+        if let Some(q) = query {
+            req = req.query(q);
+        }
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let transport = |source: reqwest::Error| {
+            // A connection that was never made cannot have delivered the request. Anything later
+            // may have: a create must not be repeated blindly.
+            if method == Method::POST && !source.is_connect() {
+                Error::OutcomeUnknown {
+                    method: method.to_string(),
+                    path: path.to_string(),
+                    source,
+                }
+            } else {
+                Error::Transport {
+                    method: method.to_string(),
+                    path: path.to_string(),
+                    source,
+                }
+            }
+        };
+        let resp = req.send().await.map_err(transport)?;
+        let status = resp.status().as_u16();
+        let retry_after = resp
+            .headers()
+            .get(http::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let bytes = resp.bytes().await.map_err(transport)?.to_vec();
+        Ok((status, bytes, retry_after))
+    }
+}
+
+/// Parses an optional JSON answer: an empty body or `{}` of the legacy API gives `None`.
+fn parse_optional<T: DeserializeOwned>(body: &[u8]) -> Option<T> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return None;
+    }
+    serde_json::from_slice(body).ok()
+}
