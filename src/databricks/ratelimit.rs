@@ -1,6 +1,8 @@
 //! A client-side token bucket: at most `rate` requests per second on average, bursts up to `rate`.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use tokio::sync::Mutex;
 

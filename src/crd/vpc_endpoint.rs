@@ -1,0 +1,62 @@
+//! `DatabricksVpcEndpoint`: a VPC endpoint registration (PrivateLink).
+
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+use super::common::{CommonStatus, Management};
+use super::region::AwsRegion;
+
+/// A VPC endpoint registration: an AWS interface endpoint made known to Databricks for PrivateLink.
+#[derive(CustomResource, KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "account.databricks-operator.dev",
+    version = "v1alpha1",
+    kind = "DatabricksVpcEndpoint",
+    plural = "databricksvpcendpoints",
+    shortname = "dbvpce",
+    category = "databricks",
+    namespaced,
+    status = "VpcEndpointStatus",
+    doc = "A Databricks VPC endpoint registration (AWS PrivateLink).",
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Synced","type":"string","jsonPath":".status.conditions[?(@.type==\"Synced\")].status"}"#,
+    printcolumn = r#"{"name":"ID","type":"string","jsonPath":".status.vpcEndpointId"}"#,
+    printcolumn = r#"{"name":"State","type":"string","jsonPath":".status.state"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct DatabricksVpcEndpointSpec {
+    /// Account, deletion and management policies, adoption.
+    #[serde(flatten)]
+    pub management: Management,
+    /// Name in Databricks. Defaults to `metadata.name`. Cannot be changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 256))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("vpcEndpointName cannot be changed"))]
+    pub vpc_endpoint_name: Option<String>,
+    /// The AWS endpoint ID (`vpce-...`). Cannot be changed.
+    #[schemars(regex(pattern = r"^vpce-[0-9a-f]+$"))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("awsVpcEndpointId cannot be changed"))]
+    pub aws_vpc_endpoint_id: String,
+    /// AWS region of the endpoint. Cannot be changed.
+    #[x_kube(validation = Rule::new("self == oldSelf").message("region cannot be changed"))]
+    pub region: AwsRegion,
+}
+
+/// What the operator observed.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VpcEndpointStatus {
+    /// Conditions and bookkeeping.
+    #[serde(flatten)]
+    pub common: CommonStatus,
+    /// Databricks ID of the registration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vpc_endpoint_id: Option<String>,
+    /// State as AWS reports it (`pending`, `available`, `rejected`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    /// `WORKSPACE_ACCESS`, `DATAPLANE_RELAY_ACCESS` or `GENERAL_ACCESS`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub use_case: Option<String>,
+}

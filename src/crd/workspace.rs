@@ -1,0 +1,154 @@
+//! `DatabricksWorkspace`: a workspace and the configurations it uses.
+
+use std::collections::BTreeMap;
+
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::common::{CommonStatus, DependencyRef, Management};
+use super::region::AwsRegion;
+
+/// Pricing tier of a workspace.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum PricingTier {
+    /// Standard.
+    #[serde(rename = "STANDARD")]
+    Standard,
+    /// Premium.
+    #[serde(rename = "PREMIUM")]
+    Premium,
+    /// Enterprise.
+    #[serde(rename = "ENTERPRISE")]
+    Enterprise,
+    /// Dedicated.
+    #[serde(rename = "DEDICATED")]
+    Dedicated,
+}
+
+/// What to do with a workspace that ends in `FAILED`.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum FailurePolicy {
+    /// Keep the failed workspace, report why, and patch it when the spec is fixed.
+    #[default]
+    Keep,
+}
+
+/// A Databricks workspace on AWS.
+#[derive(CustomResource, KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "account.databricks-operator.dev",
+    version = "v1alpha1",
+    kind = "DatabricksWorkspace",
+    plural = "databricksworkspaces",
+    shortname = "dbws",
+    category = "databricks",
+    namespaced,
+    status = "WorkspaceStatus",
+    doc = "A Databricks workspace on AWS.",
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Synced","type":"string","jsonPath":".status.conditions[?(@.type==\"Synced\")].status"}"#,
+    printcolumn = r#"{"name":"ID","type":"integer","jsonPath":".status.workspaceId"}"#,
+    printcolumn = r#"{"name":"Status","type":"string","jsonPath":".status.workspaceStatus"}"#,
+    printcolumn = r#"{"name":"URL","type":"string","jsonPath":".status.workspaceUrl"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct DatabricksWorkspaceSpec {
+    /// Account, deletion and management policies, adoption.
+    #[serde(flatten)]
+    pub management: Management,
+    /// Workspace name (1–100 characters). Defaults to `metadata.name`. Cannot be changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 100))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("workspaceName cannot be changed"))]
+    pub workspace_name: Option<String>,
+    /// AWS region of the workspace's compute plane. Only a FAILED workspace can move region.
+    pub aws_region: AwsRegion,
+    /// The workspace's subdomain (needs a deployment-name prefix on the account; Databricks adds
+    /// the prefix). Lowercase letters, digits and hyphens, or `EMPTY` for the prefix alone. When
+    /// omitted Databricks generates `dbc-xxxxxxxx-xxxx`. Cannot be changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(max = 64),
+        regex(pattern = r"^(EMPTY|[a-z0-9]([a-z0-9-]*[a-z0-9])?)$")
+    )]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("deploymentName cannot be changed"))]
+    pub deployment_name: Option<String>,
+    /// Pricing tier. When omitted Databricks uses the account's default. Cannot be changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("pricingTier cannot be changed"))]
+    pub pricing_tier: Option<PricingTier>,
+    /// AWS tags for the workspace's resources (keys 1–127, values up to 255 characters). An empty
+    /// map leaves the tags as they are: Databricks cannot remove tags.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 50))]
+    pub custom_tags: BTreeMap<String, String>,
+    /// Network connectivity configuration for serverless compute (can be added or switched, not removed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_connectivity_config_id: Option<String>,
+    /// The credential configuration (a `DatabricksCredential` name or a Databricks ID). Can be changed.
+    pub credentials: DependencyRef,
+    /// The storage configuration. Only a FAILED workspace can change it.
+    pub storage_configuration: DependencyRef,
+    /// The network configuration for a customer-managed VPC. Omit for a Databricks-managed VPC.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<DependencyRef>,
+    /// Private access settings, for PrivateLink. Can be added, not removed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub private_access_settings: Option<DependencyRef>,
+    /// Key configuration for managed services (its use cases must include `MANAGED_SERVICES`). Can be added or rotated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub managed_services_key: Option<DependencyRef>,
+    /// Key configuration for workspace storage (its use cases must include `STORAGE`). Can be added once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_key: Option<DependencyRef>,
+    /// What to do when provisioning fails: `Keep` (default) keeps the workspace and reports why.
+    #[serde(default)]
+    pub failure_policy: FailurePolicy,
+}
+
+/// What the operator observed.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkspaceStatus {
+    /// Conditions and bookkeeping.
+    #[serde(flatten)]
+    pub common: CommonStatus,
+    /// Databricks workspace ID.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workspace_id: Option<i64>,
+    /// `NOT_PROVISIONED`, `PROVISIONING`, `RUNNING`, `FAILED`, `BANNED` or `CANCELLING`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workspace_status: Option<String>,
+    /// Databricks' message for the status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workspace_status_message: Option<String>,
+    /// The deployment name, with the prefix Databricks added.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployment_name: Option<String>,
+    /// The workspace URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workspace_url: Option<String>,
+    /// The pricing tier Databricks reports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pricing_tier: Option<String>,
+    /// Resolved Databricks IDs of the dependencies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_id: Option<String>,
+    /// Resolved storage configuration ID.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_configuration_id: Option<String>,
+    /// Resolved network ID.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_id: Option<String>,
+    /// Resolved private access settings ID.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub private_access_settings_id: Option<String>,
+    /// Resolved managed-services key ID.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub managed_services_customer_managed_key_id: Option<String>,
+    /// Resolved storage key ID.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_customer_managed_key_id: Option<String>,
+}

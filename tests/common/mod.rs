@@ -1,0 +1,86 @@
+//! Helpers shared by the integration tests: a client for the real API server, CRD installation,
+//! and a namespace per test.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::Client;
+use kube::api::{Api, DeleteParams, PostParams};
+use tokio::sync::OnceCell;
+
+/// A client for the cluster named by `KUBECONFIG`. Fails the test, never skips it.
+pub async fn client() -> Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    match Client::try_default().await {
+        Ok(c) => match c.apiserver_version().await {
+            Ok(_) => c,
+            Err(e) => panic!(
+                "the Kubernetes API server is not reachable ({e}).\n\
+                 Start the local control plane with `bash hack/cluster.sh up` and \
+                 `eval \"$(bash hack/cluster.sh env)\"`, or run the whole suite with `bash hack/test.sh`."
+            ),
+        },
+        Err(e) => panic!(
+            "no Kubernetes cluster configured ({e}).\n\
+             Start the local control plane with `bash hack/cluster.sh up` and \
+             `eval \"$(bash hack/cluster.sh env)\"`, or run the whole suite with `bash hack/test.sh`."
+        ),
+    }
+}
+
+/// The CRDs as committed in `crds/`.
+pub fn crds_from_files() -> Vec<CustomResourceDefinition> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("crds");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .expect("crds/ exists")
+        .map(|e| e.expect("readable entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .map(|p| {
+            serde_yaml::from_str(&std::fs::read_to_string(p).expect("readable CRD"))
+                .expect("valid CRD YAML")
+        })
+        .collect()
+}
+
+static CRDS: OnceCell<()> = OnceCell::const_new();
+
+/// Installs the CRDs from `crds/` once per test binary.
+pub async fn install_crds(client: &Client) {
+    CRDS.get_or_init(|| async {
+        databricks_account_operator::crd::install(client, &crds_from_files())
+            .await
+            .expect("CRDs install and become Established");
+    })
+    .await;
+}
+
+/// A fresh namespace for one test.
+pub async fn namespace(client: &Client, prefix: &str) -> String {
+    let name = format!(
+        "{prefix}-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    let ns: Namespace = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}
+    }))
+    .expect("namespace object");
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &ns)
+        .await
+        .expect("namespace created");
+    name
+}
+
+/// Deletes a namespace without waiting.
+pub async fn delete_namespace(client: &Client, name: &str) {
+    let _ = Api::<Namespace>::all(client.clone())
+        .delete(name, &DeleteParams::default())
+        .await;
+}
