@@ -22,6 +22,9 @@ fi
 eval "$(bash hack/cluster.sh env)"
 bash hack/cluster.sh status
 
+step "cluster script: a second control plane, reuse and teardown"
+bash hack/cluster-test.sh
+
 step "cargo test (unit and integration)"
 cargo test --locked --all-targets
 
