@@ -25,11 +25,14 @@ fi
 echo "==> building the binary"
 (cd "$ROOT" && cargo build --quiet --bin databricks-account-operator)
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
-BIN="$TARGET_DIR/debug/databricks-account-operator"
+# Run a private copy: a shared CARGO_TARGET_DIR may be rebuilt from another worktree meanwhile.
+WORK="$(mktemp -d -t sdk-sim.XXXXXX)"
+BIN="$WORK/databricks-account-operator"
+cp "$TARGET_DIR/debug/databricks-account-operator" "$BIN"
 
 PORT="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')"
 HOST="http://127.0.0.1:$PORT"
-LOG="$(mktemp -t sdk-sim.XXXXXX.log)"
+LOG="$WORK/simulator.log"
 
 "$BIN" simulate --listen "127.0.0.1:$PORT" --provisioning-seconds 2 --deletion-seconds 1 \
     --endpoint-pending-seconds 1 --deployment-prefix "$PREFIX" >"$LOG" 2>&1 &
@@ -37,6 +40,7 @@ SIM_PID=$!
 cleanup() {
     kill "$SIM_PID" 2>/dev/null || true
     wait "$SIM_PID" 2>/dev/null || true
+    rm -f "$BIN"
 }
 trap cleanup EXIT
 

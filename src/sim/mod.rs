@@ -407,3 +407,44 @@ pub async fn run(args: SimArgs) -> Result<(), SimError> {
     handle.shutdown().await;
     result
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: SimArgs,
+    }
+
+    /// The demo runs `simulate` with no flags: the CLI defaults must be the documented config.
+    #[test]
+    fn the_command_line_defaults_are_the_default_config() {
+        let cli = Cli::try_parse_from(["simulate"]).unwrap();
+        assert_eq!(cli.args.config(), SimConfig::default());
+        assert_eq!(cli.args.listen, "127.0.0.1:8085".parse().unwrap());
+        assert_eq!(cli.args.faults(), Faults::default());
+    }
+
+    /// The fault flags turn into the matching fault rules.
+    #[test]
+    fn fault_flags_become_faults() {
+        let cli = Cli::try_parse_from([
+            "simulate",
+            "--fail-workspaces-matching",
+            "broken",
+            "--credential-propagation-seconds",
+            "7",
+            "--provisioning-seconds",
+            "0.5",
+        ])
+        .unwrap();
+        let faults = cli.args.faults();
+        assert_eq!(faults.fail_workspaces.len(), 1);
+        assert!(faults.fail_workspaces[0].while_initial_credentials);
+        assert_eq!(faults.credential_propagation.unwrap().seconds, 7);
+        assert_eq!(cli.args.config().provisioning, Duration::from_millis(500));
+    }
+}
