@@ -65,7 +65,7 @@ async fn get_token(client: &reqwest::Client, handle: &SimHandle) -> String {
     assert_eq!(resp.status(), 200);
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["token_type"], "Bearer");
-    assert_eq!(body["expires_in"], 3600);
+    assert_eq!(body["expires_in"], cfg.token_ttl.as_secs());
     assert_eq!(body["scope"], "all-apis");
     body["access_token"].as_str().unwrap().to_string()
 }
@@ -792,4 +792,85 @@ async fn vpc_endpoints_become_available() {
         s.get(&format!("/vpc-endpoints/{id}")).await["state"],
         "available"
     );
+}
+
+/// Access tokens expire after the configured lifetime, and the control API can expire them early.
+#[tokio::test]
+async fn expired_tokens_are_refused() {
+    let s = start(SimConfig {
+        token_ttl: Duration::from_millis(400),
+        ..fast_config()
+    })
+    .await;
+    assert_eq!(
+        s.call(reqwest::Method::GET, "/credentials", None)
+            .await
+            .status,
+        200
+    );
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    let r = s.call(reqwest::Method::GET, "/credentials", None).await;
+    assert_eq!(r.status, 401);
+    assert_eq!(r.json()["error_code"], "UNAUTHENTICATED");
+
+    let fresh = start(fast_config()).await;
+    let base = fresh.handle.base_url();
+    let r = fresh
+        .client
+        .post(format!("{base}/__sim/expire-tokens"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        fresh
+            .call(reqwest::Method::GET, "/credentials", None)
+            .await
+            .status,
+        401
+    );
+}
+
+/// `POST /__sim/reset` clears faults and counts but keeps objects unless asked.
+#[tokio::test]
+async fn reset_clears_faults_and_counts_but_keeps_objects() {
+    let s = start(fast_config()).await;
+    s.credential("kept").await;
+    s.handle.set_faults(Faults {
+        rate_limit: Some(RateLimit {
+            count: 5,
+            retry_after_seconds: 1,
+            path_contains: None,
+        }),
+        ..Faults::default()
+    });
+    let base = s.handle.base_url();
+    let r = s
+        .client
+        .post(format!("{base}/__sim/reset"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(s.handle.request_count().entries.is_empty());
+    assert_eq!(s.get("/credentials").await.as_array().unwrap().len(), 1);
+    let r = s
+        .client
+        .post(format!("{base}/__sim/reset?objects=true"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(s.get("/credentials").await.as_array().unwrap().is_empty());
+    let counts: Value = s
+        .client
+        .get(format!("{base}/__sim/requests"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(counts["entries"][0]["route"], "GET /credentials");
+    assert_eq!(counts["entries"][0]["status"], 200);
 }

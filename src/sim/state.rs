@@ -907,11 +907,11 @@ impl Store {
                 ("dataplane_relay", &relay, "DATAPLANE_RELAY_ACCESS"),
             ] {
                 for id in ids {
-                    let Some(ep) = self.find(Kind::VpcEndpoint, id) else {
+                    if self.find(Kind::VpcEndpoint, id).is_none() {
                         return Err(ApiError::malformed(format!(
                             "vpc_endpoints malformed parameters: VPC Endpoint {id} does not exist"
                         )));
-                    };
+                    }
                     let used_as = self.endpoint_use(id);
                     if let Some(used_as) = used_as
                         && used_as != wanted
@@ -920,7 +920,6 @@ impl Store {
                             "vpc_endpoints malformed parameters: VPC Endpoint {id} with use_case {used_as} cannot be attached in {list} list"
                         )));
                     }
-                    let _ = ep;
                 }
             }
             if rest.iter().any(|r| relay.contains(r)) {
@@ -1397,15 +1396,6 @@ impl Store {
             .ok_or_else(|| ApiError::not_found(format!("Workspace {id} does not exist.")))?;
         let ws = self.workspaces[idx].clone();
         let state = ws.phase;
-        if state != Phase::Running && state != Phase::Failed {
-            let status = match state {
-                Phase::Provisioning => "PROVISIONING",
-                _ => "CANCELLING",
-            };
-            return Err(ApiError::invalid_state(format!(
-                "Workspace {id} cannot be updated while its status is {status}"
-            )));
-        }
         // The (field, new value) pairs requested.
         let mut requested: Vec<(String, Value)> = Vec::new();
         match update_mask.filter(|m| !m.is_empty() && *m != "*") {
@@ -1426,6 +1416,22 @@ impl Store {
                     requested.push((k.clone(), v.clone()));
                 }
             }
+        }
+        // A workspace paused by expected_workspace_status=PROVISIONING can be resumed by PATCHing
+        // that field alone; otherwise only RUNNING and FAILED workspaces accept updates.
+        let only_expected_requested = !requested.is_empty()
+            && requested
+                .iter()
+                .all(|(f, _)| f == "expected_workspace_status");
+        let paused = state == Phase::Provisioning && only_expected_requested;
+        if state != Phase::Running && state != Phase::Failed && !paused {
+            let status = match state {
+                Phase::Provisioning => "PROVISIONING",
+                _ => "CANCELLING",
+            };
+            return Err(ApiError::invalid_state(format!(
+                "Workspace {id} cannot be updated while its status is {status}"
+            )));
         }
         let running = state == Phase::Running;
         let region = opt_str(body, "aws_region")?
@@ -1970,7 +1976,7 @@ mod tests {
         let net = s.get(Kind::Network, &n).unwrap();
         assert_eq!(net["vpc_status"], "BROKEN");
         assert_eq!(net["error_messages"][0]["error_type"], "securityGroup");
-        // Not allowed on FAILED? storage is; workspace_name is not.
+        // workspace_name is not updatable in any state.
         let err = s
             .update_workspace(
                 id,
