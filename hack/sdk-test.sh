@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Check the simulator against the official Databricks Python SDK.
+#
+#   hack/sdk-test.sh
+#
+# Creates (once) a virtualenv with a pinned databricks-sdk under
+# ${XDG_CACHE_HOME:-$HOME/.cache}/databricks-account-operator/sdk-venv, builds the binary (respecting
+# CARGO_TARGET_DIR), starts `simulate` on a free loopback port, runs tests/sdk/sdk_e2e.py against it,
+# stops the simulator and exits with the script's status.
+set -euo pipefail
+
+SDK_VERSION="0.162.0"
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/databricks-account-operator"
+VENV="$CACHE/sdk-venv"
+PREFIX="acme"
+
+if [[ ! -x "$VENV/bin/python" ]] || ! "$VENV/bin/python" -c "import databricks.sdk.version as v, sys; sys.exit(v.__version__ != '$SDK_VERSION')" 2>/dev/null; then
+    echo "==> creating $VENV with databricks-sdk==$SDK_VERSION"
+    mkdir -p "$CACHE"
+    python3 -m venv "$VENV"
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check "databricks-sdk==$SDK_VERSION"
+fi
+
+echo "==> building the binary"
+(cd "$ROOT" && cargo build --quiet --bin databricks-account-operator)
+TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+# Run a private copy: a shared CARGO_TARGET_DIR may be rebuilt from another worktree meanwhile.
+WORK="$(mktemp -d -t sdk-sim.XXXXXX)"
+BIN="$WORK/databricks-account-operator"
+cp "$TARGET_DIR/debug/databricks-account-operator" "$BIN"
+
+PORT="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')"
+HOST="http://127.0.0.1:$PORT"
+LOG="$WORK/simulator.log"
+
+"$BIN" simulate --listen "127.0.0.1:$PORT" --provisioning-seconds 2 --deletion-seconds 1 \
+    --endpoint-pending-seconds 1 --deployment-prefix "$PREFIX" >"$LOG" 2>&1 &
+SIM_PID=$!
+cleanup() {
+    kill "$SIM_PID" 2>/dev/null || true
+    wait "$SIM_PID" 2>/dev/null || true
+    rm -f "$BIN"
+}
+trap cleanup EXIT
+
+for _ in $(seq 1 100); do
+    if curl -fsS "$HOST/.well-known/databricks-config" >/dev/null 2>&1; then
+        break
+    fi
+    if ! kill -0 "$SIM_PID" 2>/dev/null; then
+        echo "simulator exited early:" >&2
+        cat "$LOG" >&2
+        exit 1
+    fi
+    sleep 0.1
+done
+echo "==> simulator up at $HOST (log: $LOG)"
+
+status=0
+SIM_HOST="$HOST" \
+    SIM_ACCOUNT_ID="00000000-0000-0000-0000-000000000001" \
+    SIM_CLIENT_ID="sim-client-id" \
+    SIM_CLIENT_SECRET="sim-client-secret" \
+    SIM_DEPLOYMENT_PREFIX="$PREFIX" \
+    "$VENV/bin/python" "$ROOT/tests/sdk/sdk_e2e.py" || status=$?
+if [[ $status -ne 0 ]]; then
+    echo "==> SDK check failed; simulator log:" >&2
+    tail -n 50 "$LOG" >&2
+fi
+exit "$status"

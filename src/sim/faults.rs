@@ -1,0 +1,188 @@
+//! Fault injection: what the control API (`POST /__sim/faults`) and [`super::SimHandle::set_faults`]
+//! accept, and the per-request decision the server takes from it.
+//!
+//! Count-based faults (`rate_limit`, `server_error`, `lost_response`) are consumed by the matching
+//! API requests (paths under `/api/2.0/accounts/`; never the token endpoint nor `/__sim/`).
+
+use serde::{Deserialize, Serialize};
+
+pub use super::state::{CredentialPropagation, FailRule};
+
+/// Every fault at once. `POST /__sim/faults` replaces the whole set; absent fields mean "no fault".
+///
+/// ```json
+/// {
+///   "rate_limit":   {"count": 2, "retry_after_seconds": 1, "path_contains": "/workspaces"},
+///   "server_error": {"count": 1, "status": 503, "path_contains": null},
+///   "latency_ms": 0,
+///   "lost_response": {"count": 1, "route": "POST /credentials"},
+///   "credential_propagation": {"seconds": 10, "role_arn": null},
+///   "fail_workspaces": [{"workspace_name_contains": "fail", "while_initial_credentials": true}]
+/// }
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Faults {
+    /// Answer the next `count` matching API calls with 429 and `Retry-After`.
+    pub rate_limit: Option<RateLimit>,
+    /// Answer the next `count` matching API calls with a 5xx.
+    pub server_error: Option<ServerError>,
+    /// Added latency for every API request, in milliseconds.
+    pub latency_ms: u64,
+    /// Commit the next `count` matching creates but close the connection without a response.
+    pub lost_response: Option<LostResponse>,
+    /// The IAM-propagation window for credential validation.
+    pub credential_propagation: Option<CredentialPropagation>,
+    /// Rules that make matching workspaces end FAILED.
+    pub fail_workspaces: Vec<FailRule>,
+}
+
+/// 429 `REQUEST_LIMIT_EXCEEDED` for the next `count` matching calls.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RateLimit {
+    /// How many calls still get a 429.
+    pub count: u32,
+    /// The `Retry-After` header, in seconds.
+    pub retry_after_seconds: u64,
+    /// Only calls whose path contains this substring.
+    pub path_contains: Option<String>,
+}
+
+/// A 5xx for the next `count` matching calls.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ServerError {
+    /// How many calls still fail.
+    pub count: u32,
+    /// The status: 500, 502, 503 or 504 (503 when 0).
+    pub status: u16,
+    /// Only calls whose path contains this substring.
+    pub path_contains: Option<String>,
+}
+
+/// A request whose effect is committed but whose response is never sent (the TCP connection is closed).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LostResponse {
+    /// How many matching requests still lose their response.
+    pub count: u32,
+    /// The route template, for example `POST /credentials` (any successful create when unset).
+    pub route: Option<String>,
+}
+
+/// What the server must do to one API request before (or instead of) handling it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Injected {
+    /// Answer 429 with this `Retry-After`.
+    RateLimited {
+        /// Seconds.
+        retry_after: u64,
+    },
+    /// Answer with this 5xx status.
+    ServerError {
+        /// The status code.
+        status: u16,
+    },
+}
+
+fn scoped(path_contains: Option<&str>, path: &str) -> bool {
+    path_contains.is_none_or(|p| path.contains(p))
+}
+
+impl Faults {
+    /// Consume a rate-limit or server-error fault for this request, if one applies.
+    pub fn take_injected(&mut self, path: &str) -> Option<Injected> {
+        if let Some(r) = &mut self.rate_limit
+            && r.count > 0
+            && scoped(r.path_contains.as_deref(), path)
+        {
+            r.count -= 1;
+            return Some(Injected::RateLimited {
+                retry_after: r.retry_after_seconds,
+            });
+        }
+        if let Some(e) = &mut self.server_error
+            && e.count > 0
+            && scoped(e.path_contains.as_deref(), path)
+        {
+            e.count -= 1;
+            let status = if (500..=599).contains(&e.status) {
+                e.status
+            } else {
+                503
+            };
+            return Some(Injected::ServerError { status });
+        }
+        None
+    }
+
+    /// Whether the response to this (successful) create must be lost; consumes one count.
+    pub fn take_lost_response(&mut self, route: &str) -> bool {
+        if let Some(l) = &mut self.lost_response
+            && l.count > 0
+            && l.route
+                .as_deref()
+                .map_or(route.starts_with("POST "), |r| r == route)
+        {
+            l.count -= 1;
+            return true;
+        }
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Counted faults must stop after their count, or clients would never recover.
+    #[test]
+    fn a_rate_limit_applies_to_exactly_the_next_n_matching_calls() {
+        let mut f = Faults {
+            rate_limit: Some(RateLimit {
+                count: 2,
+                retry_after_seconds: 3,
+                path_contains: Some("/networks".into()),
+            }),
+            ..Faults::default()
+        };
+        assert_eq!(f.take_injected("/api/2.0/accounts/a/credentials"), None);
+        assert_eq!(
+            f.take_injected("/api/2.0/accounts/a/networks"),
+            Some(Injected::RateLimited { retry_after: 3 })
+        );
+        assert!(f.take_injected("/api/2.0/accounts/a/networks/x").is_some());
+        assert_eq!(f.take_injected("/api/2.0/accounts/a/networks"), None);
+    }
+
+    /// A bogus status falls back to 503 rather than producing a success.
+    #[test]
+    fn a_server_error_with_an_invalid_status_uses_503() {
+        let mut f = Faults {
+            server_error: Some(ServerError {
+                count: 1,
+                status: 200,
+                path_contains: None,
+            }),
+            ..Faults::default()
+        };
+        assert_eq!(
+            f.take_injected("/x"),
+            Some(Injected::ServerError { status: 503 })
+        );
+        assert_eq!(f.take_injected("/x"), None);
+    }
+
+    /// Lost responses only hit the named route.
+    #[test]
+    fn a_lost_response_matches_its_route_only() {
+        let mut f: Faults = serde_json::from_str(
+            r#"{"lost_response": {"count": 1, "route": "POST /credentials"}}"#,
+        )
+        .unwrap();
+        assert!(!f.take_lost_response("POST /networks"));
+        assert!(f.take_lost_response("POST /credentials"));
+        assert!(!f.take_lost_response("POST /credentials"));
+    }
+}
