@@ -310,7 +310,18 @@ impl AccountClient {
             let elapsed = started.elapsed();
             let (status_label, result) = match outcome {
                 Ok((status, bytes, _)) if (200..300).contains(&status) => {
-                    (status.to_string(), Ok((status, bytes)))
+                    // Every answer of this API is JSON or empty. Anything else (a login page after
+                    // a redirect) must not pass for success, even where the body is not used.
+                    let result = match check_json_or_empty(&bytes) {
+                        Ok(()) => Ok((status, bytes)),
+                        Err(detail) => Err(Error::Decode {
+                            method: method.to_string(),
+                            path: path.to_string(),
+                            status,
+                            detail,
+                        }),
+                    };
+                    (status.to_string(), result)
                 }
                 Ok((status, bytes, retry_after)) => {
                     let e = ApiError::parse(status, method.as_str(), path, &bytes, retry_after);
@@ -412,6 +423,16 @@ impl AccountClient {
         let bytes = resp.bytes().await.map_err(transport)?.to_vec();
         Ok((status, bytes, retry_after))
     }
+}
+
+/// Checks that a successful answer is JSON or empty; the error is the parser's message.
+fn check_json_or_empty(body: &[u8]) -> Result<(), String> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(());
+    }
+    serde_json::from_slice::<serde::de::IgnoredAny>(body)
+        .map(drop)
+        .map_err(|e| e.to_string())
 }
 
 /// Parses an optional JSON answer: an empty body or `{}` of the legacy API gives `None`.
