@@ -174,9 +174,22 @@ impl TokenSource {
         }
     }
 
-    /// Drops the cached token (after a 401), so the next call fetches a new one.
-    pub(crate) async fn invalidate(&self) {
-        *self.cached.lock().await = None;
+    /// After the API refused `rejected` (the `Authorization` header of a call that got a 401):
+    /// drops the cached token if it is still that one, so the next call fetches a new one. A token
+    /// another caller has already replaced is kept, so concurrent 401s share one refresh. Returns
+    /// whether a retry can present different credentials (never for basic auth).
+    pub(crate) async fn invalidate(&self, rejected: &str) -> bool {
+        if matches!(self.credentials, Credentials::Basic { .. }) {
+            return false;
+        }
+        let mut guard = self.cached.lock().await;
+        if guard
+            .as_ref()
+            .is_some_and(|c| rejected == format!("Bearer {}", c.token.expose()))
+        {
+            *guard = None;
+        }
+        true
     }
 
     async fn fetch(&self) -> Result<(Secret, Duration), AuthError> {

@@ -308,8 +308,9 @@ impl AccountClient {
             let throttled = inner.limiter.acquire().await;
             let outcome = self.exchange(&method, &url, path, query, body).await;
             let elapsed = started.elapsed();
+            let mut sent_auth = None;
             let (status_label, result) = match outcome {
-                Ok((status, bytes, _)) if (200..300).contains(&status) => {
+                Ok((status, bytes, _, _)) if (200..300).contains(&status) => {
                     // Every answer of this API is JSON or empty. Anything else (a login page after
                     // a redirect) must not pass for success, even where the body is not used.
                     let result = match check_json_or_empty(&bytes) {
@@ -323,7 +324,8 @@ impl AccountClient {
                     };
                     (status.to_string(), result)
                 }
-                Ok((status, bytes, retry_after)) => {
+                Ok((status, bytes, retry_after, auth)) => {
+                    sent_auth = Some(auth);
                     let e = ApiError::parse(status, method.as_str(), path, &bytes, retry_after);
                     (status.to_string(), Err(Error::Api(e)))
                 }
@@ -345,10 +347,12 @@ impl AccountClient {
             if let Error::Api(api) = &err
                 && api.status == 401
                 && !reauthenticated
+                && let Some(auth) = &sent_auth
             {
                 reauthenticated = true;
-                inner.tokens.invalidate().await;
-                continue;
+                if inner.tokens.invalidate(auth).await {
+                    continue;
+                }
             }
             let retry = match &err {
                 Error::OutcomeUnknown { .. } | Error::Decode { .. } => false,
@@ -372,8 +376,8 @@ impl AccountClient {
         }
     }
 
-    /// One HTTP exchange. Returns status, body and `Retry-After`, or a transport error classified
-    /// by whether the request may have reached the server.
+    /// One HTTP exchange. Returns status, body, `Retry-After` and the `Authorization` header sent,
+    /// or a transport error classified by whether the request may have reached the server.
     async fn exchange<B: Serialize + ?Sized>(
         &self,
         method: &Method,
@@ -381,13 +385,13 @@ impl AccountClient {
         path: &str,
         query: Option<&[(&str, &str)]>,
         body: Option<&B>,
-    ) -> Result<(u16, Vec<u8>, Option<Duration>), Error> {
+    ) -> Result<(u16, Vec<u8>, Option<Duration>, String), Error> {
         let inner = &self.inner;
         let auth = inner.tokens.header().await?;
         let mut req = inner
             .http
             .request(method.clone(), url)
-            .header(http::header::AUTHORIZATION, auth)
+            .header(http::header::AUTHORIZATION, &auth)
             .header(http::header::ACCEPT, "application/json");
         if let Some(q) = query {
             req = req.query(q);
@@ -421,7 +425,7 @@ impl AccountClient {
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
         let bytes = resp.bytes().await.map_err(transport)?.to_vec();
-        Ok((status, bytes, retry_after))
+        Ok((status, bytes, retry_after, auth))
     }
 }
 
