@@ -1412,3 +1412,52 @@ async fn debug_output_never_shows_secrets() {
     assert!(!shown.contains(secret), "{shown}");
     s.shutdown().await;
 }
+
+// ------------------------------------------------------------------------------------------------
+// 8. IDs in paths
+
+/// An ID is one path segment: a slash or a dot segment in it (for example a composite
+/// `account/id` import ID, or worse) must never reach another endpoint.
+#[tokio::test]
+async fn ids_cannot_escape_their_path_segment() {
+    let fake = Fake::start(|r| {
+        if r.method != "GET" {
+            Reply::json(200, "{}")
+        } else {
+            Reply::json(
+                400,
+                r#"{"error_code":"MALFORMED_REQUEST","message":"Invalid credentialsId"}"#,
+            )
+        }
+    })
+    .await;
+    let c = fake.client(basic());
+    c.get::<Credential>("acc/c-1").await.unwrap_err();
+    c.delete::<Credential>("../workspaces/538037098245817")
+        .await
+        .unwrap();
+    c.replace_private_access_settings("p 1?x=y#z", &pas_request("p", true))
+        .await
+        .unwrap();
+    c.delete::<Credential>("%2e%2E").await.unwrap();
+    let paths: Vec<String> = fake.requests().into_iter().map(|r| r.path).collect();
+    let base = format!("/api/2.0/accounts/{ACCOUNT}");
+    assert_eq!(
+        paths,
+        vec![
+            format!("{base}/credentials/acc%2Fc-1"),
+            format!("{base}/credentials/..%2Fworkspaces%2F538037098245817"),
+            format!("{base}/private-access-settings/p%201%3Fx%3Dy%23z"),
+            format!("{base}/credentials/%252e%252E"),
+        ]
+    );
+
+    // Empty and dot IDs name no object at all: refused before anything is sent.
+    for id in ["", ".", ".."] {
+        let err = c.delete::<Credential>(id).await.unwrap_err();
+        assert!(!err.is_retryable(), "{id:?}: {err}");
+        assert!(!err.is_not_found(), "{id:?}: {err}");
+        assert_eq!(err.category(), "Rejected", "{id:?}");
+    }
+    assert_eq!(fake.api_requests(), 4);
+}

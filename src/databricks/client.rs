@@ -164,13 +164,25 @@ impl AccountClient {
         &self.inner.account_id
     }
 
-    fn path(&self, collection: &str, id: Option<&str>) -> String {
+    /// The path of a collection, or of one object in it. The ID is one path segment: it is
+    /// percent-encoded so that it can neither add segments (`acct/id`, `../workspaces/1`) nor a
+    /// query; an empty or dot-segment ID names no object and is refused without a request.
+    fn path(&self, method: &Method, collection: &str, id: Option<&str>) -> Result<String, Error> {
+        let base = format!(
+            "/api/2.0/accounts/{}/{collection}",
+            encode_segment(&self.inner.account_id)
+        );
         match id {
-            Some(id) => format!(
-                "/api/2.0/accounts/{}/{collection}/{id}",
-                self.inner.account_id
-            ),
-            None => format!("/api/2.0/accounts/{}/{collection}", self.inner.account_id),
+            None => Ok(base),
+            Some(id @ ("" | "." | "..")) => Err(Error::Api(ApiError {
+                status: 400,
+                error_code: "MALFORMED_REQUEST".into(),
+                message: format!("Invalid ID {id:?}: refused by the client, not sent"),
+                method: method.to_string(),
+                path: format!("{base}/{id}"),
+                retry_after: None,
+            })),
+            Some(id) => Ok(format!("{base}/{}", encode_segment(id))),
         }
     }
 
@@ -179,7 +191,7 @@ impl AccountClient {
         let op = format!("{}.list", R::COLLECTION);
         self.json(
             Method::GET,
-            &self.path(R::COLLECTION, None),
+            &self.path(&Method::GET, R::COLLECTION, None)?,
             None,
             None::<&()>,
             &op,
@@ -192,7 +204,7 @@ impl AccountClient {
         let op = format!("{}.get", R::COLLECTION);
         self.json(
             Method::GET,
-            &self.path(R::COLLECTION, Some(id)),
+            &self.path(&Method::GET, R::COLLECTION, Some(id))?,
             None,
             None::<&()>,
             &op,
@@ -205,7 +217,7 @@ impl AccountClient {
         let op = format!("{}.create", R::COLLECTION);
         self.json(
             Method::POST,
-            &self.path(R::COLLECTION, None),
+            &self.path(&Method::POST, R::COLLECTION, None)?,
             None,
             Some(request),
             &op,
@@ -218,7 +230,7 @@ impl AccountClient {
         let op = format!("{}.delete", R::COLLECTION);
         self.send(
             Method::DELETE,
-            &self.path(R::COLLECTION, Some(id)),
+            &self.path(&Method::DELETE, R::COLLECTION, Some(id))?,
             None,
             None::<&()>,
             &op,
@@ -234,7 +246,11 @@ impl AccountClient {
         workspace_id: i64,
         update: &WorkspaceUpdate,
     ) -> Result<Option<Workspace>, Error> {
-        let path = self.path("workspaces", Some(&workspace_id.to_string()));
+        let path = self.path(
+            &Method::PATCH,
+            "workspaces",
+            Some(&workspace_id.to_string()),
+        )?;
         let mask = update.update_mask();
         let (_, body) = self
             .send(
@@ -254,7 +270,7 @@ impl AccountClient {
         id: &str,
         request: &PrivateAccessSettingsRequest,
     ) -> Result<Option<PrivateAccessSettings>, Error> {
-        let path = self.path("private-access-settings", Some(id));
+        let path = self.path(&Method::PUT, "private-access-settings", Some(id))?;
         let (_, body) = self
             .send(
                 Method::PUT,
@@ -427,6 +443,20 @@ impl AccountClient {
         let bytes = resp.bytes().await.map_err(transport)?.to_vec();
         Ok((status, bytes, retry_after, auth))
     }
+}
+
+/// Percent-encodes everything but the URL-unreserved characters, so the result is exactly one
+/// path segment.
+fn encode_segment(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len());
+    for b in raw.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// Checks that a successful answer is JSON or empty; the error is the parser's message.
