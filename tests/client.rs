@@ -860,6 +860,7 @@ async fn rate_limit_errors_are_retryable_and_carry_retry_after() {
     })
     .await;
     assert!(err.is_retryable());
+    assert_eq!(err.category(), "RateLimited");
 }
 
 const LOGIN_PAGE: &str = "<!DOCTYPE html><html><head><title>Databricks - Sign in</title></head><body><div id=\"login\"></div></body></html>";

@@ -149,16 +149,20 @@ impl ApiError {
         self.status == 401 || self.status == 403
     }
 
-    /// Worth retrying soon: 429, 503, 504, and the rate-limit codes even under another status.
-    pub fn is_retryable(&self) -> bool {
-        matches!(self.status, 429 | 503 | 504)
+    /// A rate limit: 429, or a rate-limit code under any status.
+    pub fn is_rate_limited(&self) -> bool {
+        self.status == 429
             || matches!(
                 self.error_code.as_str(),
-                "REQUEST_LIMIT_EXCEEDED"
-                    | "RESOURCE_EXHAUSTED"
-                    | "TOO_MANY_REQUESTS"
-                    | "TEMPORARILY_UNAVAILABLE"
+                "REQUEST_LIMIT_EXCEEDED" | "RESOURCE_EXHAUSTED" | "TOO_MANY_REQUESTS"
             )
+    }
+
+    /// Worth retrying soon: 429, 503, 504, and the rate-limit codes even under another status.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self.status, 503 | 504)
+            || self.is_rate_limited()
+            || self.error_code == "TEMPORARILY_UNAVAILABLE"
     }
 
     /// The workspace ID named in an in-use message, if any.
@@ -387,7 +391,7 @@ impl Error {
     pub fn category(&self) -> &'static str {
         match self {
             Self::Api(e) if e.is_not_found() => "NotFound",
-            Self::Api(e) if e.status == 429 => "RateLimited",
+            Self::Api(e) if e.is_rate_limited() => "RateLimited",
             Self::Api(e) if e.is_auth() => "Unauthorized",
             Self::Api(e) if e.status >= 500 => "ServerError",
             Self::Api(_) => "Rejected",
