@@ -12,14 +12,75 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the operator: one controller per kind, until SIGTERM or Ctrl-C.
+    Run(RunArgs),
     /// Serve a local simulator of the Databricks Account API (no Databricks account needed).
-    Simulate(databricks_account_operator::sim::SimArgs),
+    Simulate(Box<databricks_account_operator::sim::SimArgs>),
     /// Print the CustomResourceDefinitions as YAML, or write one file per CRD into a directory.
     Crds {
         /// Write `<plural>.<group>.yaml` files into this directory instead of printing.
         #[arg(long)]
         out_dir: Option<std::path::PathBuf>,
     },
+}
+
+/// Options of `run`.
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Steady-state observation interval, e.g. `10m`.
+    #[arg(long, env = "POLL_INTERVAL", default_value = "10m")]
+    poll_interval: String,
+    /// Observation interval while a workspace provisions or an endpoint is pending, e.g. `15s`.
+    #[arg(long, env = "BUSY_POLL_INTERVAL", default_value = "15s")]
+    busy_poll_interval: String,
+    /// Deletion policy of objects that set none: `Delete` or `Orphan`.
+    #[arg(long, env = "DEFAULT_DELETION_POLICY", default_value = "Delete")]
+    default_deletion_policy: String,
+}
+
+async fn run(args: RunArgs) -> Result<(), String> {
+    use databricks_account_operator::controller::{self, Context, Settings, parse_duration};
+    use databricks_account_operator::crd::DeletionPolicy;
+    let settings = Settings {
+        poll_interval: parse_duration(&args.poll_interval).ok_or("invalid --poll-interval")?,
+        busy_poll_interval: parse_duration(&args.busy_poll_interval)
+            .ok_or("invalid --busy-poll-interval")?,
+        default_deletion_policy: match args.default_deletion_policy.as_str() {
+            "Delete" => DeletionPolicy::Delete,
+            "Orphan" => DeletionPolicy::Orphan,
+            other => {
+                return Err(format!(
+                    "invalid --default-deletion-policy {other:?}: use Delete or Orphan"
+                ));
+            }
+        },
+        ..Settings::default()
+    };
+    let client = kube::Client::try_default()
+        .await
+        .map_err(|e| format!("cannot reach Kubernetes: {e}"))?;
+    let instance = std::env::var("POD_NAME").unwrap_or_else(|_| "local".into());
+    let ctx = Context::new(client, settings, instance);
+    tracing::info!("controllers starting");
+    controller::run(ctx, shutdown_signal()).await;
+    tracing::info!("controllers stopped");
+    Ok(())
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGTERM; Ctrl-C only");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
 }
 
 fn crds(out_dir: Option<std::path::PathBuf>) -> Result<(), String> {
@@ -49,10 +110,11 @@ async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     init_tracing();
     let result = match cli.command {
-        Command::Simulate(args) => databricks_account_operator::sim::run(args)
+        Command::Simulate(args) => databricks_account_operator::sim::run(*args)
             .await
             .map_err(|e| e.to_string()),
         Command::Crds { out_dir } => crds(out_dir),
+        Command::Run(args) => run(args).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

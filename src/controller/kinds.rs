@@ -1,0 +1,831 @@
+//! What each managed kind contributes to the shared loop: its create request, how it matches a
+//! remote object, what it can update, and what its status shows.
+
+use kube::ResourceExt;
+
+use super::managed::{Dep, DepKind, Managed, Observation, Resolved};
+use crate::crd::credential::CredentialStatus;
+use crate::crd::key::{KeyConfigStatus, KeyUseCase};
+use crate::crd::network::{NetworkMessage, NetworkStatus};
+use crate::crd::private_access::{PrivateAccessLevel, PrivateAccessSettingsStatus};
+use crate::crd::storage::StorageConfigStatus;
+use crate::crd::vpc_endpoint::VpcEndpointStatus;
+use crate::crd::workspace::WorkspaceStatus;
+use crate::crd::{
+    CommonStatus, DatabricksCredential, DatabricksKeyConfig, DatabricksNetwork,
+    DatabricksPrivateAccessSettings, DatabricksStorageConfig, DatabricksVpcEndpoint,
+    DatabricksWorkspace, DependencyRef, Management, Reason,
+};
+use crate::databricks::models as m;
+use crate::databricks::{AccountClient, Error as ApiCallError};
+
+fn name_or(spec_name: &Option<String>, meta_name: String) -> String {
+    spec_name.clone().unwrap_or(meta_name)
+}
+
+macro_rules! status_access {
+    ($status:ty, $id:ident) => {
+        type Status = $status;
+        fn current_status(&self) -> Option<&Self::Status> {
+            self.status.as_ref()
+        }
+        fn common(status: &mut Self::Status) -> &mut CommonStatus {
+            &mut status.common
+        }
+        fn remote_id(status: &Self::Status) -> Option<String> {
+            status.$id.clone()
+        }
+        fn set_remote_id(status: &mut Self::Status, id: Option<String>) {
+            status.$id = id;
+        }
+        fn management(&self) -> &Management {
+            &self.spec.management
+        }
+    };
+}
+
+// ------------------------------------------------------------------------------------------------
+
+impl Managed for DatabricksCredential {
+    type Remote = m::Credential;
+    status_access!(CredentialStatus, credentials_id);
+
+    fn desired_name(&self) -> String {
+        name_or(&self.spec.credentials_name, self.name_any())
+    }
+    fn create_request(&self, _: &Resolved) -> m::CreateCredential {
+        m::CreateCredential {
+            credentials_name: self.desired_name(),
+            aws_credentials: m::AwsCredentials {
+                sts_role: m::StsRole {
+                    role_arn: self.spec.role_arn.clone(),
+                    external_id: None,
+                },
+            },
+        }
+    }
+    fn matches(&self, r: &m::Credential) -> bool {
+        r.credentials_name == self.desired_name()
+    }
+    fn immutable_changes(&self, r: &m::Credential, _: &Resolved) -> Vec<&'static str> {
+        let mut v = Vec::new();
+        if r.aws_credentials.sts_role.role_arn != self.spec.role_arn {
+            v.push("roleArn");
+        }
+        if r.credentials_name != self.desired_name() {
+            v.push("credentialsName");
+        }
+        v
+    }
+    fn observe(
+        &self,
+        r: &m::Credential,
+        _: &Resolved,
+        _: &mut CredentialStatus,
+        _: &str,
+        _: Option<String>,
+    ) -> Observation {
+        Observation::available(format!(
+            "credential configuration {} is registered",
+            r.credentials_id
+        ))
+    }
+    fn dep_kind() -> Option<DepKind> {
+        Some(DepKind::Credential)
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+
+impl Managed for DatabricksStorageConfig {
+    type Remote = m::StorageConfiguration;
+    status_access!(StorageConfigStatus, storage_configuration_id);
+
+    fn desired_name(&self) -> String {
+        name_or(&self.spec.storage_configuration_name, self.name_any())
+    }
+    fn create_request(&self, _: &Resolved) -> m::CreateStorageConfiguration {
+        m::CreateStorageConfiguration {
+            storage_configuration_name: self.desired_name(),
+            root_bucket_info: m::RootBucketInfo {
+                bucket_name: self.spec.bucket_name.clone(),
+            },
+            role_arn: self.spec.role_arn.clone(),
+        }
+    }
+    fn matches(&self, r: &m::StorageConfiguration) -> bool {
+        r.storage_configuration_name == self.desired_name()
+    }
+    fn immutable_changes(&self, r: &m::StorageConfiguration, _: &Resolved) -> Vec<&'static str> {
+        let mut v = Vec::new();
+        if r.root_bucket_info.bucket_name != self.spec.bucket_name {
+            v.push("bucketName");
+        }
+        if r.role_arn.is_some() && r.role_arn != self.spec.role_arn {
+            v.push("roleArn");
+        }
+        if r.storage_configuration_name != self.desired_name() {
+            v.push("storageConfigurationName");
+        }
+        v
+    }
+    fn observe(
+        &self,
+        r: &m::StorageConfiguration,
+        _: &Resolved,
+        _: &mut StorageConfigStatus,
+        _: &str,
+        _: Option<String>,
+    ) -> Observation {
+        Observation::available(format!(
+            "storage configuration {} uses bucket {}",
+            r.storage_configuration_id, r.root_bucket_info.bucket_name
+        ))
+    }
+    fn dep_kind() -> Option<DepKind> {
+        Some(DepKind::Storage)
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+
+fn key_use_cases(spec: &[KeyUseCase]) -> Vec<m::KeyUseCase> {
+    spec.iter()
+        .map(|u| match u {
+            KeyUseCase::ManagedServices => m::KeyUseCase::ManagedServices,
+            KeyUseCase::Storage => m::KeyUseCase::Storage,
+        })
+        .collect()
+}
+
+fn same_set<T: PartialEq>(a: &[T], b: &[T]) -> bool {
+    a.len() == b.len() && a.iter().all(|x| b.contains(x))
+}
+
+impl Managed for DatabricksKeyConfig {
+    type Remote = m::CustomerManagedKey;
+    status_access!(KeyConfigStatus, customer_managed_key_id);
+
+    fn desired_name(&self) -> String {
+        self.spec.key_arn.clone()
+    }
+    fn named() -> bool {
+        false
+    }
+    fn create_request(&self, _: &Resolved) -> m::CreateCustomerManagedKey {
+        m::CreateCustomerManagedKey {
+            use_cases: key_use_cases(&self.spec.use_cases),
+            aws_key_info: m::AwsKeyInfo {
+                key_arn: self.spec.key_arn.clone(),
+                key_alias: self.spec.key_alias.clone(),
+                key_region: None,
+                reuse_key_for_cluster_volumes: self.spec.reuse_key_for_cluster_volumes,
+            },
+        }
+    }
+    fn matches(&self, r: &m::CustomerManagedKey) -> bool {
+        r.aws_key_info
+            .as_ref()
+            .is_some_and(|k| k.key_arn == self.spec.key_arn)
+            && same_set(&r.use_cases, &key_use_cases(&self.spec.use_cases))
+    }
+    fn immutable_changes(&self, r: &m::CustomerManagedKey, _: &Resolved) -> Vec<&'static str> {
+        let mut v = Vec::new();
+        if r.aws_key_info
+            .as_ref()
+            .is_none_or(|k| k.key_arn != self.spec.key_arn)
+        {
+            v.push("keyArn");
+        }
+        if !same_set(&r.use_cases, &key_use_cases(&self.spec.use_cases)) {
+            v.push("useCases");
+        }
+        v
+    }
+    fn observe(
+        &self,
+        r: &m::CustomerManagedKey,
+        _: &Resolved,
+        s: &mut KeyConfigStatus,
+        _: &str,
+        _: Option<String>,
+    ) -> Observation {
+        s.key_region = r.aws_key_info.as_ref().and_then(|k| k.key_region.clone());
+        Observation::available(format!(
+            "key configuration {} is registered",
+            r.customer_managed_key_id
+        ))
+    }
+    fn dep_kind() -> Option<DepKind> {
+        Some(DepKind::Key)
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+
+fn endpoint_deps(field: &'static str, refs: &[DependencyRef]) -> Vec<Dep> {
+    refs.iter()
+        .map(|r| Dep {
+            kind: DepKind::VpcEndpoint,
+            field,
+            reference: r.clone(),
+        })
+        .collect()
+}
+
+impl Managed for DatabricksNetwork {
+    type Remote = m::Network;
+    status_access!(NetworkStatus, network_id);
+
+    fn dependencies(&self) -> Vec<Dep> {
+        let mut v = Vec::new();
+        if let Some(e) = &self.spec.vpc_endpoints {
+            v.extend(endpoint_deps("vpcEndpoints.restApi", &e.rest_api));
+            v.extend(endpoint_deps(
+                "vpcEndpoints.dataplaneRelay",
+                &e.dataplane_relay,
+            ));
+        }
+        v
+    }
+    fn desired_name(&self) -> String {
+        name_or(&self.spec.network_name, self.name_any())
+    }
+    fn create_request(&self, deps: &Resolved) -> m::CreateNetwork {
+        let endpoints = m::NetworkVpcEndpoints {
+            rest_api: deps.all("vpcEndpoints.restApi"),
+            dataplane_relay: deps.all("vpcEndpoints.dataplaneRelay"),
+        };
+        m::CreateNetwork {
+            network_name: self.desired_name(),
+            vpc_id: self.spec.vpc_id.clone(),
+            subnet_ids: self.spec.subnet_ids.clone(),
+            security_group_ids: self.spec.security_group_ids.clone(),
+            vpc_endpoints: (!endpoints.is_empty()).then_some(endpoints),
+        }
+    }
+    fn matches(&self, r: &m::Network) -> bool {
+        r.network_name == self.desired_name()
+    }
+    fn immutable_changes(&self, r: &m::Network, deps: &Resolved) -> Vec<&'static str> {
+        let mut v = Vec::new();
+        if r.vpc_id != self.spec.vpc_id {
+            v.push("vpcId");
+        }
+        if !same_set(&r.subnet_ids, &self.spec.subnet_ids) {
+            v.push("subnetIds");
+        }
+        if !same_set(&r.security_group_ids, &self.spec.security_group_ids) {
+            v.push("securityGroupIds");
+        }
+        let remote = r.vpc_endpoints.clone().unwrap_or_default();
+        if !same_set(&remote.rest_api, &deps.all("vpcEndpoints.restApi"))
+            || !same_set(
+                &remote.dataplane_relay,
+                &deps.all("vpcEndpoints.dataplaneRelay"),
+            )
+        {
+            v.push("vpcEndpoints");
+        }
+        if r.network_name != self.desired_name() {
+            v.push("networkName");
+        }
+        v
+    }
+    fn observe(
+        &self,
+        r: &m::Network,
+        deps: &Resolved,
+        s: &mut NetworkStatus,
+        _: &str,
+        _: Option<String>,
+    ) -> Observation {
+        s.vpc_status = r.vpc_status.as_ref().map(|v| v.to_string());
+        s.error_messages = r
+            .error_messages
+            .iter()
+            .map(|e| NetworkMessage {
+                type_: e.error_type.clone(),
+                message: e.error_message.clone(),
+            })
+            .collect();
+        s.warning_messages = r
+            .warning_messages
+            .iter()
+            .map(|w| NetworkMessage {
+                type_: w.warning_type.clone(),
+                message: w.warning_message.clone(),
+            })
+            .collect();
+        s.workspace_id = r.workspace_id;
+        s.rest_api_endpoint_ids = deps.all("vpcEndpoints.restApi");
+        s.dataplane_relay_endpoint_ids = deps.all("vpcEndpoints.dataplaneRelay");
+        let mut msg = format!("network configuration {} is registered", r.network_id);
+        if !r.error_messages.is_empty() {
+            msg.push_str(&format!("; Databricks reports: {}", network_errors(r)));
+        }
+        Observation::available(msg)
+    }
+    fn dep_kind() -> Option<DepKind> {
+        Some(DepKind::Network)
+    }
+}
+
+/// The network's validation errors as one line.
+pub fn network_errors(n: &m::Network) -> String {
+    n.error_messages
+        .iter()
+        .map(|e| format!("{}: {}", e.error_type, e.error_message))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+// ------------------------------------------------------------------------------------------------
+
+impl Managed for DatabricksVpcEndpoint {
+    type Remote = m::VpcEndpoint;
+    status_access!(VpcEndpointStatus, vpc_endpoint_id);
+
+    fn desired_name(&self) -> String {
+        name_or(&self.spec.vpc_endpoint_name, self.name_any())
+    }
+    fn create_request(&self, _: &Resolved) -> m::CreateVpcEndpoint {
+        m::CreateVpcEndpoint {
+            vpc_endpoint_name: self.desired_name(),
+            aws_vpc_endpoint_id: self.spec.aws_vpc_endpoint_id.clone(),
+            region: self.spec.region.as_str().into(),
+        }
+    }
+    fn matches(&self, r: &m::VpcEndpoint) -> bool {
+        r.vpc_endpoint_name == self.desired_name()
+            && r.aws_vpc_endpoint_id == self.spec.aws_vpc_endpoint_id
+    }
+    fn immutable_changes(&self, r: &m::VpcEndpoint, _: &Resolved) -> Vec<&'static str> {
+        let mut v = Vec::new();
+        if r.aws_vpc_endpoint_id != self.spec.aws_vpc_endpoint_id {
+            v.push("awsVpcEndpointId");
+        }
+        if r.region != self.spec.region.as_str() {
+            v.push("region");
+        }
+        v
+    }
+    fn observe(
+        &self,
+        r: &m::VpcEndpoint,
+        _: &Resolved,
+        s: &mut VpcEndpointStatus,
+        _: &str,
+        _: Option<String>,
+    ) -> Observation {
+        s.state = r.state.clone();
+        s.use_case = r.use_case.as_ref().map(|u| u.to_string());
+        let state = r.state.clone().unwrap_or_default();
+        match state.to_ascii_lowercase().as_str() {
+            "available" => {
+                Observation::available(format!("endpoint {} is available", r.aws_vpc_endpoint_id))
+            }
+            "pending" | "pendingacceptance" | "" => Observation {
+                ready: false,
+                reason: Reason::Provisioning,
+                message: format!(
+                    "endpoint {} is {state}; waiting for AWS to accept it",
+                    r.aws_vpc_endpoint_id
+                ),
+                busy: true,
+            },
+            _ => Observation {
+                ready: false,
+                reason: Reason::ProvisioningFailed,
+                message: format!(
+                    "endpoint {} is {state}: check the endpoint's service name and acceptance in AWS",
+                    r.aws_vpc_endpoint_id
+                ),
+                busy: false,
+            },
+        }
+    }
+    fn dep_kind() -> Option<DepKind> {
+        Some(DepKind::VpcEndpoint)
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+
+impl DatabricksPrivateAccessSettings {
+    fn request(&self, deps: &Resolved) -> m::PrivateAccessSettingsRequest {
+        m::PrivateAccessSettingsRequest {
+            private_access_settings_name: self.desired_name(),
+            region: self.spec.region.as_str().into(),
+            public_access_enabled: self.spec.public_access_enabled,
+            private_access_level: Some(match self.spec.private_access_level {
+                PrivateAccessLevel::Account => m::PrivateAccessLevel::Account,
+                PrivateAccessLevel::Endpoint => m::PrivateAccessLevel::Endpoint,
+            }),
+            allowed_vpc_endpoint_ids: deps.all("allowedVpcEndpoints"),
+        }
+    }
+
+    fn differs(&self, r: &m::PrivateAccessSettings, deps: &Resolved) -> bool {
+        let want = self.request(deps);
+        r.private_access_settings_name != want.private_access_settings_name
+            || r.public_access_enabled.unwrap_or(false) != want.public_access_enabled
+            || r.private_access_level
+                .clone()
+                .unwrap_or(m::PrivateAccessLevel::Account)
+                != want
+                    .private_access_level
+                    .clone()
+                    .unwrap_or(m::PrivateAccessLevel::Account)
+            || !same_set(&r.allowed_vpc_endpoint_ids, &want.allowed_vpc_endpoint_ids)
+    }
+}
+
+impl Managed for DatabricksPrivateAccessSettings {
+    type Remote = m::PrivateAccessSettings;
+    status_access!(PrivateAccessSettingsStatus, private_access_settings_id);
+
+    fn dependencies(&self) -> Vec<Dep> {
+        endpoint_deps("allowedVpcEndpoints", &self.spec.allowed_vpc_endpoints)
+    }
+    fn desired_name(&self) -> String {
+        name_or(&self.spec.private_access_settings_name, self.name_any())
+    }
+    fn create_request(&self, deps: &Resolved) -> m::PrivateAccessSettingsRequest {
+        self.request(deps)
+    }
+    fn matches(&self, r: &m::PrivateAccessSettings) -> bool {
+        r.private_access_settings_name == self.desired_name()
+    }
+    fn immutable_changes(&self, r: &m::PrivateAccessSettings, _: &Resolved) -> Vec<&'static str> {
+        if r.region == self.spec.region.as_str() {
+            vec![]
+        } else {
+            vec!["region"]
+        }
+    }
+    async fn update(
+        &self,
+        client: &AccountClient,
+        r: &m::PrivateAccessSettings,
+        deps: &Resolved,
+    ) -> Result<Option<String>, ApiCallError> {
+        if !self.differs(r, deps) {
+            return Ok(None);
+        }
+        client
+            .replace_private_access_settings(&r.private_access_settings_id, &self.request(deps))
+            .await?;
+        Ok(Some(format!(
+            "private access settings {} (replaced as a whole)",
+            r.private_access_settings_id
+        )))
+    }
+    fn observe(
+        &self,
+        r: &m::PrivateAccessSettings,
+        deps: &Resolved,
+        s: &mut PrivateAccessSettingsStatus,
+        _: &str,
+        _: Option<String>,
+    ) -> Observation {
+        s.allowed_vpc_endpoint_ids = deps.all("allowedVpcEndpoints");
+        Observation::available(format!(
+            "private access settings {} are registered",
+            r.private_access_settings_id
+        ))
+    }
+    fn dep_kind() -> Option<DepKind> {
+        Some(DepKind::PrivateAccess)
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+
+/// The workspace URL: the account host's first label replaced by the deployment name, as the
+/// Terraform provider does; for a host that is not an `accounts.` host (the local simulator), the
+/// AWS commercial domain.
+pub fn workspace_url(account_host: &str, deployment_name: &str) -> String {
+    let rest = account_host
+        .strip_prefix("https://")
+        .and_then(|h| h.split_once('.'))
+        .filter(|(first, _)| first.starts_with("accounts"))
+        .map(|(_, rest)| rest.trim_end_matches('/').to_string())
+        .unwrap_or_else(|| "cloud.databricks.com".to_string());
+    format!("https://{deployment_name}.{rest}")
+}
+
+impl DatabricksWorkspace {
+    fn desired_update(&self, r: &m::Workspace, deps: &Resolved) -> m::WorkspaceUpdate {
+        let failed = r.workspace_status == Some(m::WorkspaceStatus::Failed);
+        let mut u = m::WorkspaceUpdate::default();
+        let differs = |want: &Option<String>, have: &Option<String>| want.is_some() && want != have;
+        let cred = deps.one("credentials");
+        if differs(&cred, &r.credentials_id) {
+            u.credentials_id = cred;
+        }
+        let net = deps.one("network");
+        if differs(&net, &r.network_id) {
+            u.network_id = net;
+        }
+        let pas = deps.one("privateAccessSettings");
+        if differs(&pas, &r.private_access_settings_id) {
+            u.private_access_settings_id = pas;
+        }
+        let msk = deps.one("managedServicesKey");
+        if differs(&msk, &r.managed_services_customer_managed_key_id) {
+            u.managed_services_customer_managed_key_id = msk;
+        }
+        let sk = deps.one("storageKey");
+        if differs(&sk, &r.storage_customer_managed_key_id)
+            && (failed || r.storage_customer_managed_key_id.is_none())
+        {
+            u.storage_customer_managed_key_id = sk;
+        }
+        if differs(
+            &self.spec.network_connectivity_config_id,
+            &r.network_connectivity_config_id,
+        ) {
+            u.network_connectivity_config_id = self.spec.network_connectivity_config_id.clone();
+        }
+        if !self.spec.custom_tags.is_empty() && self.spec.custom_tags != r.custom_tags {
+            u.custom_tags = Some(self.spec.custom_tags.clone());
+        }
+        if failed {
+            let storage = deps.one("storageConfiguration");
+            if differs(&storage, &r.storage_configuration_id) {
+                u.storage_configuration_id = storage;
+            }
+            let region = Some(self.spec.aws_region.as_str().to_string());
+            if differs(&region, &r.aws_region) {
+                u.aws_region = region;
+            }
+        }
+        u
+    }
+}
+
+impl Managed for DatabricksWorkspace {
+    type Remote = m::Workspace;
+    type Status = WorkspaceStatus;
+    fn current_status(&self) -> Option<&Self::Status> {
+        self.status.as_ref()
+    }
+    fn common(status: &mut Self::Status) -> &mut CommonStatus {
+        &mut status.common
+    }
+    fn remote_id(status: &Self::Status) -> Option<String> {
+        status.workspace_id.map(|i| i.to_string())
+    }
+    fn set_remote_id(status: &mut Self::Status, id: Option<String>) {
+        status.workspace_id = id.and_then(|i| i.parse().ok());
+    }
+    fn management(&self) -> &Management {
+        &self.spec.management
+    }
+
+    fn dependencies(&self) -> Vec<Dep> {
+        let s = &self.spec;
+        let mut v = vec![
+            Dep {
+                kind: DepKind::Credential,
+                field: "credentials",
+                reference: s.credentials.clone(),
+            },
+            Dep {
+                kind: DepKind::Storage,
+                field: "storageConfiguration",
+                reference: s.storage_configuration.clone(),
+            },
+        ];
+        let optional = [
+            (DepKind::Network, "network", &s.network),
+            (
+                DepKind::PrivateAccess,
+                "privateAccessSettings",
+                &s.private_access_settings,
+            ),
+            (DepKind::Key, "managedServicesKey", &s.managed_services_key),
+            (DepKind::Key, "storageKey", &s.storage_key),
+        ];
+        for (kind, field, r) in optional {
+            if let Some(r) = r {
+                v.push(Dep {
+                    kind,
+                    field,
+                    reference: r.clone(),
+                });
+            }
+        }
+        v
+    }
+    fn desired_name(&self) -> String {
+        name_or(&self.spec.workspace_name, self.name_any())
+    }
+    fn create_request(&self, deps: &Resolved) -> m::CreateWorkspace {
+        let s = &self.spec;
+        m::CreateWorkspace {
+            workspace_name: self.desired_name(),
+            aws_region: s.aws_region.as_str().into(),
+            deployment_name: s.deployment_name.clone(),
+            pricing_tier: s
+                .pricing_tier
+                .map(|p| m::PricingTier::from(serde_plain(&p).as_str())),
+            credentials_id: deps.one("credentials"),
+            storage_configuration_id: deps.one("storageConfiguration"),
+            network_id: deps.one("network"),
+            private_access_settings_id: deps.one("privateAccessSettings"),
+            managed_services_customer_managed_key_id: deps.one("managedServicesKey"),
+            storage_customer_managed_key_id: deps.one("storageKey"),
+            network_connectivity_config_id: s.network_connectivity_config_id.clone(),
+            custom_tags: s.custom_tags.clone(),
+        }
+    }
+    fn matches(&self, r: &m::Workspace) -> bool {
+        r.workspace_name == self.desired_name()
+            && match &self.spec.deployment_name {
+                Some(d) if d != "EMPTY" => r
+                    .deployment_name
+                    .as_deref()
+                    .is_some_and(|rd| rd == d || rd.ends_with(&format!("-{d}"))),
+                _ => true,
+            }
+    }
+    fn immutable_changes(&self, r: &m::Workspace, deps: &Resolved) -> Vec<&'static str> {
+        let failed = r.workspace_status == Some(m::WorkspaceStatus::Failed);
+        let mut v = Vec::new();
+        if r.workspace_name != self.desired_name() {
+            v.push("workspaceName");
+        }
+        if let (Some(want), Some(have)) = (self.spec.pricing_tier, &r.pricing_tier)
+            && serde_plain(&want) != have.as_str()
+        {
+            v.push("pricingTier");
+        }
+        if !failed {
+            if r.aws_region
+                .as_deref()
+                .is_some_and(|a| a != self.spec.aws_region.as_str())
+            {
+                v.push("awsRegion");
+            }
+            if deps.one("storageConfiguration").is_some()
+                && deps.one("storageConfiguration") != r.storage_configuration_id
+            {
+                v.push("storageConfiguration");
+            }
+            if let (Some(want), Some(have)) =
+                (deps.one("storageKey"), &r.storage_customer_managed_key_id)
+                && &want != have
+            {
+                v.push("storageKey");
+            }
+        }
+        if deps.one("privateAccessSettings").is_none() && r.private_access_settings_id.is_some() {
+            v.push("privateAccessSettings");
+        }
+        if deps.one("network").is_none() && r.network_id.as_deref().is_some_and(|n| !n.is_empty()) {
+            v.push("network");
+        }
+        v
+    }
+    async fn update(
+        &self,
+        client: &AccountClient,
+        r: &m::Workspace,
+        deps: &Resolved,
+    ) -> Result<Option<String>, ApiCallError> {
+        // CANCELLING or BANNED workspaces take no patches.
+        if matches!(
+            r.workspace_status,
+            Some(m::WorkspaceStatus::Cancelling | m::WorkspaceStatus::Banned)
+        ) {
+            return Ok(None);
+        }
+        let u = self.desired_update(r, deps);
+        if u.is_empty() {
+            return Ok(None);
+        }
+        client.update_workspace(r.workspace_id, &u).await?;
+        Ok(Some(format!(
+            "workspace {} fields {}",
+            r.workspace_id,
+            u.update_mask()
+        )))
+    }
+    async fn explain(&self, client: &AccountClient, r: &m::Workspace) -> Option<String> {
+        if r.workspace_status != Some(m::WorkspaceStatus::Failed) {
+            return None;
+        }
+        let id = r.network_id.as_deref().filter(|n| !n.is_empty())?;
+        let n = client.get::<m::Network>(id).await.ok()?;
+        (!n.error_messages.is_empty()).then(|| network_errors(&n))
+    }
+    fn observe(
+        &self,
+        r: &m::Workspace,
+        deps: &Resolved,
+        s: &mut WorkspaceStatus,
+        host: &str,
+        explanation: Option<String>,
+    ) -> Observation {
+        s.workspace_status = r.workspace_status.as_ref().map(|w| w.to_string());
+        s.workspace_status_message = r.workspace_status_message.clone();
+        s.deployment_name = r.deployment_name.clone();
+        s.workspace_url = r.deployment_name.as_deref().map(|d| workspace_url(host, d));
+        s.pricing_tier = r.pricing_tier.as_ref().map(|p| p.to_string());
+        s.credentials_id = deps.one("credentials");
+        s.storage_configuration_id = deps.one("storageConfiguration");
+        s.network_id = deps.one("network");
+        s.private_access_settings_id = deps.one("privateAccessSettings");
+        s.managed_services_customer_managed_key_id = deps.one("managedServicesKey");
+        s.storage_customer_managed_key_id = deps.one("storageKey");
+        let msg = r.workspace_status_message.clone().unwrap_or_default();
+        let status = r
+            .workspace_status
+            .clone()
+            .unwrap_or(m::WorkspaceStatus::Unknown(String::new()));
+        let busy = |reason, message: String| Observation {
+            ready: false,
+            reason,
+            message,
+            busy: true,
+        };
+        match status {
+            m::WorkspaceStatus::Running => Observation::available(format!(
+                "workspace is RUNNING at {}",
+                s.workspace_url.clone().unwrap_or_default()
+            )),
+            m::WorkspaceStatus::Provisioning | m::WorkspaceStatus::NotProvisioned => busy(
+                Reason::Provisioning,
+                format!("workspace is {status}: {msg}"),
+            ),
+            m::WorkspaceStatus::Failed => {
+                let mut message = format!("workspace provisioning FAILED: {msg}");
+                if let Some(e) = explanation {
+                    message.push_str(&format!("; network errors: {e}"));
+                }
+                message.push_str(". Fix the cause (for example the credential's IAM role or the network) and update the spec; the operator patches the failed workspace");
+                Observation {
+                    ready: false,
+                    reason: Reason::ProvisioningFailed,
+                    message,
+                    busy: false,
+                }
+            }
+            m::WorkspaceStatus::Banned => Observation {
+                ready: false,
+                reason: Reason::Banned,
+                message: format!("workspace is BANNED: {msg}; contact Databricks support"),
+                busy: false,
+            },
+            m::WorkspaceStatus::Cancelling => busy(
+                Reason::Cancelling,
+                format!("workspace is CANCELLING: {msg}"),
+            ),
+            m::WorkspaceStatus::Unknown(other) => busy(
+                Reason::Provisioning,
+                format!("workspace status {other:?}: {msg}"),
+            ),
+        }
+    }
+    fn waits_for_removal() -> bool {
+        true
+    }
+    fn removing(r: &m::Workspace) -> bool {
+        r.workspace_status == Some(m::WorkspaceStatus::Cancelling)
+    }
+    fn dep_kind() -> Option<DepKind> {
+        None
+    }
+}
+
+/// The wire spelling of a serde enum value.
+fn serde_plain<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The URL follows the account host's domain, as Databricks users expect.
+    #[test]
+    fn workspace_url_follows_the_account_domain() {
+        assert_eq!(
+            workspace_url("https://accounts.cloud.databricks.com", "acme-prod"),
+            "https://acme-prod.cloud.databricks.com"
+        );
+        assert_eq!(
+            workspace_url("https://accounts.cloud.databricks.us", "gov"),
+            "https://gov.cloud.databricks.us"
+        );
+        assert_eq!(
+            workspace_url("http://127.0.0.1:8085", "dbc-1"),
+            "https://dbc-1.cloud.databricks.com"
+        );
+    }
+}

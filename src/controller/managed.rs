@@ -1,0 +1,1067 @@
+//! The reconcile loop every managed kind shares: dereference, observe, create exactly once,
+//! update, report, and delete in dependency order.
+
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kube::api::{Api, ApiResource, DynamicObject, ListParams, Patch, PatchParams};
+use kube::core::NamespaceResourceScope;
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType};
+use kube::{Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::{Context, parse_duration};
+use crate::crd::{
+    CommonStatus, DeletionPolicy, DependencyRef, FIELD_MANAGER, FINALIZER, GROUP, Management,
+    ManagementPolicy, PAUSED_ANNOTATION, POLL_INTERVAL_ANNOTATION, PendingCreate, Reason,
+};
+use crate::databricks::models::Resource as RemoteResource;
+use crate::databricks::{AccountClient, Error as ApiCallError};
+
+/// Errors that end a reconcile early (Kubernetes API failures); the controller retries them with backoff.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The Kubernetes API failed.
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    /// A status could not be serialized.
+    #[error("serializing status: {0}")]
+    Serialize(#[from] serde_json::Error),
+}
+
+impl Error {
+    /// A fixed label for metrics.
+    pub fn category(&self) -> &'static str {
+        match self {
+            Self::Kube(_) => "KubernetesApi",
+            Self::Serialize(_) => "Internal",
+        }
+    }
+}
+
+/// The kinds that can be a dependency.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DepKind {
+    /// `DatabricksCredential`.
+    Credential,
+    /// `DatabricksStorageConfig`.
+    Storage,
+    /// `DatabricksKeyConfig`.
+    Key,
+    /// `DatabricksNetwork`.
+    Network,
+    /// `DatabricksVpcEndpoint`.
+    VpcEndpoint,
+    /// `DatabricksPrivateAccessSettings`.
+    PrivateAccess,
+}
+
+impl DepKind {
+    /// Kind name.
+    pub fn kind(self) -> &'static str {
+        match self {
+            Self::Credential => "DatabricksCredential",
+            Self::Storage => "DatabricksStorageConfig",
+            Self::Key => "DatabricksKeyConfig",
+            Self::Network => "DatabricksNetwork",
+            Self::VpcEndpoint => "DatabricksVpcEndpoint",
+            Self::PrivateAccess => "DatabricksPrivateAccessSettings",
+        }
+    }
+
+    /// The status field holding the Databricks ID.
+    fn id_field(self) -> &'static str {
+        match self {
+            Self::Credential => "credentialsId",
+            Self::Storage => "storageConfigurationId",
+            Self::Key => "customerManagedKeyId",
+            Self::Network => "networkId",
+            Self::VpcEndpoint => "vpcEndpointId",
+            Self::PrivateAccess => "privateAccessSettingsId",
+        }
+    }
+
+    /// Kinds whose objects can reference this kind.
+    pub fn referrer_kinds(self) -> &'static [&'static str] {
+        match self {
+            Self::VpcEndpoint => &["DatabricksNetwork", "DatabricksPrivateAccessSettings"],
+            _ => &["DatabricksWorkspace"],
+        }
+    }
+}
+
+/// The API resource of one of our kinds, by kind name.
+pub fn api_resource(kind: &str) -> ApiResource {
+    let plural = format!("{}s", kind.to_ascii_lowercase()).replace("settingss", "settings");
+    ApiResource {
+        group: GROUP.into(),
+        version: "v1alpha1".into(),
+        api_version: format!("{GROUP}/v1alpha1"),
+        kind: kind.into(),
+        plural,
+    }
+}
+
+/// One dependency of an object: which kind, which spec field, and the reference.
+#[derive(Clone, Debug)]
+pub struct Dep {
+    /// The kind referenced.
+    pub kind: DepKind,
+    /// The spec field, for messages and for [`Resolved`].
+    pub field: &'static str,
+    /// The reference.
+    pub reference: DependencyRef,
+}
+
+/// Databricks IDs of the dependencies, by spec field.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Resolved(pub HashMap<&'static str, Vec<String>>);
+
+impl Resolved {
+    /// The ID of a single-valued field.
+    pub fn one(&self, field: &str) -> Option<String> {
+        self.0.get(field).and_then(|v| v.first().cloned())
+    }
+
+    /// The IDs of a list field.
+    pub fn all(&self, field: &str) -> Vec<String> {
+        self.0.get(field).cloned().unwrap_or_default()
+    }
+}
+
+/// What an observation of the remote object concluded.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Observation {
+    /// Usable now.
+    pub ready: bool,
+    /// Why (or why not).
+    pub reason: Reason,
+    /// For a person.
+    pub message: String,
+    /// Something is in flight: observe again soon.
+    pub busy: bool,
+}
+
+impl Observation {
+    /// Ready and idle.
+    pub fn available(message: impl Into<String>) -> Self {
+        Self {
+            ready: true,
+            reason: Reason::Available,
+            message: message.into(),
+            busy: false,
+        }
+    }
+}
+
+/// What a kind supplies to the shared reconcile loop.
+pub trait Managed:
+    Resource<DynamicType = (), Scope = NamespaceResourceScope>
+    + Clone
+    + Debug
+    + Serialize
+    + DeserializeOwned
+    + Send
+    + Sync
+    + 'static
+{
+    /// The API object.
+    type Remote: RemoteResource + Clone + Debug + Send + Sync;
+    /// The status type.
+    type Status: Default + Clone + Debug + PartialEq + Serialize + Send + Sync;
+
+    /// The spec's shared fields.
+    fn management(&self) -> &Management;
+    /// The current status.
+    fn current_status(&self) -> Option<&Self::Status>;
+    /// The shared part of a status.
+    fn common(status: &mut Self::Status) -> &mut CommonStatus;
+    /// The Databricks ID in a status.
+    fn remote_id(status: &Self::Status) -> Option<String>;
+    /// Sets the Databricks ID in a status.
+    fn set_remote_id(status: &mut Self::Status, id: Option<String>);
+    /// The dependencies named in the spec.
+    fn dependencies(&self) -> Vec<Dep> {
+        Vec::new()
+    }
+    /// The name the object has (or gets) in Databricks.
+    fn desired_name(&self) -> String;
+    /// Whether Databricks names of this kind identify objects (keys have no name).
+    fn named() -> bool {
+        true
+    }
+    /// The create request.
+    fn create_request(&self, deps: &Resolved) -> <Self::Remote as RemoteResource>::Create;
+    /// Whether a remote object is the one this spec describes (by name, or content for unnamed kinds).
+    fn matches(&self, remote: &Self::Remote) -> bool;
+    /// Fields the spec changed that the API cannot change in the remote object's current state.
+    fn immutable_changes(&self, remote: &Self::Remote, deps: &Resolved) -> Vec<&'static str>;
+    /// Applies updatable changes; returns what was changed.
+    fn update(
+        &self,
+        _client: &AccountClient,
+        _remote: &Self::Remote,
+        _deps: &Resolved,
+    ) -> impl Future<Output = Result<Option<String>, ApiCallError>> + Send {
+        async { Ok(None) }
+    }
+    /// Extra context for a failed remote object (for example a network's error messages).
+    fn explain(
+        &self,
+        _client: &AccountClient,
+        _remote: &Self::Remote,
+    ) -> impl Future<Output = Option<String>> + Send {
+        async { None }
+    }
+    /// Fills the kind's status fields from the remote object and says whether it is usable.
+    fn observe(
+        &self,
+        remote: &Self::Remote,
+        deps: &Resolved,
+        status: &mut Self::Status,
+        host: &str,
+        explanation: Option<String>,
+    ) -> Observation;
+    /// Whether a delete completes only when the object is gone (workspaces).
+    fn waits_for_removal() -> bool {
+        false
+    }
+    /// Whether the remote object is already being removed.
+    fn removing(_remote: &Self::Remote) -> bool {
+        false
+    }
+    /// The kind as a dependency of others.
+    fn dep_kind() -> Option<DepKind>;
+}
+
+/// Writes a status with server-side apply, only when it differs from the current one.
+pub async fn write_status<K, S>(
+    api: &Api<K>,
+    obj: &K,
+    current: Option<&S>,
+    status: &S,
+) -> Result<(), Error>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug,
+    S: Serialize + PartialEq,
+{
+    if current == Some(status) {
+        return Ok(());
+    }
+    let body = serde_json::json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "status": serde_json::to_value(status)?,
+    });
+    api.patch_status(
+        &obj.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&body),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Adds or removes the finalizer with a merge patch guarded by `resourceVersion`.
+pub(super) async fn set_finalizer<K>(api: &Api<K>, obj: &K, present: bool) -> Result<(), Error>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug,
+{
+    let mut finalizers: Vec<String> = obj.finalizers().to_vec();
+    finalizers.retain(|f| f != FINALIZER);
+    if present {
+        finalizers.push(FINALIZER.to_string());
+    }
+    let patch = serde_json::json!({
+        "metadata": {"finalizers": finalizers, "resourceVersion": obj.resource_version()}
+    });
+    match api
+        .patch(
+            &obj.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+    {
+        Ok(_) => Ok(()),
+        // Already gone: nothing to release.
+        Err(kube::Error::Api(e)) if e.code == 404 && !present => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The steps of a reconcile that decide the outcome.
+enum Step {
+    Requeue(Duration),
+    Release,
+}
+
+fn poll_interval<K: Resource>(obj: &K, ctx: &Context) -> Duration {
+    obj.annotations()
+        .get(POLL_INTERVAL_ANNOTATION)
+        .and_then(|v| parse_duration(v))
+        .unwrap_or(ctx.settings.poll_interval)
+}
+
+fn paused<K: Resource>(obj: &K) -> bool {
+    obj.annotations()
+        .get(PAUSED_ANNOTATION)
+        .is_some_and(|v| v == "true")
+}
+
+async fn publish<K: Resource<DynamicType = ()>>(
+    ctx: &Context,
+    obj: &K,
+    warning: bool,
+    reason: &str,
+    action: &str,
+    note: String,
+) {
+    let ev = Event {
+        type_: if warning {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        },
+        reason: reason.into(),
+        note: Some(note),
+        action: action.into(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&ev, &obj.object_ref(&())).await {
+        tracing::warn!(error = %e, "cannot publish event");
+    }
+}
+
+/// Resolves the dependencies: the IDs, or a message saying what is awaited.
+async fn resolve(ctx: &Context, ns: &str, deps: &[Dep]) -> Result<Result<Resolved, String>, Error> {
+    let mut resolved = Resolved::default();
+    for dep in deps {
+        let id = match (&dep.reference.id, &dep.reference.name) {
+            (Some(id), None) => id.clone(),
+            (None, Some(name)) => {
+                let api: Api<DynamicObject> =
+                    Api::namespaced_with(ctx.client.clone(), ns, &api_resource(dep.kind.kind()));
+                let Some(obj) = api.get_opt(name).await? else {
+                    return Ok(Err(format!(
+                        "{} {name:?} (spec.{}) does not exist in namespace {ns}",
+                        dep.kind.kind(),
+                        dep.field
+                    )));
+                };
+                let status = obj.data.get("status");
+                let ready = status
+                    .and_then(|s| s.get("conditions"))
+                    .and_then(|c| c.as_array())
+                    .and_then(|c| {
+                        c.iter()
+                            .find(|c| c.get("type").and_then(|t| t.as_str()) == Some("Ready"))
+                    })
+                    .cloned();
+                let id = status
+                    .and_then(|s| s.get(dep.kind.id_field()))
+                    .and_then(|v| v.as_str());
+                match (ready, id) {
+                    (Some(r), Some(id))
+                        if r.get("status").and_then(|s| s.as_str()) == Some("True") =>
+                    {
+                        id.to_string()
+                    }
+                    (r, _) => {
+                        let why = r
+                            .and_then(|r| {
+                                r.get("message")
+                                    .and_then(|m| m.as_str())
+                                    .map(str::to_string)
+                            })
+                            .unwrap_or_else(|| "not reconciled yet".into());
+                        return Ok(Err(format!(
+                            "waiting for {} {name:?} (spec.{}) to be Ready: {why}",
+                            dep.kind.kind(),
+                            dep.field
+                        )));
+                    }
+                }
+            }
+            _ => {
+                return Ok(Err(format!(
+                    "spec.{}: set exactly one of name and id",
+                    dep.field
+                )));
+            }
+        };
+        resolved.0.entry(dep.field).or_default().push(id);
+    }
+    Ok(Ok(resolved))
+}
+
+/// Objects in the namespace that reference `name` of `kind`.
+async fn referrers(
+    ctx: &Context,
+    ns: &str,
+    kind: DepKind,
+    name: &str,
+) -> Result<Vec<String>, Error> {
+    let mut out = Vec::new();
+    for referrer in kind.referrer_kinds() {
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(ctx.client.clone(), ns, &api_resource(referrer));
+        for obj in api.list(&ListParams::default()).await? {
+            let spec = obj.data.get("spec").cloned().unwrap_or_default();
+            if references(&spec, kind, name) {
+                out.push(format!("{referrer}/{}", obj.name_any()));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Whether a spec (as JSON) references `name` of `kind`.
+pub fn references(spec: &serde_json::Value, kind: DepKind, name: &str) -> bool {
+    let by_name = |v: &serde_json::Value| v.get("name").and_then(|n| n.as_str()) == Some(name);
+    let fields: &[&str] = match kind {
+        DepKind::Credential => &["credentials"],
+        DepKind::Storage => &["storageConfiguration"],
+        DepKind::Key => &["managedServicesKey", "storageKey"],
+        DepKind::Network => &["network"],
+        DepKind::PrivateAccess => &["privateAccessSettings"],
+        DepKind::VpcEndpoint => {
+            let lists = [
+                spec.pointer("/vpcEndpoints/restApi"),
+                spec.pointer("/vpcEndpoints/dataplaneRelay"),
+                spec.get("allowedVpcEndpoints"),
+            ];
+            return lists
+                .iter()
+                .flatten()
+                .filter_map(|l| l.as_array())
+                .any(|l| l.iter().any(by_name));
+        }
+    };
+    fields.iter().any(|f| spec.get(*f).is_some_and(by_name))
+}
+
+/// Objects of any managed kind in the namespace that use the account `name`.
+pub async fn referrers_of_account(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+) -> Result<Vec<String>, Error> {
+    let mut out = Vec::new();
+    for kind in [
+        "DatabricksCredential",
+        "DatabricksStorageConfig",
+        "DatabricksKeyConfig",
+        "DatabricksNetwork",
+        "DatabricksVpcEndpoint",
+        "DatabricksPrivateAccessSettings",
+        "DatabricksWorkspace",
+    ] {
+        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &api_resource(kind));
+        for obj in api.list(&ListParams::default()).await? {
+            let account = obj
+                .data
+                .pointer("/spec/accountRef/name")
+                .and_then(|v| v.as_str())
+                .unwrap_or("default");
+            if account == name {
+                out.push(format!("{kind}/{}", obj.name_any()));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Reconciles one object of a managed kind.
+pub async fn reconcile<K: Managed>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let ns = obj.namespace().unwrap_or_default();
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), &ns);
+    if obj.meta().deletion_timestamp.is_some() {
+        if !obj.finalizers().iter().any(|f| f == FINALIZER) {
+            return Ok(Action::await_change());
+        }
+        return match cleanup(&*obj, &ctx, &api, &ns).await? {
+            Step::Release => {
+                set_finalizer(&api, &*obj, false).await?;
+                Ok(Action::await_change())
+            }
+            Step::Requeue(d) => Ok(Action::requeue(d)),
+        };
+    }
+    if !obj.finalizers().iter().any(|f| f == FINALIZER) {
+        // The finalizer goes on first; the update it makes triggers the next reconcile.
+        set_finalizer(&api, &*obj, true).await?;
+        return Ok(Action::requeue(Duration::from_millis(200)));
+    }
+    match apply(&*obj, &ctx, &api, &ns).await? {
+        Step::Requeue(d) => Ok(Action::requeue(d)),
+        Step::Release => Ok(Action::await_change()),
+    }
+}
+
+struct Run<'a, K: Managed> {
+    obj: &'a K,
+    ctx: &'a Context,
+    api: &'a Api<K>,
+    key: String,
+    generation: Option<i64>,
+    status: K::Status,
+}
+
+impl<K: Managed> Run<'_, K> {
+    fn set(&mut self, type_: &str, ok: bool, reason: Reason, message: impl Into<String>) {
+        let g = self.generation;
+        K::common(&mut self.status).set_condition(type_, ok, reason, message, g);
+    }
+
+    async fn write(&mut self) -> Result<(), Error> {
+        write_status(self.api, self.obj, self.obj.current_status(), &self.status).await
+    }
+
+    /// Reports an API failure and says when to try again.
+    async fn api_failure(&mut self, err: &ApiCallError, action: &str) -> Result<Step, Error> {
+        let poll = poll_interval(self.obj, self.ctx);
+        let message = format!("{action} failed: {err}");
+        let (reason, next) = if err.is_auth() {
+            (
+                Reason::AuthenticationFailed,
+                self.ctx.backoff(&self.key, None),
+            )
+        } else if err.is_retryable() || err.api().is_some_and(|a| a.status >= 500) {
+            (
+                Reason::ApiUnavailable,
+                self.ctx.backoff(&self.key, err.retry_after()),
+            )
+        } else {
+            self.ctx.gate(&self.key, self.generation, poll);
+            (Reason::ApiRejected, poll)
+        };
+        let first = K::common(&mut self.status)
+            .condition("Synced")
+            .is_none_or(|c| c.reason != reason.as_str() || c.message != message);
+        if K::remote_id(&self.status).is_none() {
+            self.set("Ready", false, reason, &message);
+        }
+        self.set("Synced", false, reason, &message);
+        self.write().await?;
+        if first {
+            publish(self.ctx, self.obj, true, reason.as_str(), action, message).await;
+        }
+        tracing::info!(object = %self.key, reason = reason.as_str(), error = %err, "API call failed");
+        Ok(Step::Requeue(next))
+    }
+}
+
+async fn apply<K: Managed>(obj: &K, ctx: &Context, api: &Api<K>, ns: &str) -> Result<Step, Error> {
+    let generation = obj.meta().generation;
+    let mut status = obj.current_status().cloned().unwrap_or_default();
+    K::common(&mut status).observed_generation = generation;
+    let mut run = Run {
+        obj,
+        ctx,
+        api,
+        key: format!("{}/{ns}/{}", K::kind(&()), obj.name_any()),
+        generation,
+        status,
+    };
+    let poll = poll_interval(obj, ctx);
+    let mgmt = obj.management().clone();
+    let observe_only = mgmt.management_policy == ManagementPolicy::ObserveOnly;
+
+    if paused(obj) {
+        run.set(
+            "Synced",
+            false,
+            Reason::Paused,
+            format!("paused by the {PAUSED_ANNOTATION} annotation: no API calls"),
+        );
+        run.write().await?;
+        return Ok(Step::Requeue(poll));
+    }
+    let account_key = format!("{ns}/{}", mgmt.account_ref.name);
+    let Some(account) = ctx.account(&account_key).filter(|a| a.ready) else {
+        let why = ctx
+            .account(&account_key)
+            .map(|a| a.message)
+            .unwrap_or_else(|| "not reconciled yet".into());
+        let msg = format!(
+            "waiting for DatabricksAccount {:?} to be Ready: {why}",
+            mgmt.account_ref.name
+        );
+        run.set("Ready", false, Reason::WaitingForDependency, &msg);
+        run.set("Synced", false, Reason::WaitingForDependency, &msg);
+        run.write().await?;
+        return Ok(Step::Requeue(Duration::from_secs(10)));
+    };
+    if let Some(left) = ctx.gated(&run.key, generation) {
+        return Ok(Step::Requeue(left));
+    }
+    let deps = match resolve(ctx, ns, &obj.dependencies()).await? {
+        Ok(d) => d,
+        Err(msg) => {
+            run.set("Ready", false, Reason::WaitingForDependency, &msg);
+            run.set("Synced", false, Reason::WaitingForDependency, &msg);
+            run.write().await?;
+            return Ok(Step::Requeue(poll));
+        }
+    };
+    let client = &account.client;
+
+    // Observe.
+    let mut remote: Option<K::Remote> = None;
+    let known_id = K::remote_id(&run.status).or_else(|| mgmt.external_id.clone());
+    if let Some(id) = &known_id {
+        // Objects at rest share one list per kind; an object in flight (not Ready) is read on its own.
+        if K::common(&mut run.status).is_ready() {
+            let listed = match ctx.list::<K::Remote>(&account_key, client, poll).await {
+                Ok(l) => l,
+                Err(e) => return run.api_failure(&e, "list").await,
+            };
+            remote = listed.iter().find(|r| &r.id() == id).cloned();
+        }
+        if remote.is_none() {
+            // The shared list may predate the object: confirm with a read of its own.
+            match client.get::<K::Remote>(id).await {
+                Ok(r) => remote = Some(r),
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return run.api_failure(&e, "read").await,
+            }
+        }
+        if remote.is_none() {
+            if observe_only
+                || mgmt.external_id.as_deref() == Some(id.as_str())
+                    && K::remote_id(&run.status).is_none()
+            {
+                let msg = format!(
+                    "{} {id} does not exist in the account",
+                    <K::Remote as RemoteResource>::NOUN
+                );
+                run.set("Ready", false, Reason::NotFound, &msg);
+                run.set("Synced", true, Reason::Synced, &msg);
+                run.write().await?;
+                return Ok(Step::Requeue(poll));
+            }
+            let msg = format!(
+                "{} {id} was deleted outside Kubernetes; creating it again",
+                <K::Remote as RemoteResource>::NOUN
+            );
+            publish(ctx, obj, true, "RemoteDeleted", "Observe", msg).await;
+            K::set_remote_id(&mut run.status, None);
+            ctx.invalidate::<K::Remote>(&account_key);
+        }
+    } else if observe_only {
+        let listed = match ctx.list::<K::Remote>(&account_key, client, poll).await {
+            Ok(l) => l,
+            Err(e) => return run.api_failure(&e, "list").await,
+        };
+        remote = listed.iter().find(|r| obj.matches(r)).cloned();
+        if remote.is_none() {
+            let msg = format!(
+                "observe-only: no {} named {:?} in the account (set spec.externalId to name one by ID)",
+                <K::Remote as RemoteResource>::NOUN,
+                obj.desired_name()
+            );
+            run.set("Ready", false, Reason::NotFound, &msg);
+            run.set("Synced", true, Reason::ObserveOnly, &msg);
+            run.write().await?;
+            return Ok(Step::Requeue(poll));
+        }
+    }
+
+    // Create exactly once.
+    let remote = match remote {
+        Some(r) => r,
+        None => match create(&mut run, client, &account_key, &deps).await? {
+            Ok(r) => r,
+            Err(step) => return Ok(step),
+        },
+    };
+    K::set_remote_id(&mut run.status, Some(remote.id()));
+
+    // Update what the API can update; report what it cannot.
+    let mut remote = remote;
+    let changes = obj.immutable_changes(&remote, &deps);
+    let mut synced = (
+        true,
+        if observe_only {
+            Reason::ObserveOnly
+        } else {
+            Reason::Synced
+        },
+        String::from("in sync with Databricks"),
+    );
+    if !changes.is_empty() {
+        synced = (
+            false,
+            Reason::ImmutableFieldChanged,
+            format!(
+                "spec field(s) {} changed, but Databricks cannot change them on an existing {}; revert the change, or create a new object and point its users at it",
+                changes.join(", "),
+                <K::Remote as RemoteResource>::NOUN
+            ),
+        );
+    } else if !observe_only {
+        match obj.update(client, &remote, &deps).await {
+            Ok(Some(what)) => {
+                publish(
+                    ctx,
+                    obj,
+                    false,
+                    "Updated",
+                    "Update",
+                    format!("updated {what}"),
+                )
+                .await;
+                ctx.invalidate::<K::Remote>(&account_key);
+                match client.get::<K::Remote>(&remote.id()).await {
+                    Ok(r) => remote = r,
+                    Err(e) => return run.api_failure(&e, "read").await,
+                }
+            }
+            Ok(None) => {}
+            Err(e) => return run.api_failure(&e, "update").await,
+        }
+    }
+    if observe_only {
+        synced.2 = "observe-only: read from Databricks, never written".into();
+    }
+    let explanation = obj.explain(client, &remote).await;
+    let host = client.host().to_string();
+    let observation = obj.observe(&remote, &deps, &mut run.status, &host, explanation);
+    run.set(
+        "Ready",
+        observation.ready,
+        observation.reason,
+        &observation.message,
+    );
+    let (ok, reason, message) = synced;
+    let changed = K::common(&mut run.status)
+        .condition("Synced")
+        .is_none_or(|c| c.reason != reason.as_str());
+    if !ok && changed {
+        publish(ctx, obj, true, reason.as_str(), "Update", message.clone()).await;
+    }
+    run.set("Synced", ok, reason, message);
+    run.write().await?;
+    ctx.succeeded(&run.key);
+    Ok(Step::Requeue(if observation.busy {
+        ctx.settings.busy_poll_interval.min(poll)
+    } else {
+        poll
+    }))
+}
+
+/// Creates the remote object once: a pending marker before the call, the ID right after, and a
+/// lookup by name (and content) instead of a second create when an earlier outcome is unknown.
+async fn create<K: Managed>(
+    run: &mut Run<'_, K>,
+    client: &AccountClient,
+    account_key: &str,
+    deps: &Resolved,
+) -> Result<Result<K::Remote, Step>, Error> {
+    let ctx = run.ctx;
+    let obj = run.obj;
+    let noun = <K::Remote as RemoteResource>::NOUN;
+    let pending = K::common(&mut run.status).pending_create.clone();
+    let max_age = if pending.is_some() {
+        Duration::ZERO
+    } else {
+        Duration::from_secs(5)
+    };
+    let listed = match ctx.list::<K::Remote>(account_key, client, max_age).await {
+        Ok(l) => l,
+        Err(e) => return run.api_failure(&e, "list").await.map(Err),
+    };
+    if let Some(found) = listed.iter().find(|r| obj.matches(r)) {
+        if pending.is_some() {
+            K::common(&mut run.status).pending_create = None;
+            K::set_remote_id(&mut run.status, Some(found.id()));
+            run.write().await?;
+            publish(ctx, obj, false, "Adopted", "Create", format!("found {noun} {} created by an earlier attempt whose answer was lost; adopted it", found.id())).await;
+            return Ok(Ok(found.clone()));
+        }
+        if K::named() {
+            let msg = format!(
+                "a {noun} named {:?} already exists (ID {}) and was not created by this object; set spec.externalId to {} to adopt it, or choose another name",
+                obj.desired_name(),
+                found.id(),
+                found.id()
+            );
+            let first = K::common(&mut run.status)
+                .condition("Ready")
+                .is_none_or(|c| c.reason != Reason::NameConflict.as_str());
+            run.set("Ready", false, Reason::NameConflict, &msg);
+            run.set("Synced", false, Reason::NameConflict, &msg);
+            run.write().await?;
+            if first {
+                publish(ctx, obj, true, "NameConflict", "Create", msg).await;
+            }
+            let poll = poll_interval(obj, ctx);
+            ctx.gate(&run.key, run.generation, poll);
+            return Ok(Err(Step::Requeue(poll)));
+        }
+    }
+    K::common(&mut run.status).pending_create = Some(PendingCreate {
+        name: obj.desired_name(),
+        since: k8s_openapi::jiff::Timestamp::now().to_string(),
+    });
+    run.set(
+        "Ready",
+        false,
+        Reason::Creating,
+        format!("creating the {noun}"),
+    );
+    run.write().await?;
+    // The marker must be stored before the call: it is what makes a retry look before it creates.
+    let request = obj.create_request(deps);
+    match client.create::<K::Remote>(&request).await {
+        Ok(created) => {
+            K::common(&mut run.status).pending_create = None;
+            K::set_remote_id(&mut run.status, Some(created.id()));
+            run.set("Synced", true, Reason::Synced, "created");
+            run.write().await?;
+            ctx.invalidate::<K::Remote>(account_key);
+            ctx.propagation_done(&run.key);
+            publish(
+                ctx,
+                obj,
+                false,
+                "Created",
+                "Create",
+                format!("created {noun} {}", created.id()),
+            )
+            .await;
+            Ok(Ok(created))
+        }
+        Err(e) if e.is_outcome_unknown() => {
+            ctx.invalidate::<K::Remote>(account_key);
+            let msg = format!(
+                "the answer to the create was lost ({e}); looking it up by name before trying again"
+            );
+            run.set("Synced", false, Reason::ApiUnavailable, &msg);
+            run.write().await?;
+            Ok(Err(Step::Requeue(Duration::from_secs(1))))
+        }
+        Err(e) if e.is_credential_propagation() => {
+            let elapsed = ctx.propagation_elapsed(&run.key);
+            if elapsed < ctx.settings.credential_propagation_window {
+                K::common(&mut run.status).pending_create = None;
+                let msg = format!(
+                    "Databricks cannot use the IAM role yet ({}); IAM changes take a while to propagate, retrying for up to {} s (waited {} s)",
+                    e.api().map(|a| a.message.as_str()).unwrap_or_default(),
+                    ctx.settings.credential_propagation_window.as_secs(),
+                    elapsed.as_secs()
+                );
+                run.set("Ready", false, Reason::CredentialValidationPending, &msg);
+                run.set("Synced", false, Reason::CredentialValidationPending, &msg);
+                run.write().await?;
+                Ok(Err(Step::Requeue(
+                    ctx.backoff(&run.key, None).min(Duration::from_secs(30)),
+                )))
+            } else {
+                K::common(&mut run.status).pending_create = None;
+                run.api_failure(&e, "create").await.map(Err)
+            }
+        }
+        Err(e) => {
+            K::common(&mut run.status).pending_create = None;
+            run.api_failure(&e, "create").await.map(Err)
+        }
+    }
+}
+
+async fn cleanup<K: Managed>(
+    obj: &K,
+    ctx: &Context,
+    api: &Api<K>,
+    ns: &str,
+) -> Result<Step, Error> {
+    let mgmt = obj.management().clone();
+    let generation = obj.meta().generation;
+    let mut status = obj.current_status().cloned().unwrap_or_default();
+    let mut run = Run {
+        obj,
+        ctx,
+        api,
+        key: format!("{}/{ns}/{}", K::kind(&()), obj.name_any()),
+        generation,
+        status: status.clone(),
+    };
+    let noun = <K::Remote as RemoteResource>::NOUN;
+    if paused(obj) {
+        run.set(
+            "Synced",
+            false,
+            Reason::Paused,
+            "deletion waits: the paused annotation is set",
+        );
+        run.write().await?;
+        return Ok(Step::Requeue(poll_interval(obj, ctx)));
+    }
+    let policy = mgmt
+        .deletion_policy
+        .unwrap_or(ctx.settings.default_deletion_policy);
+    if policy == DeletionPolicy::Orphan || mgmt.management_policy == ManagementPolicy::ObserveOnly {
+        if let Some(id) = K::remote_id(&status) {
+            publish(
+                ctx,
+                obj,
+                false,
+                "Orphaned",
+                "Delete",
+                format!("left {noun} {id} in Databricks"),
+            )
+            .await;
+        }
+        return Ok(Step::Release);
+    }
+    if let Some(kind) = K::dep_kind() {
+        let users = referrers(ctx, ns, kind, &obj.name_any()).await?;
+        if !users.is_empty() {
+            let msg = format!(
+                "cannot delete yet: still used by {}; it is deleted once they are gone",
+                users.join(", ")
+            );
+            run.set("Ready", false, Reason::InUse, &msg);
+            run.write().await?;
+            return Ok(Step::Requeue(Duration::from_secs(5)));
+        }
+    }
+    let account_key = format!("{ns}/{}", mgmt.account_ref.name);
+    let Some(account) = ctx.account(&account_key).filter(|a| a.ready) else {
+        let msg = format!(
+            "deletion waits for DatabricksAccount {:?} to be Ready",
+            mgmt.account_ref.name
+        );
+        run.set("Synced", false, Reason::WaitingForDependency, &msg);
+        run.write().await?;
+        return Ok(Step::Requeue(Duration::from_secs(10)));
+    };
+    let client = &account.client;
+    let mut id = K::remote_id(&status);
+    if id.is_none() && K::common(&mut status).pending_create.is_some() {
+        // A create whose answer was lost: find what it made.
+        match ctx
+            .list::<K::Remote>(&account_key, client, Duration::ZERO)
+            .await
+        {
+            Ok(l) => id = l.iter().find(|r| obj.matches(r)).map(RemoteResource::id),
+            Err(e) => return run.api_failure(&e, "list").await,
+        }
+    }
+    let Some(id) = id else {
+        return Ok(Step::Release);
+    };
+    if K::waits_for_removal() {
+        match client.get::<K::Remote>(&id).await {
+            Err(e) if e.is_not_found() => {
+                publish(
+                    ctx,
+                    obj,
+                    false,
+                    "Deleted",
+                    "Delete",
+                    format!("{noun} {id} is gone"),
+                )
+                .await;
+                ctx.invalidate::<K::Remote>(&account_key);
+                return Ok(Step::Release);
+            }
+            Err(e) => return run.api_failure(&e, "read").await,
+            Ok(r) if K::removing(&r) => {
+                run.set(
+                    "Ready",
+                    false,
+                    Reason::Deleting,
+                    format!("{noun} {id} is being deleted"),
+                );
+                run.write().await?;
+                return Ok(Step::Requeue(ctx.settings.busy_poll_interval));
+            }
+            Ok(_) => {}
+        }
+    }
+    match client.delete::<K::Remote>(&id).await {
+        Ok(()) => {
+            ctx.invalidate::<K::Remote>(&account_key);
+            ctx.succeeded(&run.key);
+            if K::waits_for_removal() {
+                publish(
+                    ctx,
+                    obj,
+                    false,
+                    "Deleting",
+                    "Delete",
+                    format!("deletion of {noun} {id} started"),
+                )
+                .await;
+                run.set(
+                    "Ready",
+                    false,
+                    Reason::Deleting,
+                    format!("{noun} {id} is being deleted"),
+                );
+                run.write().await?;
+                Ok(Step::Requeue(ctx.settings.busy_poll_interval))
+            } else {
+                publish(
+                    ctx,
+                    obj,
+                    false,
+                    "Deleted",
+                    "Delete",
+                    format!("deleted {noun} {id}"),
+                )
+                .await;
+                Ok(Step::Release)
+            }
+        }
+        Err(e) if e.is_not_found() => Ok(Step::Release),
+        Err(e) if e.is_in_use() => {
+            let msg = format!("Databricks still counts {noun} {id} as in use ({e}); retrying");
+            run.set("Ready", false, Reason::InUse, &msg);
+            run.write().await?;
+            Ok(Step::Requeue(
+                ctx.backoff(&run.key, None).min(Duration::from_secs(30)),
+            ))
+        }
+        Err(e) => run.api_failure(&e, "delete").await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Deleting a credential must wait for the workspaces that name it, and only those.
+    #[test]
+    fn references_find_named_dependencies() {
+        let ws = serde_json::json!({"credentials": {"name": "cred"}, "storageConfiguration": {"id": "s-1"},
+            "managedServicesKey": {"name": "key"}});
+        assert!(references(&ws, DepKind::Credential, "cred"));
+        assert!(!references(&ws, DepKind::Credential, "other"));
+        assert!(
+            !references(&ws, DepKind::Storage, "s-1"),
+            "a literal ID is not a reference to a CR"
+        );
+        assert!(references(&ws, DepKind::Key, "key"));
+        let net = serde_json::json!({"vpcEndpoints": {"restApi": [{"name": "front"}], "dataplaneRelay": [{"name": "relay"}]}});
+        assert!(references(&net, DepKind::VpcEndpoint, "relay"));
+        let pas = serde_json::json!({"allowedVpcEndpoints": [{"name": "front"}]});
+        assert!(references(&pas, DepKind::VpcEndpoint, "front"));
+    }
+
+    /// Plurals built for dynamic access must match the CRDs.
+    #[test]
+    fn api_resources_match_the_crds() {
+        for crd in crate::crd::all() {
+            let ar = api_resource(&crd.spec.names.kind);
+            assert_eq!(ar.plural, crd.spec.names.plural);
+        }
+    }
+}
