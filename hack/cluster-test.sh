@@ -17,8 +17,8 @@ first=$(pids)
 check "up starts three processes" test "$(echo "$first" | wc -l)" -eq 3
 env -u KUBECONFIG bash hack/cluster.sh --dir "$dir/state" up
 check "a second up reuses the running control plane" test "$(pids)" = "$first"
-check "status says it is ready" bash -c "bash hack/cluster.sh --dir '$dir/state' status | grep -q ready"
-check "the kubeconfig reaches the server" kubectl --kubeconfig "$dir/state/kubeconfig" get --raw /readyz -o /dev/null
+check "status says it is ready" bash -c "env -u KUBECONFIG bash hack/cluster.sh --dir '$dir/state' status | grep -q ready"
+check "the kubeconfig reaches the server" bash -c "kubectl --kubeconfig '$dir/state/kubeconfig' get --raw /readyz >/dev/null"
 bash hack/cluster.sh --dir "$dir/state" down
 alive=0
 for p in $first; do kill -0 "$p" 2>/dev/null && alive=$((alive + 1)); done
