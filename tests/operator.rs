@@ -145,6 +145,26 @@ where
     }
 }
 
+/// Every kind of the full stack has `n` remote objects in the simulator.
+fn assert_stack_counts(sim: &SimHandle, n: usize) {
+    let snap = sim.snapshot();
+    for kind in STACK_KINDS {
+        assert_eq!(
+            count(&snap, kind),
+            n,
+            "{kind}: expected {n} remote objects\n{snap:#}"
+        );
+    }
+}
+
+const STACK_KINDS: [&str; 5] = [
+    "credentials",
+    "storage-configurations",
+    "customer-managed-keys",
+    "networks",
+    "workspaces",
+];
+
 fn count(snapshot: &serde_json::Value, kind: &str) -> usize {
     snapshot[kind].as_array().map(Vec::len).unwrap_or(0)
 }
@@ -179,20 +199,8 @@ async fn full_stack_converges_and_namespace_delete_cleans_up() {
     );
     assert!(s.workspace_id.is_some());
 
+    assert_stack_counts(&sim, 1);
     let snap = sim.snapshot();
-    for kind in [
-        "credentials",
-        "storage-configurations",
-        "customer-managed-keys",
-        "networks",
-        "workspaces",
-    ] {
-        assert_eq!(
-            count(&snap, kind),
-            1,
-            "{kind}: exactly one remote object\n{snap:#}"
-        );
-    }
     let remote_ws = &snap["workspaces"][0];
     let creds: Api<DatabricksCredential> = Api::namespaced(client.clone(), &ns);
     let cred = creds.get("cross-account").await.unwrap();
@@ -242,14 +250,5 @@ async fn full_stack_converges_and_namespace_delete_cleans_up() {
             .then_some(())
     })
     .await;
-    let snap = sim.snapshot();
-    for kind in [
-        "credentials",
-        "storage-configurations",
-        "customer-managed-keys",
-        "networks",
-        "workspaces",
-    ] {
-        assert_eq!(count(&snap, kind), 0, "{kind} removed\n{snap:#}");
-    }
+    assert_stack_counts(&sim, 0);
 }

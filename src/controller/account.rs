@@ -32,6 +32,35 @@ fn secret_value(secret: &KubeSecret, key: &str) -> Option<String> {
         .filter(|s| !s.is_empty())
 }
 
+/// Reads two keys of a Secret and adds the Secret's version to the fingerprint. The messages name
+/// the Secret and key, never a value.
+async fn read_keys(
+    ctx: &Context,
+    ns: &str,
+    name: &str,
+    keys: [&str; 2],
+    fingerprint: &mut String,
+) -> Result<[String; 2], String> {
+    let secrets: Api<KubeSecret> = Api::namespaced(ctx.client.clone(), ns);
+    let secret = match secrets.get_opt(name).await {
+        Ok(Some(s)) => s,
+        Ok(None) => return Err(format!("Secret {name:?} not found in namespace {ns}")),
+        Err(e) => return Err(format!("cannot read Secret {name:?}: {e}")),
+    };
+    fingerprint.push('/');
+    fingerprint.push_str(
+        secret
+            .metadata
+            .resource_version
+            .as_deref()
+            .unwrap_or_default(),
+    );
+    let value = |key: &str| {
+        secret_value(&secret, key).ok_or_else(|| format!("Secret {name:?} has no key {key:?}"))
+    };
+    Ok([value(keys[0])?, value(keys[1])?])
+}
+
 /// Reads what the spec names and builds the client configuration. Returns the configuration and a
 /// fingerprint of everything it was built from.
 async fn build_config(
@@ -40,41 +69,21 @@ async fn build_config(
     ns: &str,
 ) -> Result<(AccountConfig, String), String> {
     let spec = &acct.spec;
-    let secrets: Api<KubeSecret> = Api::namespaced(ctx.client.clone(), ns);
     let mut fingerprint = format!("{}", acct.metadata.generation.unwrap_or_default());
-    let read_secret = |name: String| {
-        let secrets = secrets.clone();
-        async move {
-            match secrets.get_opt(&name).await {
-                Ok(Some(s)) => Ok(s),
-                Ok(None) => Err(format!("Secret {name:?} not found in namespace {ns}")),
-                Err(e) => Err(format!("cannot read Secret {name:?}: {e}")),
-            }
-        }
-    };
     let credentials = match (
         &spec.auth.oauth_m2m,
         &spec.auth.federation,
         &spec.auth.basic,
     ) {
         (Some(m2m), None, None) => {
-            let s = read_secret(m2m.secret_ref.name.clone()).await?;
-            fingerprint.push_str(&format!(
-                "/{}",
-                s.metadata.resource_version.clone().unwrap_or_default()
-            ));
-            let id = secret_value(&s, &m2m.client_id_key).ok_or_else(|| {
-                format!(
-                    "Secret {:?} has no key {:?}",
-                    m2m.secret_ref.name, m2m.client_id_key
-                )
-            })?;
-            let secret = secret_value(&s, &m2m.client_secret_key).ok_or_else(|| {
-                format!(
-                    "Secret {:?} has no key {:?}",
-                    m2m.secret_ref.name, m2m.client_secret_key
-                )
-            })?;
+            let [id, secret] = read_keys(
+                ctx,
+                ns,
+                &m2m.secret_ref.name,
+                [&m2m.client_id_key, &m2m.client_secret_key],
+                &mut fingerprint,
+            )
+            .await?;
             Credentials::OAuthM2M {
                 client_id: id,
                 client_secret: Secret::new(secret),
@@ -85,23 +94,14 @@ async fn build_config(
             token_file: fed.token_path.clone().into(),
         },
         (None, None, Some(basic)) => {
-            let s = read_secret(basic.secret_ref.name.clone()).await?;
-            fingerprint.push_str(&format!(
-                "/{}",
-                s.metadata.resource_version.clone().unwrap_or_default()
-            ));
-            let user = secret_value(&s, &basic.username_key).ok_or_else(|| {
-                format!(
-                    "Secret {:?} has no key {:?}",
-                    basic.secret_ref.name, basic.username_key
-                )
-            })?;
-            let pass = secret_value(&s, &basic.password_key).ok_or_else(|| {
-                format!(
-                    "Secret {:?} has no key {:?}",
-                    basic.secret_ref.name, basic.password_key
-                )
-            })?;
+            let [user, pass] = read_keys(
+                ctx,
+                ns,
+                &basic.secret_ref.name,
+                [&basic.username_key, &basic.password_key],
+                &mut fingerprint,
+            )
+            .await?;
             Credentials::Basic {
                 username: user,
                 password: Secret::new(pass),

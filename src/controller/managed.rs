@@ -519,6 +519,11 @@ impl<K: Managed> Run<'_, K> {
         K::common(&mut self.status).set_condition(type_, ok, reason, message, g);
     }
 
+    /// Publishes an event about the object.
+    async fn event(&self, warning: bool, reason: &str, action: &str, note: String) {
+        publish(self.ctx, self.obj, warning, reason, action, note).await;
+    }
+
     async fn write(&mut self) -> Result<(), Error> {
         write_status(self.api, self.obj, self.obj.current_status(), &self.status).await
     }
@@ -550,7 +555,7 @@ impl<K: Managed> Run<'_, K> {
         self.set("Synced", false, reason, &message);
         self.write().await?;
         if first {
-            publish(self.ctx, self.obj, true, reason.as_str(), action, message).await;
+            self.event(true, reason.as_str(), action, message).await;
         }
         tracing::info!(object = %self.key, reason = reason.as_str(), error = %err, "API call failed");
         Ok(Step::Requeue(next))
@@ -650,7 +655,7 @@ async fn apply<K: Managed>(obj: &K, ctx: &Context, api: &Api<K>, ns: &str) -> Re
                 "{} {id} was deleted outside Kubernetes; creating it again",
                 <K::Remote as RemoteResource>::NOUN
             );
-            publish(ctx, obj, true, "RemoteDeleted", "Observe", msg).await;
+            run.event(true, "RemoteDeleted", "Observe", msg).await;
             K::set_remote_id(&mut run.status, None);
             ctx.invalidate::<K::Remote>(&account_key);
         }
@@ -708,15 +713,8 @@ async fn apply<K: Managed>(obj: &K, ctx: &Context, api: &Api<K>, ns: &str) -> Re
     } else if !observe_only {
         match obj.update(client, &remote, &deps).await {
             Ok(Some(what)) => {
-                publish(
-                    ctx,
-                    obj,
-                    false,
-                    "Updated",
-                    "Update",
-                    format!("updated {what}"),
-                )
-                .await;
+                run.event(false, "Updated", "Update", format!("updated {what}"))
+                    .await;
                 ctx.invalidate::<K::Remote>(&account_key);
                 match client.get::<K::Remote>(&remote.id()).await {
                     Ok(r) => remote = r,
@@ -744,7 +742,8 @@ async fn apply<K: Managed>(obj: &K, ctx: &Context, api: &Api<K>, ns: &str) -> Re
         .condition("Synced")
         .is_none_or(|c| c.reason != reason.as_str());
     if !ok && changed {
-        publish(ctx, obj, true, reason.as_str(), "Update", message.clone()).await;
+        run.event(true, reason.as_str(), "Update", message.clone())
+            .await;
     }
     run.set("Synced", ok, reason, message);
     run.write().await?;
@@ -782,7 +781,7 @@ async fn create<K: Managed>(
             K::common(&mut run.status).pending_create = None;
             K::set_remote_id(&mut run.status, Some(found.id()));
             run.write().await?;
-            publish(ctx, obj, false, "Adopted", "Create", format!("found {noun} {} created by an earlier attempt whose answer was lost; adopted it", found.id())).await;
+            run.event(false, "Adopted", "Create", format!("found {noun} {} created by an earlier attempt whose answer was lost; adopted it", found.id())).await;
             return Ok(Ok(found.clone()));
         }
         if K::named() {
@@ -799,7 +798,7 @@ async fn create<K: Managed>(
             run.set("Synced", false, Reason::NameConflict, &msg);
             run.write().await?;
             if first {
-                publish(ctx, obj, true, "NameConflict", "Create", msg).await;
+                run.event(true, "NameConflict", "Create", msg).await;
             }
             let poll = poll_interval(obj, ctx);
             ctx.gate(&run.key, run.generation, poll);
@@ -827,9 +826,7 @@ async fn create<K: Managed>(
             run.write().await?;
             ctx.invalidate::<K::Remote>(account_key);
             ctx.propagation_done(&run.key);
-            publish(
-                ctx,
-                obj,
+            run.event(
                 false,
                 "Created",
                 "Create",
@@ -883,14 +880,13 @@ async fn cleanup<K: Managed>(
 ) -> Result<Step, Error> {
     let mgmt = obj.management().clone();
     let generation = obj.meta().generation;
-    let mut status = obj.current_status().cloned().unwrap_or_default();
     let mut run = Run {
         obj,
         ctx,
         api,
         key: format!("{}/{ns}/{}", K::kind(&()), obj.name_any()),
         generation,
-        status: status.clone(),
+        status: obj.current_status().cloned().unwrap_or_default(),
     };
     let noun = <K::Remote as RemoteResource>::NOUN;
     if paused(obj) {
@@ -907,10 +903,8 @@ async fn cleanup<K: Managed>(
         .deletion_policy
         .unwrap_or(ctx.settings.default_deletion_policy);
     if policy == DeletionPolicy::Orphan || mgmt.management_policy == ManagementPolicy::ObserveOnly {
-        if let Some(id) = K::remote_id(&status) {
-            publish(
-                ctx,
-                obj,
+        if let Some(id) = K::remote_id(&run.status) {
+            run.event(
                 false,
                 "Orphaned",
                 "Delete",
@@ -943,8 +937,8 @@ async fn cleanup<K: Managed>(
         return Ok(Step::Requeue(Duration::from_secs(10)));
     };
     let client = &account.client;
-    let mut id = K::remote_id(&status);
-    if id.is_none() && K::common(&mut status).pending_create.is_some() {
+    let mut id = K::remote_id(&run.status);
+    if id.is_none() && K::common(&mut run.status).pending_create.is_some() {
         // A create whose answer was lost: find what it made.
         match ctx
             .list::<K::Remote>(&account_key, client, Duration::ZERO)
@@ -960,15 +954,8 @@ async fn cleanup<K: Managed>(
     if K::waits_for_removal() {
         match client.get::<K::Remote>(&id).await {
             Err(e) if e.is_not_found() => {
-                publish(
-                    ctx,
-                    obj,
-                    false,
-                    "Deleted",
-                    "Delete",
-                    format!("{noun} {id} is gone"),
-                )
-                .await;
+                run.event(false, "Deleted", "Delete", format!("{noun} {id} is gone"))
+                    .await;
                 ctx.invalidate::<K::Remote>(&account_key);
                 return Ok(Step::Release);
             }
@@ -991,9 +978,7 @@ async fn cleanup<K: Managed>(
             ctx.invalidate::<K::Remote>(&account_key);
             ctx.succeeded(&run.key);
             if K::waits_for_removal() {
-                publish(
-                    ctx,
-                    obj,
+                run.event(
                     false,
                     "Deleting",
                     "Delete",
@@ -1009,15 +994,8 @@ async fn cleanup<K: Managed>(
                 run.write().await?;
                 Ok(Step::Requeue(ctx.settings.busy_poll_interval))
             } else {
-                publish(
-                    ctx,
-                    obj,
-                    false,
-                    "Deleted",
-                    "Delete",
-                    format!("deleted {noun} {id}"),
-                )
-                .await;
+                run.event(false, "Deleted", "Delete", format!("deleted {noun} {id}"))
+                    .await;
                 Ok(Step::Release)
             }
         }

@@ -51,7 +51,4 @@ pub struct CredentialStatus {
     /// Databricks ID of the credential configuration.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials_id: Option<String>,
-    /// When the IAM-propagation retry window started (RFC 3339).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub validation_pending_since: Option<String>,
 }
