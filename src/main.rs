@@ -6,6 +6,9 @@ use clap::{Parser, Subcommand};
 #[derive(Parser)]
 #[command(name = "databricks-account-operator", version, about)]
 struct Cli {
+    /// Log format: `text` or `json`. The level comes from RUST_LOG (default `info`).
+    #[arg(long, global = true, env = "LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
     #[command(subcommand)]
     command: Command,
 }
@@ -19,8 +22,11 @@ enum Command {
     /// Print the CustomResourceDefinitions as YAML, or write one file per CRD into a directory.
     Crds {
         /// Write `<plural>.<group>.yaml` files into this directory instead of printing.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "install")]
         out_dir: Option<std::path::PathBuf>,
+        /// Create or replace the CRDs in the cluster of KUBECONFIG and wait until they are Established.
+        #[arg(long)]
+        install: bool,
     },
 }
 
@@ -83,6 +89,18 @@ async fn shutdown_signal() {
     }
 }
 
+async fn install_crds() -> Result<(), String> {
+    use databricks_account_operator::crd;
+    let client = kube::Client::try_default()
+        .await
+        .map_err(|e| format!("cannot reach Kubernetes: {e}"))?;
+    crd::install(&client, &crd::all())
+        .await
+        .map_err(|e| e.to_string())?;
+    println!("{} CRDs installed and Established", crd::all().len());
+    Ok(())
+}
+
 fn crds(out_dir: Option<std::path::PathBuf>) -> Result<(), String> {
     use databricks_account_operator::crd;
     for c in crd::all() {
@@ -98,22 +116,28 @@ fn crds(out_dir: Option<std::path::PathBuf>) -> Result<(), String> {
     Ok(())
 }
 
-fn init_tracing() {
+fn init_tracing(format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).init();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
 }
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
-    init_tracing();
+    init_tracing(&cli.log_format);
     let result = match cli.command {
         Command::Simulate(args) => databricks_account_operator::sim::run(*args)
             .await
             .map_err(|e| e.to_string()),
-        Command::Crds { out_dir } => crds(out_dir),
+        Command::Crds { install: true, .. } => install_crds().await,
+        Command::Crds { out_dir, .. } => crds(out_dir),
         Command::Run(args) => run(args).await,
     };
     match result {
