@@ -543,9 +543,11 @@ impl<K: Managed> Run<'_, K> {
                 self.ctx.backoff(&self.key, err.retry_after()),
             )
         } else {
-            self.ctx.gate(&self.key, self.generation, poll);
             (Reason::ApiRejected, poll)
         };
+        // Our own status write (and any watched change) triggers a reconcile at once: the gate
+        // keeps it from calling the API again before the backoff, unless the spec changes.
+        self.ctx.gate(&self.key, self.generation, next);
         let first = K::common(&mut self.status)
             .condition("Synced")
             .is_none_or(|c| c.reason != reason.as_str() || c.message != message);
@@ -748,6 +750,7 @@ async fn apply<K: Managed>(obj: &K, ctx: &Context, api: &Api<K>, ns: &str) -> Re
     run.set("Synced", ok, reason, message);
     run.write().await?;
     ctx.succeeded(&run.key);
+    ctx.ungate(&run.key);
     Ok(Step::Requeue(if observation.busy {
         ctx.settings.busy_poll_interval.min(poll)
     } else {
@@ -849,17 +852,16 @@ async fn create<K: Managed>(
             if elapsed < ctx.settings.credential_propagation_window {
                 K::common(&mut run.status).pending_create = None;
                 let msg = format!(
-                    "Databricks cannot use the IAM role yet ({}); IAM changes take a while to propagate, retrying for up to {} s (waited {} s)",
+                    "Databricks cannot use the IAM role yet ({}); IAM changes take a while to propagate, retrying for up to {} s",
                     e.api().map(|a| a.message.as_str()).unwrap_or_default(),
                     ctx.settings.credential_propagation_window.as_secs(),
-                    elapsed.as_secs()
                 );
                 run.set("Ready", false, Reason::CredentialValidationPending, &msg);
                 run.set("Synced", false, Reason::CredentialValidationPending, &msg);
                 run.write().await?;
-                Ok(Err(Step::Requeue(
-                    ctx.backoff(&run.key, None).min(Duration::from_secs(30)),
-                )))
+                let next = ctx.backoff(&run.key, None).min(Duration::from_secs(30));
+                ctx.gate(&run.key, run.generation, next);
+                Ok(Err(Step::Requeue(next)))
             } else {
                 K::common(&mut run.status).pending_create = None;
                 run.api_failure(&e, "create").await.map(Err)
