@@ -9,4 +9,6 @@
 pub mod controller;
 pub mod crd;
 pub mod databricks;
+pub mod http;
+pub mod metrics;
 pub mod sim;

@@ -16,7 +16,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the operator: one controller per kind, until SIGTERM or Ctrl-C.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Serve a local simulator of the Databricks Account API (no Databricks account needed).
     Simulate(Box<databricks_account_operator::sim::SimArgs>),
     /// Print the CustomResourceDefinitions as YAML, or write one file per CRD into a directory.
@@ -40,36 +40,134 @@ struct RunArgs {
     #[arg(long, env = "BUSY_POLL_INTERVAL", default_value = "15s")]
     busy_poll_interval: String,
     /// Deletion policy of objects that set none: `Delete` or `Orphan`.
-    #[arg(long, env = "DEFAULT_DELETION_POLICY", default_value = "Delete")]
+    #[arg(long, env = "DEFAULT_DELETION_POLICY", default_value = "Delete", value_parser = ["Delete", "Orphan"])]
     default_deletion_policy: String,
+    /// Namespaces to watch, comma-separated; all namespaces when empty.
+    #[arg(
+        long,
+        env = "WATCH_NAMESPACES",
+        value_delimiter = ',',
+        default_value = ""
+    )]
+    watch_namespaces: Vec<String>,
+    /// Address of /metrics, /healthz and /readyz.
+    #[arg(long, env = "METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    metrics_addr: std::net::SocketAddr,
+    /// Take part in leader election on a Lease, so only one replica reconciles.
+    #[arg(long, env = "LEADER_ELECT")]
+    leader_elect: bool,
+    /// Name of the leader-election Lease.
+    #[arg(
+        long,
+        env = "LEASE_NAME",
+        default_value = "databricks-account-operator"
+    )]
+    lease_name: String,
+    /// Namespace of the Lease (the operator's own).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    lease_namespace: String,
+    /// How long the lease stays valid without renewal, e.g. `15s`.
+    #[arg(long, env = "LEASE_DURATION", default_value = "15s")]
+    lease_duration: String,
+    /// PEM file of extra CA certificates every account's client trusts.
+    #[arg(long, env = "EXTRA_CA_FILE")]
+    extra_ca_file: Option<std::path::PathBuf>,
 }
 
 async fn run(args: RunArgs) -> Result<(), String> {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use databricks_account_operator::controller::leader::{Leadership, LeaseConfig};
     use databricks_account_operator::controller::{self, Context, Settings, parse_duration};
     use databricks_account_operator::crd::DeletionPolicy;
+    use futures::FutureExt;
+
+    let extra_ca_pem = match &args.extra_ca_file {
+        Some(p) => {
+            Some(std::fs::read(p).map_err(|e| format!("--extra-ca-file {}: {e}", p.display()))?)
+        }
+        None => None,
+    };
     let settings = Settings {
         poll_interval: parse_duration(&args.poll_interval).ok_or("invalid --poll-interval")?,
         busy_poll_interval: parse_duration(&args.busy_poll_interval)
             .ok_or("invalid --busy-poll-interval")?,
-        default_deletion_policy: match args.default_deletion_policy.as_str() {
-            "Delete" => DeletionPolicy::Delete,
-            "Orphan" => DeletionPolicy::Orphan,
-            other => {
-                return Err(format!(
-                    "invalid --default-deletion-policy {other:?}: use Delete or Orphan"
-                ));
-            }
+        default_deletion_policy: if args.default_deletion_policy == "Orphan" {
+            DeletionPolicy::Orphan
+        } else {
+            DeletionPolicy::Delete
         },
+        watch_namespaces: args
+            .watch_namespaces
+            .iter()
+            .filter(|n| !n.is_empty())
+            .cloned()
+            .collect(),
+        extra_ca_pem,
         ..Settings::default()
     };
+    let lease_duration = parse_duration(&args.lease_duration).ok_or("invalid --lease-duration")?;
+    let shutdown = shutdown_signal().boxed().shared();
     let client = kube::Client::try_default()
         .await
         .map_err(|e| format!("cannot reach Kubernetes: {e}"))?;
-    let instance = std::env::var("POD_NAME").unwrap_or_else(|_| "local".into());
-    let ctx = Context::new(client, settings, instance);
-    tracing::info!("controllers starting");
-    controller::run(ctx, shutdown_signal()).await;
+    let instance =
+        std::env::var("POD_NAME").unwrap_or_else(|_| format!("local-{}", std::process::id()));
+    let ctx = Context::new(client.clone(), settings, instance.clone());
+    let ready = Arc::new(AtomicBool::new(false));
+    let server = tokio::spawn(databricks_account_operator::http::serve(
+        args.metrics_addr,
+        ctx.metrics.clone(),
+        ready.clone(),
+        shutdown.clone(),
+    ));
+    ready.store(true, Ordering::Relaxed);
+
+    let leadership = if args.leader_elect {
+        let config = LeaseConfig {
+            name: args.lease_name.clone(),
+            namespace: args.lease_namespace.clone(),
+            identity: instance,
+            duration: lease_duration,
+            renew_every: lease_duration / 3,
+        };
+        tokio::select! {
+            l = Leadership::acquire(client, config) => Some(Arc::new(l)),
+            () = shutdown.clone() => return Ok(()),
+        }
+    } else {
+        None
+    };
+    let lost = Arc::new(AtomicBool::new(false));
+    let (lost_tx, lost_rx) = tokio::sync::oneshot::channel::<()>();
+    if let Some(l) = leadership.clone() {
+        let lost = lost.clone();
+        tokio::spawn(async move {
+            l.hold().await;
+            lost.store(true, Ordering::Relaxed);
+            let _ = lost_tx.send(());
+        });
+    }
+    tracing::info!(namespaces = ?ctx.settings.watch_namespaces, "controllers starting");
+    let stop = shutdown.clone();
+    // Without leader election nothing sends: the channel closes at once and must not stop us.
+    let leader = leadership.is_some();
+    controller::run(ctx, async move {
+        tokio::select! {
+            () = stop => {}
+            _ = lost_rx, if leader => {}
+        }
+    })
+    .await;
     tracing::info!("controllers stopped");
+    if lost.load(Ordering::Relaxed) {
+        return Err("lost the leader lease; exiting so that only one replica reconciles".into());
+    }
+    if let Some(l) = leadership {
+        l.release().await;
+    }
+    let _ = server.await;
     Ok(())
 }
 
@@ -138,7 +236,7 @@ async fn main() -> std::process::ExitCode {
             .map_err(|e| e.to_string()),
         Command::Crds { install: true, .. } => install_crds().await,
         Command::Crds { out_dir, .. } => crds(out_dir),
-        Command::Run(args) => run(args).await,
+        Command::Run(args) => run(*args).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

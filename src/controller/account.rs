@@ -110,6 +110,7 @@ async fn build_config(
         _ => return Err("set exactly one of auth.oauthM2M, auth.federation, auth.basic".into()),
     };
     let mut config = AccountConfig::new(spec.host.clone(), spec.account_id.clone(), credentials);
+    config.ca_bundle_pem = ctx.settings.extra_ca_pem.clone();
     if let Some(r) = spec.rate_limit {
         config.rate_limit = f64::from(r);
     }
@@ -129,7 +130,10 @@ async fn build_config(
             .as_ref()
             .and_then(|d| d.get(&ca.key))
             .ok_or_else(|| format!("ConfigMap {:?} has no key {:?}", ca.config_map, ca.key))?;
-        config.ca_bundle_pem = Some(pem.clone().into_bytes());
+        let mut bundle = config.ca_bundle_pem.take().unwrap_or_default();
+        bundle.extend_from_slice(b"\n");
+        bundle.extend_from_slice(pem.as_bytes());
+        config.ca_bundle_pem = Some(bundle);
     }
     Ok((config, fingerprint))
 }
@@ -184,7 +188,7 @@ async fn apply(acct: Arc<DatabricksAccount>, ctx: Arc<Context>, ns: &str) -> Res
     let existing = ctx.account(&key).filter(|e| e.fingerprint == fingerprint);
     let client = match existing {
         Some(e) => e.client,
-        None => match AccountClient::new(config) {
+        None => match AccountClient::with_observer(config, Some(ctx.metrics.clone())) {
             Ok(c) => c,
             Err(e) => {
                 let message = e.to_string();

@@ -488,6 +488,8 @@ pub async fn reconcile<K: Managed>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Act
         return match cleanup(&*obj, &ctx, &api, &ns).await? {
             Step::Release => {
                 set_finalizer(&api, &*obj, false).await?;
+                let key = format!("{}/{ns}/{}", K::kind(&()), obj.name_any());
+                ctx.metrics.readiness(&K::kind(&()), &key, None, None);
                 Ok(Action::await_change())
             }
             Step::Requeue(d) => Ok(Action::requeue(d)),
@@ -525,7 +527,15 @@ impl<K: Managed> Run<'_, K> {
     }
 
     async fn write(&mut self) -> Result<(), Error> {
-        write_status(self.api, self.obj, self.obj.current_status(), &self.status).await
+        write_status(self.api, self.obj, self.obj.current_status(), &self.status).await?;
+        let ready = K::common(&mut self.status).is_ready();
+        let age = self.obj.meta().creation_timestamp.as_ref().and_then(|t| {
+            std::time::Duration::try_from(k8s_openapi::jiff::Timestamp::now() - t.0).ok()
+        });
+        self.ctx
+            .metrics
+            .readiness(&K::kind(&()), &self.key, Some(ready), age);
+        Ok(())
     }
 
     /// Reports an API failure and says when to try again.

@@ -2,6 +2,7 @@
 
 pub mod account;
 pub mod kinds;
+pub mod leader;
 pub mod managed;
 
 use std::any::Any;
@@ -29,6 +30,10 @@ pub struct Settings {
     pub credential_propagation_window: Duration,
     /// Largest per-object backoff after errors.
     pub max_backoff: Duration,
+    /// Namespaces to watch; empty for all.
+    pub watch_namespaces: Vec<String>,
+    /// PEM certificates every account's client trusts in addition to the public roots.
+    pub extra_ca_pem: Option<Vec<u8>>,
 }
 
 impl Default for Settings {
@@ -39,6 +44,8 @@ impl Default for Settings {
             default_deletion_policy: DeletionPolicy::Delete,
             credential_propagation_window: Duration::from_secs(300),
             max_backoff: Duration::from_secs(300),
+            watch_namespaces: Vec::new(),
+            extra_ca_pem: None,
         }
     }
 }
@@ -66,6 +73,8 @@ pub struct Context {
     pub settings: Settings,
     /// Event recorder.
     pub recorder: Recorder,
+    /// Prometheus metrics.
+    pub metrics: Arc<crate::metrics::Metrics>,
     /// Account clients by `namespace/name`.
     pub accounts: Mutex<HashMap<String, AccountEntry>>,
     /// One list per kind per account, shared by every object of that kind.
@@ -96,6 +105,7 @@ impl Context {
             client,
             settings,
             recorder,
+            metrics: Arc::default(),
             accounts: Mutex::default(),
             lists: Mutex::default(),
             failures: Mutex::default(),
@@ -244,6 +254,31 @@ mod runner {
     use super::managed::{Error, Managed, reconcile};
     use crate::crd::*;
 
+    fn api<K>(client: &kube::Client, ns: Option<&str>) -> Api<K>
+    where
+        K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>,
+    {
+        match ns {
+            Some(ns) => Api::namespaced(client.clone(), ns),
+            None => Api::all(client.clone()),
+        }
+    }
+
+    /// Times a reconcile and counts its outcome.
+    async fn measured<K: Resource<DynamicType = ()>, F>(
+        ctx: Arc<Context>,
+        f: F,
+    ) -> Result<Action, Error>
+    where
+        F: std::future::Future<Output = Result<Action, Error>>,
+    {
+        let started = std::time::Instant::now();
+        let result = f.await;
+        ctx.metrics
+            .reconciled(&K::kind(&()), result.is_ok(), started.elapsed());
+        result
+    }
+
     fn error_policy<K: Resource>(obj: Arc<K>, err: &Error, ctx: Arc<Context>) -> Action {
         let key = format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any());
         tracing::warn!(object = %key, error = %err, "reconcile failed");
@@ -289,10 +324,11 @@ mod runner {
     fn watch_other<K: Managed, O>(
         c: Controller<K>,
         client: &kube::Client,
+        ns: Option<&str>,
         store: Store<K>,
     ) -> Controller<K>
     where
-        O: Resource<DynamicType = ()>
+        O: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
             + Clone
             + std::fmt::Debug
             + serde::de::DeserializeOwned
@@ -302,45 +338,50 @@ mod runner {
             + 'static,
     {
         c.watches(
-            Api::<O>::all(client.clone()),
+            api::<O>(client, ns),
             watcher::Config::default(),
             move |o: O| related(&store, &o),
         )
     }
 
-    async fn run_kind<K: Managed>(
-        ctx: Arc<Context>,
-        shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
-    ) {
+    type Shutdown = futures::future::Shared<
+        std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + Sync>>,
+    >;
+
+    async fn run_kind<K: Managed>(ctx: Arc<Context>, ns: Option<String>, shutdown: Shutdown) {
         let client = ctx.client.clone();
-        let c = Controller::new(Api::<K>::all(client.clone()), watcher::Config::default());
+        let ns = ns.as_deref();
+        let c = Controller::new(api::<K>(&client, ns), watcher::Config::default());
         let store = c.store();
-        let c = watch_other::<K, DatabricksAccount>(c, &client, store.clone());
-        let c = watch_other::<K, DatabricksCredential>(c, &client, store.clone());
-        let c = watch_other::<K, DatabricksStorageConfig>(c, &client, store.clone());
-        let c = watch_other::<K, DatabricksKeyConfig>(c, &client, store.clone());
-        let c = watch_other::<K, DatabricksNetwork>(c, &client, store.clone());
-        let c = watch_other::<K, DatabricksVpcEndpoint>(c, &client, store.clone());
-        let c = watch_other::<K, DatabricksPrivateAccessSettings>(c, &client, store.clone());
-        let c = watch_other::<K, DatabricksWorkspace>(c, &client, store);
+        let c = watch_other::<K, DatabricksAccount>(c, &client, ns, store.clone());
+        let c = watch_other::<K, DatabricksCredential>(c, &client, ns, store.clone());
+        let c = watch_other::<K, DatabricksStorageConfig>(c, &client, ns, store.clone());
+        let c = watch_other::<K, DatabricksKeyConfig>(c, &client, ns, store.clone());
+        let c = watch_other::<K, DatabricksNetwork>(c, &client, ns, store.clone());
+        let c = watch_other::<K, DatabricksVpcEndpoint>(c, &client, ns, store.clone());
+        let c = watch_other::<K, DatabricksPrivateAccessSettings>(c, &client, ns, store.clone());
+        let c = watch_other::<K, DatabricksWorkspace>(c, &client, ns, store);
         c.graceful_shutdown_on(shutdown)
-            .run(reconcile::<K>, error_policy::<K>, ctx)
+            .run(
+                |obj, ctx: Arc<Context>| measured::<K, _>(ctx.clone(), reconcile::<K>(obj, ctx)),
+                error_policy::<K>,
+                ctx,
+            )
             .for_each(|_| futures::future::ready(()))
             .await;
     }
 
-    async fn run_accounts(
-        ctx: Arc<Context>,
-        shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
-    ) {
+    async fn run_accounts(ctx: Arc<Context>, ns: Option<String>, shutdown: Shutdown) {
         let client = ctx.client.clone();
         Controller::new(
-            Api::<DatabricksAccount>::all(client.clone()),
+            api::<DatabricksAccount>(&client, ns.as_deref()),
             watcher::Config::default(),
         )
         .graceful_shutdown_on(shutdown)
         .run(
-            super::account::reconcile,
+            |obj, ctx: Arc<Context>| {
+                measured::<DatabricksAccount, _>(ctx.clone(), super::account::reconcile(obj, ctx))
+            },
             error_policy::<DatabricksAccount>,
             ctx,
         )
@@ -348,22 +389,44 @@ mod runner {
         .await;
     }
 
-    /// Runs every controller until `shutdown` resolves.
+    async fn run_scope(ctx: Arc<Context>, ns: Option<String>, shutdown: Shutdown) {
+        tokio::join!(
+            run_accounts(ctx.clone(), ns.clone(), shutdown.clone()),
+            run_kind::<DatabricksCredential>(ctx.clone(), ns.clone(), shutdown.clone()),
+            run_kind::<DatabricksStorageConfig>(ctx.clone(), ns.clone(), shutdown.clone()),
+            run_kind::<DatabricksKeyConfig>(ctx.clone(), ns.clone(), shutdown.clone()),
+            run_kind::<DatabricksNetwork>(ctx.clone(), ns.clone(), shutdown.clone()),
+            run_kind::<DatabricksVpcEndpoint>(ctx.clone(), ns.clone(), shutdown.clone()),
+            run_kind::<DatabricksPrivateAccessSettings>(ctx.clone(), ns.clone(), shutdown.clone()),
+            run_kind::<DatabricksWorkspace>(ctx, ns, shutdown),
+        );
+    }
+
+    /// Runs every controller, over all namespaces or over each of `settings.watch_namespaces`,
+    /// until `shutdown` resolves.
     pub async fn run(
         ctx: Arc<Context>,
         shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
     ) {
-        let shutdown = shutdown.shared();
-        tokio::join!(
-            run_accounts(ctx.clone(), shutdown.clone()),
-            run_kind::<DatabricksCredential>(ctx.clone(), shutdown.clone()),
-            run_kind::<DatabricksStorageConfig>(ctx.clone(), shutdown.clone()),
-            run_kind::<DatabricksKeyConfig>(ctx.clone(), shutdown.clone()),
-            run_kind::<DatabricksNetwork>(ctx.clone(), shutdown.clone()),
-            run_kind::<DatabricksVpcEndpoint>(ctx.clone(), shutdown.clone()),
-            run_kind::<DatabricksPrivateAccessSettings>(ctx.clone(), shutdown.clone()),
-            run_kind::<DatabricksWorkspace>(ctx, shutdown),
-        );
+        let shutdown: Shutdown = (Box::pin(shutdown)
+            as std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + Sync>>)
+            .shared();
+        let scopes: Vec<Option<String>> = if ctx.settings.watch_namespaces.is_empty() {
+            vec![None]
+        } else {
+            ctx.settings
+                .watch_namespaces
+                .iter()
+                .cloned()
+                .map(Some)
+                .collect()
+        };
+        futures::future::join_all(
+            scopes
+                .into_iter()
+                .map(|ns| run_scope(ctx.clone(), ns, shutdown.clone())),
+        )
+        .await;
     }
 }
 

@@ -1,0 +1,274 @@
+//! Prometheus metrics of the operator. Labels are bounded: kinds, fixed outcomes, API operations
+//! and HTTP status codes; never object names or error texts.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::databricks::{CallObserver, CallRecord};
+
+/// `kind` and `outcome` of a reconcile.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReconcileLabels {
+    /// Kind.
+    pub kind: String,
+    /// `ok` or `error`.
+    pub outcome: String,
+}
+
+/// A kind.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    /// Kind.
+    pub kind: String,
+}
+
+/// An API operation and its answer.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ApiLabels {
+    /// `credentials.create`, `workspaces.get`, ...
+    pub operation: String,
+    /// HTTP status, or `transport`.
+    pub status: String,
+}
+
+/// An API operation.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OperationLabels {
+    /// `credentials.create`, `workspaces.get`, ...
+    pub operation: String,
+}
+
+/// Objects of a kind by readiness.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ObjectLabels {
+    /// Kind.
+    pub kind: String,
+    /// `true` or `false`.
+    pub ready: String,
+}
+
+/// Readiness by object key (kind, ready), and the objects seen Ready at least once.
+type Readiness = (HashMap<String, (String, bool)>, HashSet<String>);
+
+type Hist<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn seconds_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.005, 2.0, 14))
+}
+
+fn ready_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(1.0, 2.0, 14))
+}
+
+/// Every metric the operator exports.
+pub struct Metrics {
+    registry: Registry,
+    reconciles: Family<ReconcileLabels, Counter>,
+    reconcile_duration: Hist<KindLabels>,
+    api_requests: Family<ApiLabels, Counter>,
+    api_duration: Hist<OperationLabels>,
+    throttled: Family<OperationLabels, Counter>,
+    objects: Family<ObjectLabels, Gauge>,
+    time_to_ready: Hist<KindLabels>,
+    /// Readiness by object key, and the objects seen Ready at least once.
+    readiness: Mutex<Readiness>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A registry with every metric registered.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("databricks_operator");
+        let reconciles = Family::<ReconcileLabels, Counter>::default();
+        let reconcile_duration: Hist<KindLabels> = Family::new_with_constructor(seconds_histogram);
+        let api_requests = Family::<ApiLabels, Counter>::default();
+        let api_duration: Hist<OperationLabels> = Family::new_with_constructor(seconds_histogram);
+        let throttled = Family::<OperationLabels, Counter>::default();
+        let objects = Family::<ObjectLabels, Gauge>::default();
+        let time_to_ready: Hist<KindLabels> = Family::new_with_constructor(ready_histogram);
+        registry.register(
+            "reconciles",
+            "Reconciles by kind and outcome",
+            reconciles.clone(),
+        );
+        registry.register(
+            "reconcile_duration_seconds",
+            "Time spent in one reconcile",
+            reconcile_duration.clone(),
+        );
+        registry.register(
+            "api_requests",
+            "Databricks Account API requests by operation and HTTP status",
+            api_requests.clone(),
+        );
+        registry.register(
+            "api_request_duration_seconds",
+            "Databricks Account API request latency, retries included",
+            api_duration.clone(),
+        );
+        registry.register(
+            "api_throttled_requests",
+            "API requests held back by the client-side rate limit",
+            throttled.clone(),
+        );
+        registry.register(
+            "objects",
+            "Managed objects by kind and readiness",
+            objects.clone(),
+        );
+        registry.register(
+            "time_to_ready_seconds",
+            "Time from an object's creation to its first Ready seen by this process",
+            time_to_ready.clone(),
+        );
+        Self {
+            registry,
+            reconciles,
+            reconcile_duration,
+            api_requests,
+            api_duration,
+            throttled,
+            objects,
+            time_to_ready,
+            readiness: Mutex::default(),
+        }
+    }
+
+    /// Records one reconcile.
+    pub fn reconciled(&self, kind: &str, ok: bool, took: Duration) {
+        let outcome = if ok { "ok" } else { "error" };
+        self.reconciles
+            .get_or_create(&ReconcileLabels {
+                kind: kind.into(),
+                outcome: outcome.into(),
+            })
+            .inc();
+        self.reconcile_duration
+            .get_or_create(&KindLabels { kind: kind.into() })
+            .observe(took.as_secs_f64());
+    }
+
+    /// Records an object's readiness (`None` when it is gone). `age` is the time since the
+    /// object was created; it is observed as time to ready on the object's first Ready.
+    pub fn readiness(&self, kind: &str, key: &str, ready: Option<bool>, age: Option<Duration>) {
+        let mut guard = self
+            .readiness
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (map, seen) = &mut *guard;
+        let before = map.get(key).map(|(_, r)| *r);
+        match ready {
+            Some(r) => {
+                if r && seen.insert(key.to_string())
+                    && let Some(age) = age
+                {
+                    self.time_to_ready
+                        .get_or_create(&KindLabels { kind: kind.into() })
+                        .observe(age.as_secs_f64());
+                }
+                map.insert(key.to_string(), (kind.to_string(), r));
+            }
+            None => {
+                map.remove(key);
+                seen.remove(key);
+            }
+        }
+        if before == ready {
+            return;
+        }
+        for r in [true, false] {
+            let n = map.values().filter(|(k, rr)| k == kind && *rr == r).count();
+            self.objects
+                .get_or_create(&ObjectLabels {
+                    kind: kind.into(),
+                    ready: r.to_string(),
+                })
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+    }
+
+    /// The metrics in the Prometheus text format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
+
+impl CallObserver for Metrics {
+    fn observe(&self, r: &CallRecord<'_>) {
+        self.api_requests
+            .get_or_create(&ApiLabels {
+                operation: r.operation.into(),
+                status: r.status.into(),
+            })
+            .inc();
+        let op = OperationLabels {
+            operation: r.operation.into(),
+        };
+        self.api_duration
+            .get_or_create(&op)
+            .observe(r.elapsed.as_secs_f64());
+        if !r.throttled.is_zero() {
+            self.throttled.get_or_create(&op).inc();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// API calls are counted by operation and status, and objects by readiness.
+    #[test]
+    fn counts_calls_and_readiness() {
+        let m = Metrics::new();
+        for status in ["200", "200", "429"] {
+            m.observe(&CallRecord {
+                operation: "credentials.create",
+                status,
+                elapsed: Duration::from_millis(10),
+                throttled: Duration::ZERO,
+            });
+        }
+        m.readiness("DatabricksCredential", "ns/a", Some(false), None);
+        m.readiness(
+            "DatabricksCredential",
+            "ns/a",
+            Some(true),
+            Some(Duration::from_secs(3)),
+        );
+        m.readiness("DatabricksCredential", "ns/b", Some(false), None);
+        let text = m.encode();
+        assert!(text.contains(r#"databricks_operator_api_requests_total{operation="credentials.create",status="200"} 2"#), "{text}");
+        assert!(text.contains(r#"databricks_operator_api_requests_total{operation="credentials.create",status="429"} 1"#));
+        assert!(text.contains(
+            r#"databricks_operator_objects{kind="DatabricksCredential",ready="true"} 1"#
+        ));
+        assert!(text.contains(
+            r#"databricks_operator_objects{kind="DatabricksCredential",ready="false"} 1"#
+        ));
+        assert!(text.contains(
+            r#"databricks_operator_time_to_ready_seconds_count{kind="DatabricksCredential"} 1"#
+        ));
+        m.readiness("DatabricksCredential", "ns/a", None, None);
+        assert!(m.encode().contains(
+            r#"databricks_operator_objects{kind="DatabricksCredential",ready="true"} 0"#
+        ));
+    }
+}
