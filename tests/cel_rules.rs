@@ -1,0 +1,195 @@
+//! The CRDs' transition rules (`x-kubernetes-validations`, `self == oldSelf`), evaluated by a CEL
+//! interpreter against the committed CRD files. The local API server (v1.20) predates CEL, so
+//! this is where the rules that newer servers enforce at admission are proven.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use kube::core::cel::Validator;
+use serde_json::{Value, json};
+
+fn schema(plural: &str) -> Value {
+    let path = format!(
+        "{}/crds/{plural}.account.databricks-operator.dev.yaml",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let crd: Value = serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"].clone()
+}
+
+fn with_spec(kind: &str, spec: Value) -> Value {
+    json!({"apiVersion": "account.databricks-operator.dev/v1alpha1", "kind": kind,
+           "metadata": {"name": "x", "namespace": "ns"}, "spec": spec})
+}
+
+/// The messages of the rules an update breaks (empty when it is allowed).
+fn broken(plural: &str, kind: &str, old: Value, new: Value) -> Vec<String> {
+    let v = Validator::new();
+    match v.validate(
+        &schema(plural),
+        &with_spec(kind, new),
+        Some(&with_spec(kind, old)),
+    ) {
+        Ok(()) => Vec::new(),
+        Err(errs) => errs.into_vec().into_iter().map(|e| e.message).collect(),
+    }
+}
+
+fn set(mut v: Value, field: &str, value: Value) -> Value {
+    v[field] = value;
+    v
+}
+
+/// Changing what Databricks cannot change is refused, naming the field; an unchanged spec passes.
+#[test]
+fn credential_role_and_name_are_immutable() {
+    let old = json!({"roleArn": "arn:aws:iam::123456789012:role/a", "credentialsName": "a"});
+    assert!(
+        broken(
+            "databrickscredentials",
+            "DatabricksCredential",
+            old.clone(),
+            old.clone()
+        )
+        .is_empty()
+    );
+    let msgs = broken(
+        "databrickscredentials",
+        "DatabricksCredential",
+        old.clone(),
+        set(
+            old.clone(),
+            "roleArn",
+            json!("arn:aws:iam::123456789012:role/b"),
+        ),
+    );
+    assert!(
+        msgs.iter().any(|m| m.contains("roleArn cannot be changed")),
+        "{msgs:?}"
+    );
+    let msgs = broken(
+        "databrickscredentials",
+        "DatabricksCredential",
+        old.clone(),
+        set(old, "credentialsName", json!("b")),
+    );
+    assert!(
+        msgs.iter()
+            .any(|m| m.contains("credentialsName cannot be changed")),
+        "{msgs:?}"
+    );
+}
+
+/// A workspace's name, deployment name and pricing tier are fixed; its credential, network, keys
+/// and tags can change (the operator patches them).
+#[test]
+fn workspace_rules_separate_fixed_from_patchable_fields() {
+    let old = json!({
+        "awsRegion": "us-east-1", "workspaceName": "w", "deploymentName": "w", "pricingTier": "PREMIUM",
+        "credentials": {"name": "c1"}, "storageConfiguration": {"name": "s"}, "customTags": {"a": "b"}
+    });
+    for (field, value) in [
+        ("workspaceName", json!("w2")),
+        ("deploymentName", json!("w2")),
+        ("pricingTier", json!("ENTERPRISE")),
+    ] {
+        let msgs = broken(
+            "databricksworkspaces",
+            "DatabricksWorkspace",
+            old.clone(),
+            set(old.clone(), field, value),
+        );
+        assert!(
+            msgs.iter()
+                .any(|m| m.contains(&format!("{field} cannot be changed"))),
+            "{field}: {msgs:?}"
+        );
+    }
+    for (field, value) in [
+        ("credentials", json!({"name": "c2"})),
+        ("network", json!({"name": "n"})),
+        ("managedServicesKey", json!({"id": "k"})),
+        ("customTags", json!({"a": "c"})),
+    ] {
+        let msgs = broken(
+            "databricksworkspaces",
+            "DatabricksWorkspace",
+            old.clone(),
+            set(old.clone(), field, value),
+        );
+        assert!(msgs.is_empty(), "{field} must stay patchable: {msgs:?}");
+    }
+}
+
+/// Network, key, storage and endpoint registrations cannot change at all in Databricks.
+#[test]
+fn registrations_are_immutable() {
+    let cases = [
+        (
+            "databricksnetworks",
+            "DatabricksNetwork",
+            json!({"vpcId": "vpc-1", "subnetIds": ["subnet-1", "subnet-2"], "securityGroupIds": ["sg-1"]}),
+            "subnetIds",
+            json!(["subnet-1", "subnet-3"]),
+        ),
+        (
+            "databrickskeyconfigs",
+            "DatabricksKeyConfig",
+            json!({"useCases": ["STORAGE"], "keyArn": "arn:aws:kms:us-east-1:123456789012:key/a"}),
+            "keyArn",
+            json!("arn:aws:kms:us-east-1:123456789012:key/b"),
+        ),
+        (
+            "databricksstorageconfigs",
+            "DatabricksStorageConfig",
+            json!({"bucketName": "bucket-a"}),
+            "bucketName",
+            json!("bucket-b"),
+        ),
+        (
+            "databricksvpcendpoints",
+            "DatabricksVpcEndpoint",
+            json!({"awsVpcEndpointId": "vpce-1", "region": "us-east-1"}),
+            "region",
+            json!("eu-west-1"),
+        ),
+    ];
+    for (plural, kind, old, field, value) in cases {
+        let msgs = broken(plural, kind, old.clone(), set(old.clone(), field, value));
+        assert!(
+            msgs.iter()
+                .any(|m| m.contains(&format!("{field} cannot be changed"))),
+            "{kind}.{field}: {msgs:?}"
+        );
+        assert!(
+            broken(plural, kind, old.clone(), old).is_empty(),
+            "{kind}: unchanged spec passes"
+        );
+    }
+}
+
+/// Private access settings are replaced in place, except for their region.
+#[test]
+fn private_access_settings_change_in_place_except_region() {
+    let old = json!({"region": "us-east-1", "publicAccessEnabled": false, "privateAccessLevel": "ACCOUNT"});
+    let plural = "databricksprivateaccesssettings";
+    let kind = "DatabricksPrivateAccessSettings";
+    assert!(
+        broken(
+            plural,
+            kind,
+            old.clone(),
+            set(old.clone(), "publicAccessEnabled", json!(true))
+        )
+        .is_empty()
+    );
+    let msgs = broken(
+        plural,
+        kind,
+        old.clone(),
+        set(old, "region", json!("us-west-2")),
+    );
+    assert!(
+        msgs.iter().any(|m| m.contains("region cannot be changed")),
+        "{msgs:?}"
+    );
+}
