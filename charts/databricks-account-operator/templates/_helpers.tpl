@@ -1,0 +1,114 @@
+{{/* Chart name, at most 63 characters. */}}
+{{- define "dao.name" -}}
+{{- .Chart.Name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Full name of the release's objects: the release name when it already contains the chart name,
+otherwise "<release>-<chart>", at most 63 characters.
+*/}}
+{{- define "dao.fullname" -}}
+{{- if contains .Chart.Name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+
+{{- define "dao.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Labels that select the operator's pods; never change them after a release exists. */}}
+{{- define "dao.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "dao.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/* Labels of every object. */}}
+{{- define "dao.labels" -}}
+helm.sh/chart: {{ include "dao.chart" . }}
+{{ include "dao.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Values.image.tag | default .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: databricks-account-operator
+{{- end }}
+
+{{- define "dao.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- .Values.serviceAccount.name | default (include "dao.fullname" .) }}
+{{- else }}
+{{- .Values.serviceAccount.name | default "default" }}
+{{- end }}
+{{- end }}
+
+{{- define "dao.image" -}}
+{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) }}
+{{- end }}
+
+{{/* "true" when the operator must elect a leader: asked for, or more than one replica. */}}
+{{- define "dao.leaderElect" -}}
+{{- if or .Values.leaderElection.enabled (gt (int .Values.replicas) 1) }}true{{ end }}
+{{- end }}
+
+{{- define "dao.leaseName" -}}
+{{- .Values.leaderElection.leaseName | default (include "dao.fullname" .) }}
+{{- end }}
+
+{{- define "dao.extraCaDir" -}}/etc/databricks-account-operator/extra-ca{{- end }}
+
+{{/* The eight kinds' plurals. */}}
+{{- define "dao.plurals" -}}
+- databricksaccounts
+- databrickscredentials
+- databricksstorageconfigs
+- databrickskeyconfigs
+- databricksnetworks
+- databricksvpcendpoints
+- databricksprivateaccesssettings
+- databricksworkspaces
+{{- end }}
+
+{{- define "dao.kinds" -}}
+- DatabricksAccount
+- DatabricksCredential
+- DatabricksStorageConfig
+- DatabricksKeyConfig
+- DatabricksNetwork
+- DatabricksVpcEndpoint
+- DatabricksPrivateAccessSettings
+- DatabricksWorkspace
+{{- end }}
+
+{{/*
+Rules for reconciling the kinds in a namespace (or every namespace in a ClusterRole): exactly the
+calls the operator makes.
+*/}}
+{{- define "dao.reconcileRules" -}}
+{{- $plurals := include "dao.plurals" . | fromYamlArray -}}
+- apiGroups: ["account.databricks-operator.dev"]
+  resources:
+  {{- range $plurals }}
+  - {{ . }}
+  {{- end }}
+  verbs: ["get", "list", "watch", "patch", "update"]
+- apiGroups: ["account.databricks-operator.dev"]
+  resources:
+  {{- range $plurals }}
+  - {{ . }}/status
+  {{- end }}
+  verbs: ["patch"]
+- apiGroups: ["account.databricks-operator.dev"]
+  resources:
+  {{- range $plurals }}
+  - {{ . }}/finalizers
+  {{- end }}
+  verbs: ["update"]
+- apiGroups: ["events.k8s.io"]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+# The Secret a DatabricksAccount names, and its CA ConfigMap.
+- apiGroups: [""]
+  resources: ["secrets", "configmaps"]
+  verbs: ["get"]
+{{- end }}

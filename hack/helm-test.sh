@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Test the Helm chart and the kustomize bases with real Helm (the PyPI package helm-python-sdk bundles
+# Helm v4's Go SDK; no helm binary needed) and a real API server:
+#   lint, values schema, renders (defaults and tests/helm/values-all.yaml), CRD copies, kustomize render
+#   and server dry run, and an install/uninstall into a fresh namespace of the $KUBECONFIG cluster.
+#
+#   hack/helm-test.sh
+#
+# Creates (once) a virtualenv under ${XDG_CACHE_HOME:-$HOME/.cache}/databricks-account-operator/helm-venv.
+# Uses $KUBECONFIG if set, otherwise the local control plane of hack/cluster.sh (it must be up:
+# `bash hack/cluster.sh up`). Pods stay Pending there (no kubelet); the test does not wait for them.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+HELM_SDK_VERSION="0.2.2"
+PYYAML_VERSION="6.0.2"
+CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/databricks-account-operator"
+VENV="$CACHE/helm-venv"
+
+if [[ ! -x "$VENV/bin/python" ]] ||
+  ! "$VENV/bin/python" - "$HELM_SDK_VERSION" "$PYYAML_VERSION" 2>/dev/null <<'PY'
+import sys
+from importlib.metadata import version
+sys.exit(version("helm-python-sdk") != sys.argv[1] or version("PyYAML") != sys.argv[2])
+PY
+then
+  echo "==> creating $VENV with helm-python-sdk==$HELM_SDK_VERSION"
+  mkdir -p "$CACHE"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check \
+    "helm-python-sdk==$HELM_SDK_VERSION" "PyYAML==$PYYAML_VERSION"
+fi
+
+command -v kubectl >/dev/null || { echo "kubectl is needed (kustomize, server dry run, checks)" >&2; exit 1; }
+if [ -z "${KUBECONFIG:-}" ]; then
+  eval "$(bash hack/cluster.sh env)"
+fi
+kubectl --request-timeout=5s get --raw /readyz >/dev/null 2>&1 ||
+  { echo "no reachable cluster at KUBECONFIG=$KUBECONFIG (run: bash hack/cluster.sh up)" >&2; exit 1; }
+export KUBECONFIG
+
+echo "==> chart and kustomize tests (Helm $("$VENV/bin/python" -c 'import helm_python; print(helm_python.helm_sdk_version())' 2>/dev/null || echo '?'))"
+"$VENV/bin/python" tests/helm/test_chart.py

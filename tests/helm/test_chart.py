@@ -1,0 +1,616 @@
+"""Tests of the Helm chart and the kustomize bases, with real Helm (helm-python-sdk: Helm v4's Go SDK
+as a C library) and the local control plane of $KUBECONFIG.
+
+    hack/helm-test.sh          (creates the virtualenv, then runs this file from the repository root)
+
+Prints "N passed, M failed" and exits 1 if anything failed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import traceback
+import uuid
+from pathlib import Path
+
+import helm_python as helm
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "charts" / "databricks-account-operator"
+VALUES_ALL = yaml.safe_load((ROOT / "tests" / "helm" / "values-all.yaml").read_text())
+HEALTH_LUA = (CHART / "files" / "health.lua").read_text()
+GROUP = "account.databricks-operator.dev"
+KINDS = [
+    "DatabricksAccount", "DatabricksCredential", "DatabricksStorageConfig", "DatabricksKeyConfig",
+    "DatabricksNetwork", "DatabricksVpcEndpoint", "DatabricksPrivateAccessSettings", "DatabricksWorkspace",
+]
+PLURALS = [k.lower() + ("" if k.endswith("Settings") else "s") for k in KINDS]
+CRD_NAMES = sorted(f"{p}.{GROUP}" for p in PLURALS)
+RELEASE_NS = "dao-system"
+
+passed = 0
+failed = 0
+
+
+def check(name: str, cond: bool, detail: object = "") -> bool:
+    global passed, failed
+    if cond:
+        passed += 1
+    else:
+        failed += 1
+        print(f"FAIL {name}" + (f": {detail}" if detail != "" else ""), flush=True)
+    return cond
+
+
+def section(title: str) -> None:
+    print(f"--- {title}", flush=True)
+
+
+def run(cmd: list[str], *, input: str | None = None, check_rc: bool = True) -> subprocess.CompletedProcess:
+    p = subprocess.run(cmd, input=input, capture_output=True, text=True, cwd=ROOT)
+    if check_rc and p.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} exited {p.returncode}: {p.stderr.strip()[-2000:]}")
+    return p
+
+
+def kubectl(*args: str, input: str | None = None, check_rc: bool = True) -> subprocess.CompletedProcess:
+    return run(["kubectl", *args], input=input, check_rc=check_rc)
+
+
+# ------------------------------------------------------------------------------------------------
+# Rendering helpers
+
+
+def render(values: dict | None = None, name: str = "dao", namespace: str = RELEASE_NS) -> dict[str, str]:
+    with helm.Chart.load(CHART) as chart:
+        return chart.render(values or {}, name=name, namespace=namespace)
+
+
+def objects(rendered: dict[str, str]) -> list[dict]:
+    out = []
+    for path, text in sorted(rendered.items()):
+        if path.endswith("NOTES.txt"):
+            continue
+        for doc in yaml.safe_load_all(text):
+            if doc:
+                out.append(doc)
+    return out
+
+
+def find(objs: list[dict], kind: str, name: str | None = None, namespace: str | None = None) -> list[dict]:
+    return [
+        o for o in objs
+        if o["kind"] == kind
+        and (name is None or o["metadata"]["name"] == name)
+        and (namespace is None or o["metadata"].get("namespace") == namespace)
+    ]
+
+
+def one(objs: list[dict], kind: str, name: str | None = None, namespace: str | None = None) -> dict:
+    found = find(objs, kind, name, namespace)
+    if len(found) != 1:
+        raise AssertionError(f"expected one {kind} {name or ''} in {namespace}, found {len(found)}")
+    return found[0]
+
+
+def container(objs: list[dict]) -> dict:
+    return one(objs, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+
+
+def rules_key(rules: list[dict]) -> list:
+    """Rules as comparable data (order-insensitive within a rule's lists)."""
+    return sorted(
+        json.dumps({k: sorted(v) if isinstance(v, list) else v for k, v in r.items()}, sort_keys=True)
+        for r in rules
+    )
+
+
+EXPECTED_RECONCILE_RULES = rules_key([
+    {"apiGroups": [GROUP], "resources": PLURALS, "verbs": ["get", "list", "watch", "patch", "update"]},
+    {"apiGroups": [GROUP], "resources": [p + "/status" for p in PLURALS], "verbs": ["patch"]},
+    {"apiGroups": [GROUP], "resources": [p + "/finalizers" for p in PLURALS], "verbs": ["update"]},
+    {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
+    {"apiGroups": [""], "resources": ["secrets", "configmaps"], "verbs": ["get"]},
+])
+
+
+def check_hardened(name: str, objs: list[dict]) -> None:
+    dep = one(objs, "Deployment")
+    pod = dep["spec"]["template"]["spec"]
+    c = pod["containers"][0]
+    psc, csc = pod.get("securityContext", {}), c.get("securityContext", {})
+    check(f"{name}: pod runAsNonRoot", psc.get("runAsNonRoot") is True, psc)
+    check(f"{name}: pod runAsUser 65532", psc.get("runAsUser") == 65532, psc)
+    check(f"{name}: pod seccomp RuntimeDefault", psc.get("seccompProfile", {}).get("type") == "RuntimeDefault", psc)
+    check(f"{name}: container runAsNonRoot", csc.get("runAsNonRoot") is True, csc)
+    check(f"{name}: container runAsUser 65532", csc.get("runAsUser") == 65532, csc)
+    check(f"{name}: readOnlyRootFilesystem", csc.get("readOnlyRootFilesystem") is True, csc)
+    check(f"{name}: allowPrivilegeEscalation false", csc.get("allowPrivilegeEscalation") is False, csc)
+    check(f"{name}: capabilities drop ALL", csc.get("capabilities") == {"drop": ["ALL"]}, csc)
+    check(f"{name}: container seccomp RuntimeDefault", csc.get("seccompProfile", {}).get("type") == "RuntimeDefault", csc)
+    check(f"{name}: automountServiceAccountToken", pod.get("automountServiceAccountToken") is True, pod)
+    ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+    live, ready = c.get("livenessProbe", {}), c.get("readinessProbe", {})
+    check(f"{name}: liveness /healthz on metrics",
+          live.get("httpGet", {}) == {"path": "/healthz", "port": "metrics"} and "metrics" in ports, live)
+    check(f"{name}: readiness /readyz on metrics",
+          ready.get("httpGet", {}) == {"path": "/readyz", "port": "metrics"}, ready)
+    env = {e["name"]: e for e in c["env"]}
+    check(f"{name}: POD_NAME from the downward API",
+          env.get("POD_NAME", {}).get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "metadata.name", env)
+    check(f"{name}: POD_NAMESPACE from the downward API",
+          env.get("POD_NAMESPACE", {}).get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "metadata.namespace", env)
+    check(f"{name}: args start with run", c["args"][0] == "run", c["args"])
+    check(f"{name}: binary is the image's entrypoint (no command override)", "command" not in c, c.get("command"))
+    check(f"{name}: metrics-addr on the metrics port",
+          f"--metrics-addr=0.0.0.0:{ports.get('metrics')}" in c["args"], c["args"])
+
+
+# ------------------------------------------------------------------------------------------------
+# Sections
+
+
+def test_lint() -> None:
+    section("helm lint")
+    for label, values in [("defaults", None), ("values-all", VALUES_ALL)]:
+        report = helm.lint(str(CHART), values, strict=True, namespace=RELEASE_NS)
+        # Lint findings are data, not exceptions; severity 1 = info ("icon is recommended").
+        bad = [m for m in report["messages"] if m["severity"] >= 2]
+        check(f"lint {label}: no warnings or errors", not bad and not report["errors"], bad or report["errors"])
+    for k8s in ("v1.20.0", "v1.33.0"):
+        report = helm.lint(str(CHART), None, kube_version=k8s)
+        check(f"lint for Kubernetes {k8s}", not report["errors"], report["errors"])
+
+
+def test_schema() -> None:
+    section("values.schema.json")
+    with helm.Chart.load(CHART) as chart:
+        for label, values in [("defaults", {}), ("values-all", VALUES_ALL)]:
+            try:
+                chart.validate_schema(values)
+                check(f"schema accepts {label}", True)
+            except helm.HelmValuesError as e:
+                check(f"schema accepts {label}", False, e)
+        bad_values = {
+            "logFormat xml": {"logFormat": "xml"},
+            "defaultDeletionPolicy Keep": {"defaultDeletionPolicy": "Keep"},
+            "unknown top-level key": {"replicaCount": 2},
+            "unknown nested key": {"metrics": {"serviceMonitor": {"enabled": True, "namespace": "x"}}},
+            "replicas as a string": {"replicas": "2"},
+            "negative replicas": {"replicas": -1},
+            "watchNamespaces not a list": {"watchNamespaces": "a,b"},
+            "watchNamespaces invalid name": {"watchNamespaces": ["Team_A"]},
+            "pollInterval not a duration": {"pollInterval": "ten minutes"},
+            "pullPolicy": {"image": {"pullPolicy": "Sometimes"}},
+            "metrics port out of range": {"metrics": {"port": 70000}},
+            "leaderElection.enabled string": {"leaderElection": {"enabled": "yes"}},
+            "serviceAccount.create string": {"serviceAccount": {"create": "true"}},
+            "resources unknown key": {"resources": {"limits": {"gpu": 1}}},
+            "argocd.healthCheck.enabled string": {"argocd": {"healthCheck": {"enabled": "false"}}},
+            "extraCaBundle key with a slash": {"extraCaBundle": {"configMap": "ca", "key": "a/b"}},
+        }
+        for label, values in bad_values.items():
+            try:
+                chart.validate_schema(values)
+                check(f"schema rejects {label}", False, "accepted")
+            except helm.HelmValuesError:
+                check(f"schema rejects {label}", True)
+        try:
+            chart.render({"logFormat": "xml"}, name="dao", namespace=RELEASE_NS)
+            check("render refuses values the schema rejects", False, "rendered")
+        except helm.HelmValuesError:
+            check("render refuses values the schema rejects", True)
+
+
+def test_render_defaults() -> None:
+    section("render with default values")
+    objs = objects(render())
+    kinds = sorted(o["kind"] for o in objs)
+    check("defaults: the expected objects", kinds == sorted([
+        "ClusterRole", "ClusterRoleBinding", "Deployment", "Role", "RoleBinding", "Service", "ServiceAccount",
+    ]), kinds)
+    check_hardened("defaults", objs)
+    c = container(objs)
+    check("defaults: image tag is the appVersion",
+          c["image"] == "ghcr.io/databricks-account-operator/databricks-account-operator:0.1.0", c["image"])
+    check("defaults: args", c["args"] == [
+        "run", "--poll-interval=10m", "--busy-poll-interval=15s", "--default-deletion-policy=Delete",
+        "--metrics-addr=0.0.0.0:8080", "--log-format=json",
+    ], c["args"])
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    check("defaults: RUST_LOG info", env.get("RUST_LOG") == "info", env)
+    check("defaults: resources from values", c["resources"] == {
+        "requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"cpu": "500m", "memory": "256Mi"}}, c["resources"])
+    check("defaults: no volumes", "volumes" not in one(objs, "Deployment")["spec"]["template"]["spec"])
+    dep = one(objs, "Deployment")
+    check("defaults: one replica, Recreate", dep["spec"]["replicas"] == 1
+          and dep["spec"]["strategy"]["type"] == "Recreate", dep["spec"].get("strategy"))
+    check("defaults: all objects in the release namespace", all(
+        o["metadata"].get("namespace") == RELEASE_NS for o in objs if not o["kind"].startswith("Cluster")))
+    sa = one(objs, "ServiceAccount")
+    check("defaults: ServiceAccount name", sa["metadata"]["name"] == "dao-databricks-account-operator", sa["metadata"])
+    check("defaults: pod uses the ServiceAccount",
+          dep["spec"]["template"]["spec"]["serviceAccountName"] == sa["metadata"]["name"])
+    cr = one(objs, "ClusterRole")
+    check("defaults: ClusterRole has exactly the operator's calls", rules_key(cr["rules"]) == EXPECTED_RECONCILE_RULES,
+          cr["rules"])
+    crb = one(objs, "ClusterRoleBinding")
+    check("defaults: ClusterRoleBinding to the ServiceAccount",
+          crb["roleRef"]["name"] == cr["metadata"]["name"]
+          and crb["subjects"] == [{"kind": "ServiceAccount", "name": sa["metadata"]["name"], "namespace": RELEASE_NS}],
+          crb)
+    lease = one(objs, "Role", namespace=RELEASE_NS)
+    check("defaults: Lease Role in the release namespace", rules_key(lease["rules"]) == rules_key([
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+         "resourceNames": ["dao-databricks-account-operator"], "verbs": ["get", "update"]},
+    ]), lease["rules"])
+    svc = one(objs, "Service")
+    check("defaults: metrics Service selects the pods",
+          all(dep["spec"]["template"]["metadata"]["labels"].get(k) == v for k, v in svc["spec"]["selector"].items())
+          and svc["spec"]["ports"][0]["targetPort"] == "metrics" and svc["spec"]["ports"][0]["port"] == 8080, svc["spec"])
+    check("defaults: selector labels on the pod template", all(
+        dep["spec"]["template"]["metadata"]["labels"].get(k) == v
+        for k, v in dep["spec"]["selector"]["matchLabels"].items()))
+    check("defaults: no ServiceMonitor", not find(objs, "ServiceMonitor"))
+    check("defaults: no argocd ConfigMap", not find(objs, "ConfigMap"))
+    notes = render()["databricks-account-operator/templates/NOTES.txt"]
+    check("NOTES: a real-account example", "https://accounts.cloud.databricks.com" in notes and "kind: DatabricksAccount" in notes)
+    check("NOTES: a simulator example", "sim-client-id" in notes and "simulate" in notes)
+
+
+def test_render_all() -> None:
+    section("render with tests/helm/values-all.yaml")
+    rendered = render(VALUES_ALL)
+    objs = objects(rendered)
+    check_hardened("values-all", objs)
+    dep = one(objs, "Deployment")
+    pod = dep["spec"]["template"]["spec"]
+    c = container(objs)
+    check("values-all: image", c["image"] == "registry.example.com/platform/databricks-account-operator:9.8.7"
+          and c["imagePullPolicy"] == "Always", c["image"])
+    check("values-all: imagePullSecrets", pod.get("imagePullSecrets") == [{"name": "registry-credentials"}])
+    check("values-all: args", c["args"] == [
+        "run", "--poll-interval=5m", "--busy-poll-interval=20s", "--default-deletion-policy=Orphan",
+        "--metrics-addr=0.0.0.0:9090", "--log-format=text", "--watch-namespaces=team-a,team-b",
+        "--leader-elect", "--lease-name=dbx-operator-leader",
+        "--extra-ca-file=/etc/databricks-account-operator/extra-ca/bundle.pem",
+    ], c["args"])
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    check("values-all: RUST_LOG", env.get("RUST_LOG") == "debug,kube=info", env)
+    check("values-all: CA ConfigMap mounted read-only", c.get("volumeMounts") == [
+        {"name": "extra-ca", "mountPath": "/etc/databricks-account-operator/extra-ca", "readOnly": True}]
+          and pod.get("volumes") == [{"name": "extra-ca", "configMap": {
+              "name": "corporate-ca", "items": [{"key": "bundle.pem", "path": "bundle.pem"}]}}],
+          (c.get("volumeMounts"), pod.get("volumes")))
+    check("values-all: resources", c["resources"] == VALUES_ALL["resources"], c["resources"])
+    check("values-all: scheduling", pod.get("nodeSelector") == VALUES_ALL["nodeSelector"]
+          and pod.get("tolerations") == VALUES_ALL["tolerations"] and pod.get("affinity") == VALUES_ALL["affinity"]
+          and pod.get("priorityClassName") == "platform-critical")
+    meta = dep["spec"]["template"]["metadata"]
+    check("values-all: pod annotations and labels", meta.get("annotations") == VALUES_ALL["podAnnotations"]
+          and meta["labels"].get("team") == "platform", meta)
+    check("values-all: two replicas, RollingUpdate", dep["spec"]["replicas"] == 2
+          and dep["spec"]["strategy"]["type"] == "RollingUpdate")
+    sa = one(objs, "ServiceAccount")
+    check("values-all: ServiceAccount name and annotations", sa["metadata"]["name"] == "dbx-operator"
+          and sa["metadata"].get("annotations") == VALUES_ALL["serviceAccount"]["annotations"]
+          and pod["serviceAccountName"] == "dbx-operator", sa["metadata"])
+    # RBAC switches to Roles in the watched namespaces.
+    check("values-all: no ClusterRole or ClusterRoleBinding",
+          not find(objs, "ClusterRole") and not find(objs, "ClusterRoleBinding"))
+    for ns in ("team-a", "team-b"):
+        role = find(objs, "Role", namespace=ns)
+        binding = find(objs, "RoleBinding", namespace=ns)
+        check(f"values-all: Role in {ns}", len(role) == 1 and rules_key(role[0]["rules"]) == EXPECTED_RECONCILE_RULES,
+              role)
+        check(f"values-all: RoleBinding in {ns}", len(binding) == 1
+              and binding[0]["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                                            "name": role[0]["metadata"]["name"] if role else None}
+              and binding[0]["subjects"] == [{"kind": "ServiceAccount", "name": "dbx-operator", "namespace": RELEASE_NS}],
+              binding)
+    lease = one(objs, "Role", namespace=RELEASE_NS)
+    check("values-all: Lease Role still in the release namespace, for the named Lease",
+          any(r.get("resourceNames") == ["dbx-operator-leader"] for r in lease["rules"]), lease["rules"])
+    check("values-all: only the watched namespaces and the release namespace get Roles",
+          sorted(o["metadata"]["namespace"] for o in find(objs, "Role")) == sorted(["team-a", "team-b", RELEASE_NS]))
+    svc = one(objs, "Service")
+    check("values-all: Service type, port, annotations", svc["spec"]["type"] == "NodePort"
+          and svc["spec"]["ports"][0]["port"] == 9091
+          and svc["metadata"].get("annotations") == {"prometheus.io/scrape": "true"}, svc)
+    sm = find(objs, "ServiceMonitor")
+    check("values-all: ServiceMonitor present", len(sm) == 1, sm)
+    if sm:
+        ep = sm[0]["spec"]["endpoints"][0]
+        check("values-all: ServiceMonitor scrapes /metrics on the metrics port",
+              ep == {"port": "metrics", "path": "/metrics", "interval": "1m", "scrapeTimeout": "15s"}, ep)
+        check("values-all: ServiceMonitor labels", sm[0]["metadata"]["labels"].get("release") == "kube-prometheus-stack")
+        check("values-all: ServiceMonitor selects the Service",
+              all(svc["metadata"]["labels"].get(k) == v for k, v in sm[0]["spec"]["selector"]["matchLabels"].items()))
+    cm = find(objs, "ConfigMap")
+    check("values-all: argocd-cm snippet present", len(cm) == 1, cm)
+    if cm:
+        data = cm[0]["data"]
+        want = {f"resource.customizations.health.{GROUP}_{k}" for k in KINDS}
+        check("argocd-cm snippet: one key per kind", set(data) == want, sorted(data))
+        check("argocd-cm snippet: every key is files/health.lua byte for byte",
+              all(v == HEALTH_LUA for v in data.values()))
+        patch = yaml.safe_load((ROOT / "config" / "argocd" / "argocd-cm-patch.yaml").read_text())["data"]
+        check("argocd-cm snippet equals config/argocd/argocd-cm-patch.yaml", patch == data)
+    notes = rendered["databricks-account-operator/templates/NOTES.txt"]
+    check("NOTES: watched namespaces, leader election, Argo CD", "team-a, team-b" in notes
+          and "dbx-operator-leader" in notes and "argocd-cm" in notes)
+
+    # Switches one at a time.
+    objs = objects(render({"replicas": 3}))
+    check("replicas 3 turns leader election on", "--leader-elect" in container(objs)["args"])
+    objs = objects(render({"leaderElection": {"enabled": True}}))
+    args = container(objs)["args"]
+    check("leaderElection.enabled with one replica", "--leader-elect" in args
+          and "--lease-name=dao-databricks-account-operator" in args, args)
+    objs = objects(render({"serviceAccount": {"create": False, "name": "existing"}}))
+    check("serviceAccount.create false: none created, the named one used", not find(objs, "ServiceAccount")
+          and one(objs, "Deployment")["spec"]["template"]["spec"]["serviceAccountName"] == "existing"
+          and one(objs, "ClusterRoleBinding")["subjects"][0]["name"] == "existing")
+    objs = objects(render({"metrics": {"service": {"enabled": False}}}))
+    check("metrics.service.enabled false: no Service", not find(objs, "Service"))
+    try:
+        render({"metrics": {"service": {"enabled": False}, "serviceMonitor": {"enabled": True}}})
+        check("a ServiceMonitor without a Service is refused", False, "rendered")
+    except helm.HelmRenderError as e:
+        check("a ServiceMonitor without a Service is refused", "metrics.service.enabled" in str(e), e)
+    objs = objects(render(name="databricks-account-operator", namespace="databricks-account-operator-system"))
+    check("release named like the chart: names are not doubled",
+          one(objs, "Deployment")["metadata"]["name"] == "databricks-account-operator"
+          and "--lease-name=databricks-account-operator" not in container(objs)["args"])
+
+
+def test_crds() -> None:
+    section("CRDs")
+    sources = sorted((ROOT / "crds").glob("*.yaml"))
+    check("8 CRDs in crds/", len(sources) == 8, [p.name for p in sources])
+    chart_copies = sorted((CHART / "crds").glob("*.yaml"))
+    check("chart crds/ has the same files", [p.name for p in chart_copies] == [p.name for p in sources])
+    for src in sources:
+        copy = CHART / "crds" / src.name
+        check(f"chart crds/{src.name} is byte-identical", copy.exists() and copy.read_bytes() == src.read_bytes())
+    with helm.Chart.load(CHART) as chart:
+        loaded = {Path(c["name"]).name: c["data"] for c in chart.crds}
+    check("Helm loads the 8 CRDs, identical to crds/",
+          loaded == {p.name: p.read_text() for p in sources}, sorted(loaded))
+    names = sorted(yaml.safe_load(p.read_text())["metadata"]["name"] for p in sources)
+    check("CRD names are the 8 plurals", names == CRD_NAMES, names)
+    p = run(["bash", "hack/sync-chart-crds.sh", "--check"], check_rc=False)
+    check("hack/sync-chart-crds.sh --check passes", p.returncode == 0, p.stderr)
+
+
+def test_kustomize() -> None:
+    section("kustomize")
+    out = kubectl("kustomize", "config/default").stdout
+    objs = [d for d in yaml.safe_load_all(out) if d]
+    kinds = sorted(o["kind"] for o in objs)
+    check("config/default renders the expected objects", kinds == sorted(
+        ["Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "Service",
+         "Deployment"] + ["CustomResourceDefinition"] * 8), kinds)
+    ns = "databricks-account-operator-system"
+    check("config/default: namespaced objects in databricks-account-operator-system", all(
+        o["metadata"].get("namespace") == ns for o in objs
+        if o["kind"] not in ("Namespace", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition")))
+    crds = {o["metadata"]["name"]: o for o in objs if o["kind"] == "CustomResourceDefinition"}
+    sources = {yaml.safe_load(p.read_text())["metadata"]["name"]: yaml.safe_load(p.read_text())
+               for p in (ROOT / "crds").glob("*.yaml")}
+    check("config/default: CRDs are crds/ (plus the part-of label)", sorted(crds) == sorted(sources) and all(
+        {**o, "metadata": {k: v for k, v in o["metadata"].items() if k != "labels"}} == sources[n]
+        for n, o in crds.items()))
+    check_hardened("config/default", objs)
+    cr = one(objs, "ClusterRole")
+    check("config/rbac ClusterRole matches the chart's rules", rules_key(cr["rules"]) == EXPECTED_RECONCILE_RULES)
+    lease = one(objs, "Role")
+    check("config/rbac Lease Role for the default lease name",
+          any(r.get("resourceNames") == ["databricks-account-operator"] for r in lease["rules"]))
+    check("config/default: image",
+          container(objs)["image"] == "ghcr.io/databricks-account-operator/databricks-account-operator:0.1.0")
+
+    # The argocd component merges the health check into an argocd-cm.
+    with_component = ROOT / "tests" / "helm" / "kustomize-argocd"
+    p = kubectl("kustomize", str(with_component), check_rc=False)
+    if check("config/argocd component renders into an argocd-cm", p.returncode == 0, p.stderr):
+        cm = yaml.safe_load(p.stdout)
+        want = {f"resource.customizations.health.{GROUP}_{k}" for k in KINDS}
+        check("config/argocd: every kind's key holds health.lua, other keys kept",
+              set(cm["data"]) == want | {"url"} and all(cm["data"][k] == HEALTH_LUA for k in want)
+              and cm["metadata"]["namespace"] == "argocd", sorted(cm["data"]))
+
+    # Against the API server. Kubernetes v1.20 does not know x-kubernetes-validations: it refuses a
+    # server-side apply of such CRDs, and kubectl's client-side validation rejects them, so this is a
+    # client-side apply with --validate=false and a server dry run. A dry run does not create the
+    # Namespace, so the namespaced objects go to a fresh namespace created for the check.
+    if not os.environ.get("KUBECONFIG"):
+        check("KUBECONFIG is set for the server dry run", False)
+        return
+    test_ns = f"dao-kustomize-{uuid.uuid4().hex[:6]}"
+    kubectl("create", "namespace", test_ns)
+    try:
+        manifest = out.replace(f"namespace: {ns}", f"namespace: {test_ns}").replace(f"name: {ns}", f"name: {test_ns}")
+        p = kubectl("apply", "--dry-run=server", "--validate=false", "-f", "-", input=manifest, check_rc=False)
+        check("kubectl apply --dry-run=server --validate=false of config/default", p.returncode == 0,
+              p.stderr[-2000:])
+        check("server dry run covered the Deployment", "deployment.apps/databricks-account-operator" in p.stdout,
+              p.stdout)
+    finally:
+        kubectl("delete", "namespace", test_ns, "--wait=false", check_rc=False)
+
+
+def wait_until(what: str, fn, timeout: float = 60.0):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = fn()
+            if last:
+                return last
+        except Exception as e:  # noqa: BLE001 - retried until the deadline
+            last = e
+        time.sleep(0.5)
+    raise TimeoutError(f"{what}: not after {timeout}s (last: {last})")
+
+
+def can_i(sa: str, ns: str, verb: str, resource: str, where: str | None) -> bool:
+    args = ["auth", "can-i", verb, resource, f"--as=system:serviceaccount:{ns}:{sa}"]
+    args += ["-n", where] if where else ["--all-namespaces"]
+    p = kubectl(*args, check_rc=False)
+    return p.stdout.strip() == "yes"
+
+
+def server_minor() -> int:
+    info = json.loads(kubectl("get", "--raw", "/version").stdout)
+    return int("".join(ch for ch in info["minor"] if ch.isdigit()))
+
+
+def helm_install(cfg: helm.Config, name: str, values: dict, namespace: str, server_side: bool, **opts) -> dict:
+    """Config.install, with Helm 4's server-side apply switchable.
+
+    Helm 4 installs (CRDs included) with server-side apply by default, and API servers older than 1.25
+    refuse a server-side apply of CRDs with x-kubernetes-validations ("field not declared in schema").
+    `helm install --server-side=false` is the CLI's way out; helm-python-sdk 0.2.2's Config.install does
+    not expose that option although its C library takes it (`server_side_apply`), so pass it there.
+    """
+    if server_side:
+        return cfg.install(str(CHART), name, values, namespace=namespace, **opts)
+    from helm_python import _native  # noqa: PLC0415 - private, see the docstring
+    from helm_python.config import _opts  # noqa: PLC0415
+
+    handle, ref = cfg._chart_args(str(CHART))
+    payload = _native.call_string(
+        "helm_install", cfg._raw(), cfg._context_arg(None), handle, ref, name, json.dumps(values),
+        _opts(namespace=namespace, timeout_seconds=opts.get("timeout"),
+              create_namespace=opts.get("create_namespace") or None, server_side_apply=False),
+    )
+    return json.loads(payload)
+
+
+def test_install() -> None:
+    section("helm install into the control plane")
+    kubeconfig = os.environ.get("KUBECONFIG")
+    if not check("KUBECONFIG is set", bool(kubeconfig)):
+        return
+    suffix = uuid.uuid4().hex[:6]
+    ns = f"dao-helm-{suffix}"
+    watched = [f"dao-watched-{suffix}-a", f"dao-watched-{suffix}-b"]
+    preexisting = set(kubectl("get", "crd", "-o", "name").stdout.split())
+    with helm.Config(kubeconfig_path=kubeconfig, namespace=ns) as cfg:
+        cfg.check_reachable()
+        server_side = server_minor() >= 25
+        print(f"    (server-side apply: {server_side}; Kubernetes 1.{server_minor()})", flush=True)
+        releases = []
+        try:
+            # 1. Defaults: every namespace, ClusterRole.
+            rel = helm_install(cfg, "dao", {}, ns, server_side, create_namespace=True, timeout=120)
+            releases.append("dao")
+            check("install with defaults", rel.get("status") == "deployed", {k: rel.get(k) for k in ("name", "status")})
+            for crd in CRD_NAMES:
+                established = wait_until(f"CRD {crd} Established", lambda crd=crd: kubectl(
+                    "get", "crd", crd, "-o",
+                    "jsonpath={.status.conditions[?(@.type==\"Established\")].status}").stdout == "True", 60)
+                check(f"CRD {crd} Established", bool(established))
+            print(f"    ({len([c for c in preexisting if c.endswith(GROUP)])} of the CRDs existed before; "
+                  "Helm installs crds/ only when absent)", flush=True)
+            full = "dao-databricks-account-operator"
+            for kind, name, where in [
+                ("deployment", full, ns), ("serviceaccount", full, ns), ("service", full + "-metrics", ns),
+                ("clusterrole", full, None), ("clusterrolebinding", full, None),
+                ("role", full + "-leader-election", ns), ("rolebinding", full + "-leader-election", ns),
+            ]:
+                args = ["get", kind, name] + (["-n", where] if where else [])
+                check(f"defaults: {kind}/{name} exists", kubectl(*args, check_rc=False).returncode == 0)
+            dep = json.loads(kubectl("get", "deployment", full, "-n", ns, "-o", "json").stdout)
+            sc = dep["spec"]["template"]["spec"]["containers"][0]["securityContext"]
+            check("the API server kept the hardened security context",
+                  sc.get("readOnlyRootFilesystem") is True and sc.get("runAsUser") == 65532, sc)
+            # What the ServiceAccount may do, as the API server's RBAC decides it.
+            for verb, res, where, want in [
+                ("watch", f"databricksworkspaces.{GROUP}", None, True),
+                ("patch", f"databricksnetworks.{GROUP}/status", "default", True),
+                ("update", f"databricksaccounts.{GROUP}/finalizers", "default", True),
+                ("create", "events.events.k8s.io", "default", True),
+                ("get", "secrets", "default", True),
+                ("list", "secrets", "default", False),
+                ("watch", "configmaps", "default", False),
+                ("create", f"databricksworkspaces.{GROUP}", "default", False),
+                ("delete", f"databricksworkspaces.{GROUP}", "default", False),
+                ("create", "leases.coordination.k8s.io", ns, True),
+                ("update", "leases.coordination.k8s.io/" + full, ns, True),
+                ("update", "leases.coordination.k8s.io/other", ns, False),
+                ("create", "leases.coordination.k8s.io", "default", False),
+                ("create", "customresourcedefinitions.apiextensions.k8s.io", None, False),
+            ]:
+                check(f"defaults: SA {'may' if want else 'may not'} {verb} {res} in {where or 'all namespaces'}",
+                      can_i(full, ns, verb, res, where) == want)
+
+            # 2. Watched namespaces: Roles only there; leader election; extra CA; Argo CD snippet.
+            for w in watched:
+                kubectl("create", "namespace", w)
+            values = {
+                "watchNamespaces": watched, "leaderElection": {"enabled": True},
+                "extraCaBundle": {"configMap": "corporate-ca", "key": "ca.crt"},
+                "argocd": {"healthCheck": {"enabled": True}}, "replicas": 2,
+            }
+            rel = helm_install(cfg, "dao-ns", values, ns, server_side, timeout=120)
+            check("install with watchNamespaces", rel.get("status") == "deployed", rel.get("status"))
+            releases.append("dao-ns")
+            full2 = "dao-ns-databricks-account-operator"
+            for w in watched:
+                check(f"watched: Role in {w}", kubectl("get", "role", full2, "-n", w, check_rc=False).returncode == 0)
+                check(f"watched: RoleBinding in {w}",
+                      kubectl("get", "rolebinding", full2, "-n", w, check_rc=False).returncode == 0)
+                check(f"watched: SA may watch workspaces in {w}",
+                      can_i(full2, ns, "watch", f"databricksworkspaces.{GROUP}", w))
+                check(f"watched: SA may get secrets in {w}", can_i(full2, ns, "get", "secrets", w))
+            check("watched: no ClusterRole", kubectl("get", "clusterrole", full2, check_rc=False).returncode != 0)
+            check("watched: SA may not get secrets in an unwatched namespace",
+                  not can_i(full2, ns, "get", "secrets", "default"))
+            check("watched: SA may not watch workspaces cluster-wide",
+                  not can_i(full2, ns, "watch", f"databricksworkspaces.{GROUP}", None))
+            check("watched: argocd-cm snippet ConfigMap exists",
+                  kubectl("get", "configmap", full2 + "-argocd-cm", "-n", ns, check_rc=False).returncode == 0)
+            listed = {r["name"] for r in cfg.list()}
+            check("helm list shows both releases", {"dao", "dao-ns"} <= listed, listed)
+        finally:
+            for r in reversed(releases):
+                try:
+                    cfg.uninstall(r, timeout=120)
+                    check(f"uninstall {r}", True)
+                except helm.HelmError as e:
+                    check(f"uninstall {r}", False, e)
+    check("uninstall removed the ClusterRole",
+          kubectl("get", "clusterrole", "dao-databricks-account-operator", check_rc=False).returncode != 0)
+    check("uninstall removed the Roles in watched namespaces", all(
+        kubectl("get", "role", "dao-ns-databricks-account-operator", "-n", w, check_rc=False).returncode != 0
+        for w in watched))
+    check("CRDs stay after uninstall (Helm never deletes crds/)",
+          all(kubectl("get", "crd", c, check_rc=False).returncode == 0 for c in CRD_NAMES))
+    for n in [ns, *watched]:
+        kubectl("delete", "namespace", n, "--wait=false", check_rc=False)
+
+
+def main() -> int:
+    started = time.monotonic()
+    for test in (test_lint, test_schema, test_render_defaults, test_render_all, test_crds, test_kustomize,
+                 test_install):
+        t0 = time.monotonic()
+        try:
+            test()
+        except Exception:  # noqa: BLE001 - a crashed section is one failure, the others still run
+            check(f"{test.__name__} ran to the end", False, traceback.format_exc())
+        print(f"    {test.__name__}: {time.monotonic() - t0:.1f} s", flush=True)
+    print(f"{passed} passed, {failed} failed ({time.monotonic() - started:.1f} s)")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
