@@ -39,5 +39,9 @@ kubectl --request-timeout=5s get --raw /readyz >/dev/null 2>&1 ||
   { echo "no reachable cluster at KUBECONFIG=$KUBECONFIG (run: bash hack/cluster.sh up)" >&2; exit 1; }
 export KUBECONFIG
 
+echo "==> building the operator binary (run as the chart's ServiceAccount)"
+cargo build --quiet --bin databricks-account-operator
+export DAO_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/databricks-account-operator"
+
 echo "==> chart and kustomize tests (Helm $("$VENV/bin/python" -c 'import helm_python; print(helm_python.helm_sdk_version())' 2>/dev/null || echo '?'))"
 "$VENV/bin/python" tests/helm/test_chart.py

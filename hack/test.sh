@@ -12,6 +12,13 @@ cargo fmt --all -- --check
 step "cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
 
+step "generated copies: chart CRDs and Argo CD health script"
+bash hack/sync-chart-crds.sh --check
+bash hack/sync-argocd-health.sh --check
+
+step "Argo CD health check (Lua 5.1)"
+bash hack/argocd-test.sh
+
 step "control plane"
 we_started=0
 if ! bash hack/cluster.sh status >/dev/null 2>&1; then we_started=1; fi
@@ -28,9 +35,10 @@ bash hack/cluster-test.sh
 step "cargo test (unit and integration)"
 cargo test --locked --all-targets
 
-if [ -f hack/sdk-test.sh ]; then
-  step "official Databricks Python SDK against the simulator"
-  bash hack/sdk-test.sh
-fi
+step "official Databricks Python SDK against the simulator"
+bash hack/sdk-test.sh
+
+step "Helm chart (Helm v4 SDK) and kustomize, installed into the control plane"
+bash hack/helm-test.sh
 
 step "all tests passed in $((SECONDS - started)) s"

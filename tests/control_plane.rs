@@ -76,6 +76,26 @@ async fn custom_resource_lifecycle_on_a_real_api_server() {
         Some("c-123")
     );
     assert_eq!(patched.metadata.generation, created.metadata.generation);
+    // A status apply that names an older resourceVersion is refused: the operator relies on this
+    // so that a reconcile started from a stale cache cannot erase a newer status.
+    let stale = serde_json::json!({
+        "apiVersion": "account.databricks-operator.dev/v1alpha1",
+        "kind": "DatabricksCredential",
+        "metadata": {"name": "cred", "resourceVersion": created.metadata.resource_version},
+        "status": {"credentialsId": "stale"}
+    });
+    let err = api
+        .patch_status(
+            "cred",
+            &PatchParams::apply("lifecycle-test").force(),
+            &Patch::Apply(&stale),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, kube::Error::Api(ref e) if e.code == 409),
+        "{err}"
+    );
     // A status written through the main resource is ignored by the server.
     let sneaky = serde_json::json!({"status": {"credentialsId": "overwritten"}});
     let after = api

@@ -298,5 +298,13 @@ async fn write_account_status(
     status: AccountStatus,
 ) -> Result<(), Error> {
     let api: Api<DatabricksAccount> = Api::namespaced(ctx.client.clone(), ns);
-    write_status(&api, acct, acct.status.as_ref(), &status).await
+    write_status(
+        &api,
+        acct,
+        acct.status.as_ref(),
+        &status,
+        acct.resource_version().as_deref(),
+    )
+    .await
+    .map(drop)
 }

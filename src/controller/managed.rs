@@ -35,6 +35,11 @@ pub enum Error {
 }
 
 impl Error {
+    /// Whether the write lost a race with a newer version of the object (retry at once).
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, Self::Kube(kube::Error::Api(e)) if e.code == 409)
+    }
+
     /// A fixed label for metrics.
     pub fn category(&self) -> &'static str {
         match self {
@@ -245,26 +250,32 @@ pub async fn write_status<K, S>(
     obj: &K,
     current: Option<&S>,
     status: &S,
-) -> Result<(), Error>
+    resource_version: Option<&str>,
+) -> Result<Option<String>, Error>
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug,
     S: Serialize + PartialEq,
 {
     if current == Some(status) {
-        return Ok(());
+        return Ok(None);
     }
+    // The resourceVersion makes the write conditional: a reconcile that started from a cached
+    // object older than the last write (for example one without the Databricks ID yet) fails
+    // with a conflict instead of erasing what the newer write recorded.
     let body = serde_json::json!({
         "apiVersion": K::api_version(&()),
         "kind": K::kind(&()),
+        "metadata": {"name": obj.name_any(), "resourceVersion": resource_version},
         "status": serde_json::to_value(status)?,
     });
-    api.patch_status(
-        &obj.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&body),
-    )
-    .await?;
-    Ok(())
+    let written = api
+        .patch_status(
+            &obj.name_any(),
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&body),
+        )
+        .await?;
+    Ok(written.resource_version())
 }
 
 /// Adds or removes the finalizer with a merge patch guarded by `resourceVersion`.
@@ -513,6 +524,10 @@ struct Run<'a, K: Managed> {
     key: String,
     generation: Option<i64>,
     status: K::Status,
+    /// The object's resourceVersion after this run's last write.
+    resource_version: Option<String>,
+    /// The status this run last wrote.
+    written: Option<K::Status>,
 }
 
 impl<K: Managed> Run<'_, K> {
@@ -527,7 +542,19 @@ impl<K: Managed> Run<'_, K> {
     }
 
     async fn write(&mut self) -> Result<(), Error> {
-        write_status(self.api, self.obj, self.obj.current_status(), &self.status).await?;
+        let current = self.written.as_ref().or(self.obj.current_status());
+        if let Some(rv) = write_status(
+            self.api,
+            self.obj,
+            current,
+            &self.status,
+            self.resource_version.as_deref(),
+        )
+        .await?
+        {
+            self.resource_version = Some(rv);
+            self.written = Some(self.status.clone());
+        }
         let ready = K::common(&mut self.status).is_ready();
         let age = self.obj.meta().creation_timestamp.as_ref().and_then(|t| {
             std::time::Duration::try_from(k8s_openapi::jiff::Timestamp::now() - t.0).ok()
@@ -585,6 +612,8 @@ async fn apply<K: Managed>(obj: &K, ctx: &Context, api: &Api<K>, ns: &str) -> Re
         key: format!("{}/{ns}/{}", K::kind(&()), obj.name_any()),
         generation,
         status,
+        resource_version: obj.resource_version(),
+        written: None,
     };
     let poll = poll_interval(obj, ctx);
     let mgmt = obj.management().clone();
@@ -899,6 +928,8 @@ async fn cleanup<K: Managed>(
         key: format!("{}/{ns}/{}", K::kind(&()), obj.name_any()),
         generation,
         status: obj.current_status().cloned().unwrap_or_default(),
+        resource_version: obj.resource_version(),
+        written: None,
     };
     let noun = <K::Remote as RemoteResource>::NOUN;
     if paused(obj) {

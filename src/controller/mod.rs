@@ -281,6 +281,11 @@ mod runner {
 
     fn error_policy<K: Resource>(obj: Arc<K>, err: &Error, ctx: Arc<Context>) -> Action {
         let key = format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any());
+        if err.is_conflict() {
+            // Started from a cached object older than the last write: look again with the newer one.
+            tracing::debug!(object = %key, "status write conflicted with a newer version; retrying");
+            return Action::requeue(std::time::Duration::from_millis(300));
+        }
         tracing::warn!(object = %key, error = %err, "reconcile failed");
         Action::requeue(ctx.backoff(&key, None))
     }

@@ -494,6 +494,86 @@ def helm_install(cfg: helm.Config, name: str, values: dict, namespace: str, serv
     return json.loads(payload)
 
 
+def within(what: str, fn, timeout: float) -> bool:
+    try:
+        return bool(wait_until(what, fn, timeout=timeout))
+    except TimeoutError:
+        return False
+
+
+def free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def operate_as_service_account(sa: str, sa_ns: str, watched: str, lease: str) -> None:
+    """Runs the simulator and the operator binary (DAO_BIN) with a kubeconfig that impersonates
+    the chart's ServiceAccount, applies config/samples/ to a watched namespace and waits for the
+    workspace; then deletes the objects through the operator, so nothing is left behind."""
+    binary = os.environ.get("DAO_BIN")
+    if not check("DAO_BIN names the operator binary", bool(binary) and Path(binary).is_file(), binary):
+        return
+    admin = yaml.safe_load(Path(os.environ["KUBECONFIG"]).read_text())
+    for user in admin["users"]:
+        user["user"]["as"] = f"system:serviceaccount:{sa_ns}:{sa}"
+    work = Path(os.environ.get("TMPDIR", "/tmp")) / f"dao-sa-{uuid.uuid4().hex[:6]}"
+    work.mkdir()
+    sa_kubeconfig = work / "kubeconfig"
+    sa_kubeconfig.write_text(yaml.safe_dump(admin))
+    sa_kubeconfig.chmod(0o600)
+    sim_port, metrics_port = free_port(), free_port()
+    procs = []
+    try:
+        procs.append(subprocess.Popen(
+            [binary, "simulate", "--listen", f"127.0.0.1:{sim_port}", "--deployment-prefix", "acme",
+             "--provisioning-seconds", "1", "--deletion-seconds", "0.5"],
+            stdout=subprocess.DEVNULL, stderr=open(work / "simulator.log", "w")))
+        env = dict(os.environ, KUBECONFIG=str(sa_kubeconfig), POD_NAMESPACE=sa_ns, POD_NAME="sa-operator",
+                   RUST_LOG="info")
+        procs.append(subprocess.Popen(
+            [binary, "run", "--watch-namespaces", watched, "--leader-elect", f"--lease-name={lease}",
+             "--busy-poll-interval", "1s", "--metrics-addr", f"127.0.0.1:{metrics_port}"],
+            env=env, stdout=subprocess.DEVNULL, stderr=open(work / "operator.log", "w")))
+        docs = []
+        for f in sorted((ROOT / "config" / "samples").glob("*.yaml")):
+            docs.append(f.read_text().replace("http://127.0.0.1:8085", f"http://127.0.0.1:{sim_port}"))
+        kubectl("apply", "-n", watched, "-f", "-", input="\n---\n".join(docs))
+
+        def ready() -> bool:
+            out = kubectl("get", "dbws", "analytics", "-n", watched, "-o",
+                          "jsonpath={.status.conditions[?(@.type=='Ready')].status}", check_rc=False)
+            return out.stdout.strip() == "True"
+        converged = within("the workspace to be Ready", ready, timeout=120)
+        check("as the ServiceAccount: the full stack converges", converged,
+              (work / "operator.log").read_text()[-3000:] if not converged else "")
+        holder = kubectl("get", "lease", lease, "-n", sa_ns, "-o", "jsonpath={.spec.holderIdentity}",
+                         check_rc=False).stdout.strip()
+        check("as the ServiceAccount: it holds the chart's Lease", holder == "sa-operator", holder)
+        denied = subprocess.run(["kubectl", "--kubeconfig", str(sa_kubeconfig), "get", "secrets", "-n", "default"],
+                                capture_output=True, text=True)
+        check("as the ServiceAccount: Secrets of an unwatched namespace are refused",
+              denied.returncode != 0 and "forbidden" in denied.stderr.lower(), denied.stderr[-300:])
+        log = (work / "operator.log").read_text()
+        check("as the ServiceAccount: no permission errors in the operator log", "forbidden" not in log.lower(),
+              [line for line in log.splitlines() if "forbidden" in line.lower()][:3])
+        kubectl("delete", "-n", watched, "--wait=false", "-f", "-", input="\n---\n".join(docs), check_rc=False)
+
+        def gone() -> bool:
+            out = kubectl("get", "databricks", "-n", watched, "-o", "name", check_rc=False)
+            return out.returncode == 0 and not out.stdout.strip()
+        check("as the ServiceAccount: deleting the objects cleans up through the operator",
+              within("the objects to be deleted", gone, timeout=120))
+    finally:
+        for p in reversed(procs):
+            p.terminate()
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
 def test_install() -> None:
     section("helm install into the control plane")
     kubeconfig = os.environ.get("KUBECONFIG")
@@ -580,6 +660,10 @@ def test_install() -> None:
                   kubectl("get", "configmap", full2 + "-argocd-cm", "-n", ns, check_rc=False).returncode == 0)
             listed = {r["name"] for r in cfg.list()}
             check("helm list shows both releases", {"dao", "dao-ns"} <= listed, listed)
+
+            # 3. The operator itself, with the identity of the chart's ServiceAccount (impersonated,
+            #    so the real RBAC decides), converges the full-stack sample in a watched namespace.
+            operate_as_service_account(full2, ns, watched[0], lease=full2)
         finally:
             for r in reversed(releases):
                 try:
