@@ -299,6 +299,32 @@ async fn leader_election_hands_over_and_metrics_count_api_calls() {
             "{kind}: no duplicate after handover"
         );
     }
-    drop(follower);
+    // SIGTERM: the leader stops gracefully, exits 0 and releases the lease at once.
+    let mut follower = follower;
+    let pid = follower.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let started = Instant::now();
+    let status = loop {
+        if let Some(s) = follower.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "no exit after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(status.success(), "exit status after SIGTERM: {status}");
+    assert_eq!(
+        holder(&client, &ns, &lease).await,
+        None,
+        "the lease is released on shutdown"
+    );
     common::delete_namespace(&client, &ns).await;
 }

@@ -955,3 +955,97 @@ async fn credential_validation_is_retried_while_iam_propagates() {
     );
     delete_namespace_and_wait(&client, &ns).await;
 }
+
+/// An object deleted in Databricks behind the operator's back is created again, and an event
+/// says so.
+#[tokio::test]
+async fn remote_object_deleted_outside_kubernetes_is_recreated() {
+    let (client, ns) = setup("drift").await;
+    let sim = start_sim(sim_config()).await;
+    let mut docs = samples_of(&sim, &["Secret", "DatabricksAccount"]);
+    docs.push(credential_doc(
+        "drifting",
+        "",
+        r#""account.databricks-operator.dev/poll-interval": "2s""#,
+    ));
+    apply(&client, &ns, &docs).await;
+    let first = wait_ready(&client, &ns, "DatabricksCredential", "drifting", 30).await;
+    let first_id = first.data["status"]["credentialsId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    api_client(&sim)
+        .delete::<m::Credential>(&first_id)
+        .await
+        .unwrap();
+
+    let second_id = eventually("a new credential", 30, || async {
+        let obj = dynamic(&client, &ns, "DatabricksCredential")
+            .get("drifting")
+            .await
+            .ok()?;
+        let id = obj.data["status"]["credentialsId"].as_str()?.to_string();
+        (id != first_id && condition(&obj, "Ready")?.status == "True").then_some(id)
+    })
+    .await;
+    let snap = sim.snapshot();
+    assert_eq!(count(&snap, "credentials"), 1);
+    assert_eq!(
+        snap["credentials"][0]["credentials_id"].as_str(),
+        Some(second_id.as_str())
+    );
+    let events: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        &ns,
+        &ApiResource::from_gvk(&GroupVersionKind::gvk("events.k8s.io", "v1", "Event")),
+    );
+    let reasons: Vec<String> = events
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .filter_map(|e| e.data["reason"].as_str().map(str::to_string))
+        .collect();
+    assert!(reasons.iter().any(|r| r == "RemoteDeleted"), "{reasons:?}");
+    delete_namespace_and_wait(&client, &ns).await;
+}
+
+/// Observation at rest costs one list per kind per account per poll interval, however many
+/// objects there are: 20 credentials polled every 3 s make about one list call every 3 s.
+#[tokio::test]
+async fn steady_state_observation_does_not_grow_with_the_number_of_objects() {
+    let (client, ns) = setup("scale").await;
+    let sim = start_sim(sim_config()).await;
+    let mut docs = samples_of(&sim, &["Secret", "DatabricksAccount"]);
+    let poll = r#""account.databricks-operator.dev/poll-interval": "3s""#;
+    for i in 0..20 {
+        docs.push(credential_doc(&format!("cred-{i:02}"), "", poll));
+    }
+    apply(&client, &ns, &docs).await;
+    for i in 0..20 {
+        wait_ready(
+            &client,
+            &ns,
+            "DatabricksCredential",
+            &format!("cred-{i:02}"),
+            60,
+        )
+        .await;
+    }
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let before = sim.request_count();
+    let window = Duration::from_secs(12);
+    tokio::time::sleep(window).await;
+    let after = sim.request_count();
+    let delta = |route: &str| after.total(route) - before.total(route);
+    let lists = delta("GET /credentials");
+    let gets = delta("GET /credentials/{id}");
+    println!(
+        "steady state over {window:?}: {lists} list calls, {gets} single reads for 20 objects"
+    );
+    assert!((2..=8).contains(&lists), "about one list per 3 s: {lists}");
+    assert_eq!(gets, 0, "no per-object reads at rest");
+    assert_eq!(delta("POST /credentials"), 0);
+    delete_namespace_and_wait(&client, &ns).await;
+}
