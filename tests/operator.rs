@@ -390,6 +390,15 @@ async fn full_stack_converges_and_namespace_delete_cleans_up() {
     assert_stack_counts(&sim, 1);
     let snap = sim.snapshot();
     assert_eq!(snap["workspaces"][0]["workspace_id"], s["workspaceId"]);
+    // The network's status follows the workspace's use of it without waiting for the poll.
+    eventually("the network to report VALID", 15, || async {
+        let n = dynamic(&client, &ns, "DatabricksNetwork")
+            .get("workspace-vpc")
+            .await
+            .ok()?;
+        (n.data["status"]["vpcStatus"] == "VALID").then_some(())
+    })
+    .await;
     let calls = api_calls(&sim);
     println!(
         "full stack: converged in {converged:?}; {calls} API calls for 6 objects; {:?}",
@@ -1047,5 +1056,42 @@ async fn steady_state_observation_does_not_grow_with_the_number_of_objects() {
     assert!((2..=8).contains(&lists), "about one list per 3 s: {lists}");
     assert_eq!(gets, 0, "no per-object reads at rest");
     assert_eq!(delta("POST /credentials"), 0);
+    delete_namespace_and_wait(&client, &ns).await;
+}
+
+/// A workspace and its dependencies must be managed through the same account; a mismatch is a
+/// clear spec error, not an endless wait.
+#[tokio::test]
+async fn dependencies_of_another_account_are_refused() {
+    let (client, ns) = setup("accounts").await;
+    let sim = start_sim(sim_config()).await;
+    let mut docs = samples(&sim);
+    docs.push(credential_doc(
+        "elsewhere",
+        "  accountRef: {name: other}\n",
+        "",
+    ));
+    docs.retain(|d| !d.contains("kind: DatabricksWorkspace\n"));
+    docs.push(samples_of(&sim, &["DatabricksWorkspace"])[0].replace(
+        "credentials: {name: cross-account}",
+        "credentials: {name: elsewhere}",
+    ));
+    apply(&client, &ns, &docs).await;
+    let ws = wait_reason(
+        &client,
+        &ns,
+        "DatabricksWorkspace",
+        "analytics",
+        "Ready",
+        "InvalidSpec",
+        30,
+    )
+    .await;
+    let msg = condition(&ws, "Ready").unwrap().message;
+    assert!(
+        msg.contains("\"other\"") && msg.contains("same account"),
+        "{msg}"
+    );
+    assert_eq!(count(&sim.snapshot(), "workspaces"), 0);
     delete_namespace_and_wait(&client, &ns).await;
 }

@@ -3,6 +3,7 @@
 
 use kube::ResourceExt;
 
+use super::Context;
 use super::managed::{Dep, DepKind, Managed, Observation, Resolved};
 use crate::crd::credential::CredentialStatus;
 use crate::crd::key::{KeyConfigStatus, KeyUseCase};
@@ -791,6 +792,9 @@ impl Managed for DatabricksWorkspace {
     }
     fn waits_for_removal() -> bool {
         true
+    }
+    fn invalidate_related(ctx: &Context, account: &str) {
+        ctx.invalidate::<m::Network>(account);
     }
     fn removing(r: &m::Workspace) -> bool {
         r.workspace_status == Some(m::WorkspaceStatus::Cancelling)

@@ -242,6 +242,9 @@ pub trait Managed:
     }
     /// The kind as a dependency of others.
     fn dep_kind() -> Option<DepKind>;
+    /// Forgets the shared lists of kinds whose remote objects change when this one does (a
+    /// workspace changes its network's `vpc_status`), so their next observation is fresh.
+    fn invalidate_related(_ctx: &Context, _account: &str) {}
 }
 
 /// Writes a status with server-side apply, only when it differs from the current one.
@@ -349,8 +352,14 @@ async fn publish<K: Resource<DynamicType = ()>>(
     }
 }
 
-/// Resolves the dependencies: the IDs, or a message saying what is awaited.
-async fn resolve(ctx: &Context, ns: &str, deps: &[Dep]) -> Result<Result<Resolved, String>, Error> {
+/// Resolves the dependencies: the IDs, or why not (a dependency that is missing or not Ready, or
+/// one managed through another account).
+async fn resolve(
+    ctx: &Context,
+    ns: &str,
+    account: &str,
+    deps: &[Dep],
+) -> Result<Result<Resolved, (Reason, String)>, Error> {
     let mut resolved = Resolved::default();
     for dep in deps {
         let id = match (&dep.reference.id, &dep.reference.name) {
@@ -359,12 +368,30 @@ async fn resolve(ctx: &Context, ns: &str, deps: &[Dep]) -> Result<Result<Resolve
                 let api: Api<DynamicObject> =
                     Api::namespaced_with(ctx.client.clone(), ns, &api_resource(dep.kind.kind()));
                 let Some(obj) = api.get_opt(name).await? else {
-                    return Ok(Err(format!(
-                        "{} {name:?} (spec.{}) does not exist in namespace {ns}",
-                        dep.kind.kind(),
-                        dep.field
+                    return Ok(Err((
+                        Reason::WaitingForDependency,
+                        format!(
+                            "{} {name:?} (spec.{}) does not exist in namespace {ns}",
+                            dep.kind.kind(),
+                            dep.field
+                        ),
                     )));
                 };
+                let dep_account = obj
+                    .data
+                    .pointer("/spec/accountRef/name")
+                    .and_then(|v| v.as_str())
+                    .unwrap_or("default");
+                if dep_account != account {
+                    return Ok(Err((
+                        Reason::InvalidSpec,
+                        format!(
+                            "{} {name:?} (spec.{}) is managed through DatabricksAccount {dep_account:?}, but this object uses {account:?}; both must use the same account",
+                            dep.kind.kind(),
+                            dep.field
+                        ),
+                    )));
+                }
                 let status = obj.data.get("status");
                 let ready = status
                     .and_then(|s| s.get("conditions"))
@@ -391,18 +418,21 @@ async fn resolve(ctx: &Context, ns: &str, deps: &[Dep]) -> Result<Result<Resolve
                                     .map(str::to_string)
                             })
                             .unwrap_or_else(|| "not reconciled yet".into());
-                        return Ok(Err(format!(
-                            "waiting for {} {name:?} (spec.{}) to be Ready: {why}",
-                            dep.kind.kind(),
-                            dep.field
+                        return Ok(Err((
+                            Reason::WaitingForDependency,
+                            format!(
+                                "waiting for {} {name:?} (spec.{}) to be Ready: {why}",
+                                dep.kind.kind(),
+                                dep.field
+                            ),
                         )));
                     }
                 }
             }
             _ => {
-                return Ok(Err(format!(
-                    "spec.{}: set exactly one of name and id",
-                    dep.field
+                return Ok(Err((
+                    Reason::InvalidSpec,
+                    format!("spec.{}: set exactly one of name and id", dep.field),
                 )));
             }
         };
@@ -647,11 +677,11 @@ async fn apply<K: Managed>(obj: &K, ctx: &Context, api: &Api<K>, ns: &str) -> Re
     if let Some(left) = ctx.gated(&run.key, generation) {
         return Ok(Step::Requeue(left));
     }
-    let deps = match resolve(ctx, ns, &obj.dependencies()).await? {
+    let deps = match resolve(ctx, ns, &mgmt.account_ref.name, &obj.dependencies()).await? {
         Ok(d) => d,
-        Err(msg) => {
-            run.set("Ready", false, Reason::WaitingForDependency, &msg);
-            run.set("Synced", false, Reason::WaitingForDependency, &msg);
+        Err((reason, msg)) => {
+            run.set("Ready", false, reason, &msg);
+            run.set("Synced", false, reason, &msg);
             run.write().await?;
             return Ok(Step::Requeue(poll));
         }
@@ -772,6 +802,9 @@ async fn apply<K: Managed>(obj: &K, ctx: &Context, api: &Api<K>, ns: &str) -> Re
     let explanation = obj.explain(client, &remote).await;
     let host = client.host().to_string();
     let observation = obj.observe(&remote, &deps, &mut run.status, &host, explanation);
+    if obj.current_status() != Some(&run.status) {
+        K::invalidate_related(ctx, &account_key);
+    }
     run.set(
         "Ready",
         observation.ready,
@@ -969,8 +1002,28 @@ async fn cleanup<K: Managed>(
             return Ok(Step::Requeue(Duration::from_secs(5)));
         }
     }
+    // Nothing was ever created (or started): nothing to delete, whatever else is broken.
+    if K::remote_id(&run.status).is_none() && K::common(&mut run.status).pending_create.is_none() {
+        return Ok(Step::Release);
+    }
     let account_key = format!("{ns}/{}", mgmt.account_ref.name);
     let Some(account) = ctx.account(&account_key).filter(|a| a.ready) else {
+        let accounts: Api<crate::crd::DatabricksAccount> = Api::namespaced(ctx.client.clone(), ns);
+        if accounts.get_opt(&mgmt.account_ref.name).await?.is_none() {
+            // The account is gone: the remote object cannot be reached; never wedge the delete.
+            let id = K::remote_id(&run.status).unwrap_or_else(|| "(pending create)".into());
+            run.event(
+                true,
+                "Orphaned",
+                "Delete",
+                format!(
+                    "DatabricksAccount {:?} does not exist, so {noun} {id} cannot be deleted in Databricks; it is left there",
+                    mgmt.account_ref.name
+                ),
+            )
+            .await;
+            return Ok(Step::Release);
+        }
         let msg = format!(
             "deletion waits for DatabricksAccount {:?} to be Ready",
             mgmt.account_ref.name
@@ -1019,6 +1072,7 @@ async fn cleanup<K: Managed>(
     match client.delete::<K::Remote>(&id).await {
         Ok(()) => {
             ctx.invalidate::<K::Remote>(&account_key);
+            K::invalidate_related(ctx, &account_key);
             ctx.succeeded(&run.key);
             if K::waits_for_removal() {
                 run.event(
