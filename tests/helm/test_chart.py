@@ -283,11 +283,21 @@ def test_render_all() -> None:
     ], c["args"])
     env = {e["name"]: e.get("value") for e in c["env"]}
     check("values-all: RUST_LOG", env.get("RUST_LOG") == "debug,kube=info", env)
-    check("values-all: CA ConfigMap mounted read-only", c.get("volumeMounts") == [
-        {"name": "extra-ca", "mountPath": "/etc/databricks-account-operator/extra-ca", "readOnly": True}]
-          and pod.get("volumes") == [{"name": "extra-ca", "configMap": {
-              "name": "corporate-ca", "items": [{"key": "bundle.pem", "path": "bundle.pem"}]}}],
+    check("values-all: CA ConfigMap and federation token mounted read-only", c.get("volumeMounts") == [
+        {"name": "extra-ca", "mountPath": "/etc/databricks-account-operator/extra-ca", "readOnly": True},
+        {"name": "databricks-token", "mountPath": "/var/run/secrets/databricks", "readOnly": True}]
+          and pod.get("volumes") == [
+              {"name": "extra-ca", "configMap": {
+                  "name": "corporate-ca", "items": [{"key": "bundle.pem", "path": "bundle.pem"}]}},
+              {"name": "databricks-token", "projected": {"sources": [{"serviceAccountToken": {
+                  "path": "token", "audience": "https://accounts.cloud.databricks.com",
+                  "expirationSeconds": 1800}}]}}],
           (c.get("volumeMounts"), pod.get("volumes")))
+    try:
+        render({"oauthFederation": {"enabled": True, "audience": "", "expirationSeconds": 3600}})
+        check("federation without an audience is refused", False)
+    except helm.HelmError as e:
+        check("federation without an audience is refused", "audience" in str(e), e)
     check("values-all: resources", c["resources"] == VALUES_ALL["resources"], c["resources"])
     check("values-all: scheduling", pod.get("nodeSelector") == VALUES_ALL["nodeSelector"]
           and pod.get("tolerations") == VALUES_ALL["tolerations"] and pod.get("affinity") == VALUES_ALL["affinity"]
