@@ -1095,3 +1095,56 @@ async fn dependencies_of_another_account_are_refused() {
     assert_eq!(count(&sim.snapshot(), "workspaces"), 0);
     delete_namespace_and_wait(&client, &ns).await;
 }
+
+/// Token federation (a JWT from a file, no static secret) and legacy basic auth both make an
+/// account Ready.
+#[tokio::test]
+async fn federation_and_basic_auth_accounts_become_ready() {
+    let (client, ns) = setup("auth").await;
+    let sim = start_sim(sim_config()).await;
+    let dir = std::env::temp_dir().join(format!("dao-fed-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let token = dir.join("token");
+    // header {"alg":"RS256"} . payload {"sub":"system:serviceaccount:ns:sa"} . signature
+    std::fs::write(
+        &token,
+        "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJzeXN0ZW06c2VydmljZWFjY291bnQ6bnM6c2EifQ.c2ln",
+    )
+    .unwrap();
+    let c = sim.config();
+    let docs = vec![
+        format!(
+            "apiVersion: account.databricks-operator.dev/v1alpha1\nkind: DatabricksAccount\nmetadata:\n  name: federated\nspec:\n  host: {}\n  accountId: {}\n  auth:\n    federation:\n      clientId: {}\n      tokenPath: {}\n",
+            sim.base_url(),
+            c.account_id,
+            c.client_id,
+            token.display()
+        ),
+        format!(
+            "apiVersion: v1\nkind: Secret\nmetadata:\n  name: admin\nstringData:\n  username: {}\n  password: {}\n",
+            c.username, c.password
+        ),
+        format!(
+            "apiVersion: account.databricks-operator.dev/v1alpha1\nkind: DatabricksAccount\nmetadata:\n  name: legacy\nspec:\n  host: {}\n  accountId: {}\n  auth:\n    basic:\n      secretRef: {{name: admin}}\n",
+            sim.base_url(),
+            c.account_id
+        ),
+    ];
+    apply(&client, &ns, &docs).await;
+    for name in ["federated", "legacy"] {
+        let acct = wait_ready(&client, &ns, "DatabricksAccount", name, 30).await;
+        let method = acct.data["status"]["authMethod"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert_eq!(
+            method,
+            if name == "federated" {
+                "oauth-federation"
+            } else {
+                "basic"
+            }
+        );
+    }
+    delete_namespace_and_wait(&client, &ns).await;
+}
