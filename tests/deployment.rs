@@ -5,14 +5,16 @@
 
 mod common;
 
+use common::{apply, eventually, samples};
+
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use databricks_account_operator::sim::{self, SimConfig, SimHandle};
+use databricks_account_operator::sim::{self, SimConfig};
 use k8s_openapi::api::coordination::v1::Lease;
-use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
+use kube::Client;
+use kube::api::{Api, ApiResource, DynamicObject};
 use kube::core::GroupVersionKind;
-use kube::{Client, ResourceExt};
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -89,64 +91,6 @@ impl Drop for Operator {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-}
-
-async fn eventually<T, F, Fut>(what: &str, secs: u64, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-fn samples(sim: &SimHandle) -> Vec<String> {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/samples");
-    let mut files: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    files.sort();
-    files
-        .iter()
-        .flat_map(|p| {
-            std::fs::read_to_string(p)
-                .unwrap()
-                .replace("http://127.0.0.1:8085", &sim.base_url())
-                .split("\n---\n")
-                .map(str::to_string)
-                .collect::<Vec<_>>()
-        })
-        .collect()
-}
-
-async fn apply(client: &Client, ns: &str, docs: &[String]) {
-    for doc in docs {
-        let obj: DynamicObject = serde_yaml::from_str(doc).unwrap();
-        let t = obj.types.as_ref().unwrap();
-        let (group, version) = t
-            .api_version
-            .split_once('/')
-            .unwrap_or(("", t.api_version.as_str()));
-        let ar = ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, &t.kind));
-        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &ar);
-        api.patch(
-            &obj.name_any(),
-            &PatchParams::apply("test").force(),
-            &Patch::Apply(&obj),
-        )
-        .await
-        .unwrap();
     }
 }
 

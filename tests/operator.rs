@@ -8,6 +8,8 @@
 
 mod common;
 
+use common::{apply, eventually, samples, samples_of};
+
 use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -20,9 +22,9 @@ use databricks_account_operator::sim::{
     SimHandle,
 };
 use k8s_openapi::api::core::v1::Namespace;
+use kube::Client;
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use kube::core::GroupVersionKind;
-use kube::{Client, ResourceExt};
 
 // ------------------------------------------------------------------------------------------------
 // The shared operator and its captured logs
@@ -116,68 +118,6 @@ fn api_client(sim: &SimHandle) -> AccountClient {
     .unwrap()
 }
 
-/// The documents of `config/samples/`, pointed at the simulator.
-fn samples(sim: &SimHandle) -> Vec<String> {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/samples");
-    let mut files: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    files.sort();
-    let c = sim.config();
-    files
-        .iter()
-        .flat_map(|p| {
-            std::fs::read_to_string(p)
-                .unwrap()
-                .replace("http://127.0.0.1:8085", &sim.base_url())
-                .replace("00000000-0000-0000-0000-000000000001", &c.account_id)
-                .replace(
-                    "client-id: sim-client-id",
-                    &format!("client-id: {}", c.client_id),
-                )
-                .replace(
-                    "client-secret: sim-client-secret",
-                    &format!("client-secret: {}", c.client_secret),
-                )
-                .split("\n---\n")
-                .map(str::to_string)
-                .collect::<Vec<_>>()
-        })
-        .collect()
-}
-
-/// Only the sample documents of these kinds.
-fn samples_of(sim: &SimHandle, kinds: &[&str]) -> Vec<String> {
-    samples(sim)
-        .into_iter()
-        .filter(|d| kinds.iter().any(|k| d.contains(&format!("kind: {k}\n"))))
-        .collect()
-}
-
-fn gvk_resource(obj: &DynamicObject) -> ApiResource {
-    let t = obj.types.as_ref().unwrap();
-    let (group, version) = t
-        .api_version
-        .split_once('/')
-        .unwrap_or(("", t.api_version.as_str()));
-    ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, &t.kind))
-}
-
-async fn apply(client: &Client, ns: &str, docs: &[String]) {
-    for doc in docs {
-        let obj: DynamicObject = serde_yaml::from_str(doc).unwrap();
-        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &gvk_resource(&obj));
-        api.patch(
-            &obj.name_any(),
-            &PatchParams::apply("test").force(),
-            &Patch::Apply(&obj),
-        )
-        .await
-        .unwrap();
-    }
-}
-
 fn ours(kind: &str) -> ApiResource {
     ApiResource::from_gvk(&GroupVersionKind::gvk(
         "account.databricks-operator.dev",
@@ -209,24 +149,6 @@ fn condition(obj: &DynamicObject, type_: &str) -> Option<Cond> {
         reason: c["reason"].as_str()?.into(),
         message: c["message"].as_str()?.into(),
     })
-}
-
-async fn eventually<T, F, Fut>(what: &str, secs: u64, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
 }
 
 /// Waits until the object's `type_` condition has `reason`, and returns the object.
@@ -550,12 +472,12 @@ async fn rate_limit_and_server_error_storms_still_converge() {
     let sim = start_sim(sim_config()).await;
     sim.set_faults(Faults {
         rate_limit: Some(RateLimit {
-            count: 12,
+            count: 8,
             retry_after_seconds: 1,
             path_contains: None,
         }),
         server_error: Some(ServerError {
-            count: 8,
+            count: 5,
             status: 503,
             path_contains: None,
         }),
@@ -565,10 +487,10 @@ async fn rate_limit_and_server_error_storms_still_converge() {
     wait_ready(&client, &ns, "DatabricksWorkspace", "analytics", 120).await;
     assert_stack_counts(&sim, 1);
     let calls = api_calls(&sim);
-    println!("storm: {calls} API calls including 20 injected failures");
-    // Without faults the stack takes about 25 calls; the 20 failures add their retries, no more.
+    println!("storm: {calls} API calls including 13 injected failures");
+    // Without faults the stack takes about 25 calls; the 13 failures add their retries, no more.
     assert!(
-        calls < 90,
+        calls < 70,
         "a hot loop would show here: {calls} calls, {:?}",
         sim.request_count()
     );

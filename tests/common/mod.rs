@@ -5,10 +5,13 @@
 
 use std::path::Path;
 
+use databricks_account_operator::sim::SimHandle;
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::Client;
-use kube::api::{Api, DeleteParams, PostParams};
+use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
+use kube::core::GroupVersionKind;
+use kube::{Client, ResourceExt};
+use std::time::Duration;
 use tokio::sync::OnceCell;
 
 /// A client for the cluster named by `KUBECONFIG`. Fails the test, never skips it.
@@ -83,4 +86,84 @@ pub async fn delete_namespace(client: &Client, name: &str) {
     let _ = Api::<Namespace>::all(client.clone())
         .delete(name, &DeleteParams::default())
         .await;
+}
+
+/// The documents of `config/samples/`, pointed at the simulator.
+pub fn samples(sim: &SimHandle) -> Vec<String> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/samples");
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    let c = sim.config();
+    files
+        .iter()
+        .flat_map(|p| {
+            std::fs::read_to_string(p)
+                .unwrap()
+                .replace("http://127.0.0.1:8085", &sim.base_url())
+                .replace("00000000-0000-0000-0000-000000000001", &c.account_id)
+                .replace(
+                    "client-id: sim-client-id",
+                    &format!("client-id: {}", c.client_id),
+                )
+                .replace(
+                    "client-secret: sim-client-secret",
+                    &format!("client-secret: {}", c.client_secret),
+                )
+                .split("\n---\n")
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// Only the sample documents of these kinds.
+pub fn samples_of(sim: &SimHandle, kinds: &[&str]) -> Vec<String> {
+    samples(sim)
+        .into_iter()
+        .filter(|d| kinds.iter().any(|k| d.contains(&format!("kind: {k}\n"))))
+        .collect()
+}
+
+pub fn gvk_resource(obj: &DynamicObject) -> ApiResource {
+    let t = obj.types.as_ref().unwrap();
+    let (group, version) = t
+        .api_version
+        .split_once('/')
+        .unwrap_or(("", t.api_version.as_str()));
+    ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, &t.kind))
+}
+
+pub async fn apply(client: &Client, ns: &str, docs: &[String]) {
+    for doc in docs {
+        let obj: DynamicObject = serde_yaml::from_str(doc).unwrap();
+        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &gvk_resource(&obj));
+        api.patch(
+            &obj.name_any(),
+            &PatchParams::apply("test").force(),
+            &Patch::Apply(&obj),
+        )
+        .await
+        .unwrap();
+    }
+}
+
+pub async fn eventually<T, F, Fut>(what: &str, secs: u64, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }
