@@ -48,7 +48,7 @@ say "CRDs"
 "$BIN" crds --install
 
 say "operator (log: $work/operator.log)"
-"$BIN" run --busy-poll-interval 3s >"$work/operator.log" 2>&1 &
+"$BIN" run --busy-poll-interval 3s --allowed-hosts 127.0.0.1 >"$work/operator.log" 2>&1 &
 pids+=($!)
 
 say "applying config/samples/ to namespace $NS"

@@ -6,6 +6,7 @@
 //! - [`databricks`]: the Account API client (models, auth, errors, retries). No Kubernetes types.
 //! - [`sim`]: a local simulator of the Account API, used by the tests and the demo.
 
+pub mod bounds;
 pub mod controller;
 pub mod crd;
 pub mod databricks;

@@ -72,6 +72,24 @@ struct RunArgs {
     /// PEM file of extra CA certificates every account's client trusts.
     #[arg(long, env = "EXTRA_CA_FILE")]
     extra_ca_file: Option<std::path::PathBuf>,
+    /// Account API hosts the operator may call, comma-separated: host names or addresses, each
+    /// optionally with :port. A DatabricksAccount naming another host gets HostNotAllowed and no
+    /// request. Loopback (a local simulator) only when listed.
+    #[arg(
+        long,
+        env = "ALLOWED_HOSTS",
+        value_delimiter = ',',
+        default_value = "accounts.cloud.databricks.com,accounts.cloud.databricks.us,accounts-dod.cloud.databricks.mil"
+    )]
+    allowed_hosts: Vec<String>,
+    /// The token file exchanged by accounts with OAuth token federation (the chart mounts a
+    /// projected service-account token here). Never taken from a custom resource.
+    #[arg(
+        long,
+        env = "FEDERATION_TOKEN_FILE",
+        default_value = "/var/run/secrets/databricks/token"
+    )]
+    federation_token_file: std::path::PathBuf,
 }
 
 async fn run(args: RunArgs) -> Result<(), String> {
@@ -79,8 +97,11 @@ async fn run(args: RunArgs) -> Result<(), String> {
     use std::sync::atomic::{AtomicBool, Ordering};
 
     use databricks_account_operator::controller::leader::{Leadership, LeaseConfig};
-    use databricks_account_operator::controller::{self, Context, Settings, parse_duration};
+    use databricks_account_operator::controller::{
+        self, Context, Settings, WriteFence, parse_flag_duration,
+    };
     use databricks_account_operator::crd::DeletionPolicy;
+    use databricks_account_operator::databricks::AllowedHosts;
     use futures::FutureExt;
 
     let extra_ca_pem = match &args.extra_ca_file {
@@ -89,10 +110,17 @@ async fn run(args: RunArgs) -> Result<(), String> {
         }
         None => None,
     };
+    let flag = |name: &str, v: &str| parse_flag_duration(v).map_err(|e| format!("--{name}: {e}"));
+    let allowed_hosts = AllowedHosts::parse(args.allowed_hosts.iter().map(String::as_str))
+        .map_err(|e| format!("--allowed-hosts: {e}"))?;
+    let fence = if args.leader_elect {
+        WriteFence::closed()
+    } else {
+        WriteFence::open()
+    };
     let settings = Settings {
-        poll_interval: parse_duration(&args.poll_interval).ok_or("invalid --poll-interval")?,
-        busy_poll_interval: parse_duration(&args.busy_poll_interval)
-            .ok_or("invalid --busy-poll-interval")?,
+        poll_interval: flag("poll-interval", &args.poll_interval)?,
+        busy_poll_interval: flag("busy-poll-interval", &args.busy_poll_interval)?,
         default_deletion_policy: if args.default_deletion_policy == "Orphan" {
             DeletionPolicy::Orphan
         } else {
@@ -105,15 +133,39 @@ async fn run(args: RunArgs) -> Result<(), String> {
             .cloned()
             .collect(),
         extra_ca_pem,
+        allowed_hosts,
+        federation_token_file: args.federation_token_file.clone(),
+        fence: fence.clone(),
         ..Settings::default()
     };
-    let lease_duration = parse_duration(&args.lease_duration).ok_or("invalid --lease-duration")?;
+    let lease_duration = flag("lease-duration", &args.lease_duration)?;
+    if lease_duration < std::time::Duration::from_secs(3) {
+        return Err("--lease-duration: at least 3s (renewals need time)".into());
+    }
     let shutdown = shutdown_signal().boxed().shared();
-    let client = kube::Client::try_default()
+    // Bounded connects and writes, so that a hung API server cannot hold a lease renewal (or
+    // anything else) forever; reads stay long enough for watches.
+    let mut kube_config = kube::Config::infer()
         .await
         .map_err(|e| format!("cannot reach Kubernetes: {e}"))?;
-    let instance =
-        std::env::var("POD_NAME").unwrap_or_else(|_| format!("local-{}", std::process::id()));
+    kube_config.connect_timeout = Some(std::time::Duration::from_secs(10));
+    kube_config.write_timeout = Some(std::time::Duration::from_secs(10));
+    let client =
+        kube::Client::try_from(kube_config).map_err(|e| format!("cannot reach Kubernetes: {e}"))?;
+    // Each replica needs its own identity, or two would both believe they hold the lease.
+    let instance = std::env::var("POD_NAME")
+        .ok()
+        .filter(|n| !n.trim().is_empty())
+        .unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_string())
+                .unwrap_or_else(|_| "local".into());
+            format!(
+                "{host}-{}-{}",
+                std::process::id(),
+                uuid::Uuid::new_v4().simple()
+            )
+        });
     let ctx = Context::new(client.clone(), settings, instance.clone());
     let ready = Arc::new(AtomicBool::new(false));
     let server = tokio::spawn(databricks_account_operator::http::serve(
@@ -131,6 +183,7 @@ async fn run(args: RunArgs) -> Result<(), String> {
             identity: instance,
             duration: lease_duration,
             renew_every: lease_duration / 3,
+            fence: fence.clone(),
         };
         tokio::select! {
             l = Leadership::acquire(client, config) => Some(Arc::new(l)),
@@ -143,8 +196,10 @@ async fn run(args: RunArgs) -> Result<(), String> {
     let (lost_tx, lost_rx) = tokio::sync::oneshot::channel::<()>();
     if let Some(l) = leadership.clone() {
         let lost = lost.clone();
+        let fence = fence.clone();
         tokio::spawn(async move {
             l.hold().await;
+            fence.close();
             lost.store(true, Ordering::Relaxed);
             let _ = lost_tx.send(());
         });
@@ -165,6 +220,7 @@ async fn run(args: RunArgs) -> Result<(), String> {
         return Err("lost the leader lease; exiting so that only one replica reconciles".into());
     }
     if let Some(l) = leadership {
+        fence.close();
         l.release().await;
     }
     let _ = server.await;

@@ -12,6 +12,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use crate::controller::ObjKey;
 use crate::databricks::{CallObserver, CallRecord};
 
 /// `kind` and `outcome` of a reconcile.
@@ -55,8 +56,8 @@ pub struct ObjectLabels {
     pub ready: String,
 }
 
-/// Readiness by object key (kind, ready), and the objects seen Ready at least once.
-type Readiness = (HashMap<String, (String, bool)>, HashSet<String>);
+/// Readiness by object, and the objects seen Ready at least once.
+type Readiness = (HashMap<ObjKey, bool>, HashSet<ObjKey>);
 
 type Hist<L> = Family<L, Histogram, fn() -> Histogram>;
 
@@ -78,8 +79,16 @@ pub struct Metrics {
     throttled: Family<OperationLabels, Counter>,
     objects: Family<ObjectLabels, Gauge>,
     time_to_ready: Hist<KindLabels>,
-    /// Readiness by object key, and the objects seen Ready at least once.
+    tracked: Family<MapLabels, Gauge>,
+    /// Readiness by object, and the objects seen Ready at least once.
     readiness: Mutex<Readiness>,
+}
+
+/// Labels of the per-object state sizes.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MapLabels {
+    /// `failures`, `gates`, `propagation`, `accounts`, `lists`, `readiness`.
+    pub map: String,
 }
 
 impl Default for Metrics {
@@ -99,6 +108,12 @@ impl Metrics {
         let throttled = Family::<OperationLabels, Counter>::default();
         let objects = Family::<ObjectLabels, Gauge>::default();
         let time_to_ready: Hist<KindLabels> = Family::new_with_constructor(ready_histogram);
+        let tracked = Family::<MapLabels, Gauge>::default();
+        registry.register(
+            "tracked_entries",
+            "Entries of the operator's per-object and per-account state, by map (they shrink when objects go)",
+            tracked.clone(),
+        );
         registry.register(
             "reconciles",
             "Reconciles by kind and outcome",
@@ -143,6 +158,7 @@ impl Metrics {
             throttled,
             objects,
             time_to_ready,
+            tracked,
             readiness: Mutex::default(),
         }
     }
@@ -163,34 +179,78 @@ impl Metrics {
 
     /// Records an object's readiness (`None` when it is gone). `age` is the time since the
     /// object was created; it is observed as time to ready on the object's first Ready.
-    pub fn readiness(&self, kind: &str, key: &str, ready: Option<bool>, age: Option<Duration>) {
-        let mut guard = self
-            .readiness
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+    pub fn readiness(&self, key: &ObjKey, ready: Option<bool>, age: Option<Duration>) {
+        let mut guard = self.readiness_map();
         let (map, seen) = &mut *guard;
-        let before = map.get(key).map(|(_, r)| *r);
+        let before = map.get(key).copied();
         match ready {
             Some(r) => {
-                if r && seen.insert(key.to_string())
+                if r && seen.insert(key.clone())
                     && let Some(age) = age
                 {
                     self.time_to_ready
-                        .get_or_create(&KindLabels { kind: kind.into() })
+                        .get_or_create(&KindLabels {
+                            kind: key.kind.clone(),
+                        })
                         .observe(age.as_secs_f64());
                 }
-                map.insert(key.to_string(), (kind.to_string(), r));
+                map.insert(key.clone(), r);
             }
             None => {
                 map.remove(key);
                 seen.remove(key);
             }
         }
-        if before == ready {
-            return;
+        if before != ready {
+            self.count_kind(map, &key.kind);
         }
+        self.tracked("readiness", map.len());
+    }
+
+    /// Forgets the readiness of objects of `kind` (in `namespace`, or anywhere) that are `gone`.
+    pub fn sweep_readiness(
+        &self,
+        kind: &str,
+        namespace: Option<&str>,
+        gone: impl Fn(&ObjKey) -> bool,
+    ) {
+        let mut guard = self.readiness_map();
+        let (map, seen) = &mut *guard;
+        let stale =
+            |k: &ObjKey| k.kind == kind && namespace.is_none_or(|ns| k.namespace == ns) && gone(k);
+        let before = map.len();
+        map.retain(|k, _| !stale(k));
+        seen.retain(|k| !stale(k));
+        if map.len() != before {
+            self.count_kind(map, kind);
+        }
+        self.tracked("readiness", map.len());
+    }
+
+    /// How many objects have a recorded readiness.
+    pub fn readiness_len(&self) -> usize {
+        self.readiness_map().0.len()
+    }
+
+    /// Sets the size of one of the operator's state maps.
+    pub fn tracked(&self, map: &str, entries: usize) {
+        self.tracked
+            .get_or_create(&MapLabels { map: map.into() })
+            .set(i64::try_from(entries).unwrap_or(i64::MAX));
+    }
+
+    fn readiness_map(&self) -> std::sync::MutexGuard<'_, Readiness> {
+        self.readiness
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn count_kind(&self, map: &HashMap<ObjKey, bool>, kind: &str) {
         for r in [true, false] {
-            let n = map.values().filter(|(k, rr)| k == kind && *rr == r).count();
+            let n = map
+                .iter()
+                .filter(|(k, rr)| k.kind == kind && **rr == r)
+                .count();
             self.objects
                 .get_or_create(&ObjectLabels {
                     kind: kind.into(),
@@ -246,14 +306,15 @@ mod tests {
                 throttled: Duration::ZERO,
             });
         }
-        m.readiness("DatabricksCredential", "ns/a", Some(false), None);
-        m.readiness(
-            "DatabricksCredential",
-            "ns/a",
-            Some(true),
-            Some(Duration::from_secs(3)),
-        );
-        m.readiness("DatabricksCredential", "ns/b", Some(false), None);
+        let key = |name: &str| ObjKey {
+            kind: "DatabricksCredential".into(),
+            namespace: "ns".into(),
+            name: name.into(),
+            uid: format!("uid-{name}"),
+        };
+        m.readiness(&key("a"), Some(false), None);
+        m.readiness(&key("a"), Some(true), Some(Duration::from_secs(3)));
+        m.readiness(&key("b"), Some(false), None);
         let text = m.encode();
         assert!(text.contains(r#"databricks_operator_api_requests_total{operation="credentials.create",status="200"} 2"#), "{text}");
         assert!(text.contains(r#"databricks_operator_api_requests_total{operation="credentials.create",status="429"} 1"#));
@@ -266,9 +327,19 @@ mod tests {
         assert!(text.contains(
             r#"databricks_operator_time_to_ready_seconds_count{kind="DatabricksCredential"} 1"#
         ));
-        m.readiness("DatabricksCredential", "ns/a", None, None);
-        assert!(m.encode().contains(
+        m.readiness(&key("a"), None, None);
+        let text = m.encode();
+        assert!(text.contains(
             r#"databricks_operator_objects{kind="DatabricksCredential",ready="true"} 0"#
+        ));
+        assert!(
+            text.contains(r#"databricks_operator_tracked_entries{map="readiness"} 1"#),
+            "{text}"
+        );
+        m.sweep_readiness("DatabricksCredential", Some("ns"), |_| true);
+        assert_eq!(m.readiness_len(), 0);
+        assert!(m.encode().contains(
+            r#"databricks_operator_objects{kind="DatabricksCredential",ready="false"} 0"#
         ));
     }
 }

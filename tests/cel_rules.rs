@@ -193,3 +193,122 @@ fn private_access_settings_change_in_place_except_region() {
         "{msgs:?}"
     );
 }
+
+/// The messages of the rules an update of whole objects (spec and status) breaks.
+fn broken_objects(plural: &str, old: Value, new: Value) -> Vec<String> {
+    match Validator::new().validate(&schema(plural), &new, Some(&old)) {
+        Ok(()) => Vec::new(),
+        Err(errs) => errs.into_vec().into_iter().map(|e| e.message).collect(),
+    }
+}
+
+fn credential(account: &str, external_id: Option<&str>, id: Option<&str>) -> Value {
+    let mut spec =
+        json!({"roleArn": "arn:aws:iam::123456789012:role/a", "accountRef": {"name": account}});
+    if let Some(e) = external_id {
+        spec["externalId"] = json!(e);
+    }
+    let mut obj = with_spec("DatabricksCredential", spec);
+    if let Some(id) = id {
+        obj["status"] = json!({"credentialsId": id});
+    }
+    obj
+}
+
+/// Once an object has a Databricks ID, a new accountRef or externalId would create it again in
+/// another account (or adopt another object) and leave the first one running: refused.
+#[test]
+fn account_ref_and_external_id_are_fixed_once_an_id_exists() {
+    let plural = "databrickscredentials";
+    let moved = |old, new| {
+        broken_objects(plural, old, new)
+            .iter()
+            .any(|m| m.contains("accountRef and externalId cannot change"))
+    };
+    // Before an ID exists, both may change.
+    assert!(!moved(
+        credential("a", None, None),
+        credential("b", Some("c-9"), None)
+    ));
+    // After, neither may change, be added or be removed.
+    assert!(moved(
+        credential("a", None, Some("c-1")),
+        credential("b", None, Some("c-1"))
+    ));
+    assert!(moved(
+        credential("a", None, Some("c-1")),
+        credential("a", Some("c-9"), Some("c-1"))
+    ));
+    assert!(moved(
+        credential("a", Some("c-1"), Some("c-1")),
+        credential("a", Some("c-9"), Some("c-1"))
+    ));
+    assert!(moved(
+        credential("a", Some("c-1"), Some("c-1")),
+        credential("a", None, Some("c-1"))
+    ));
+    // Unchanged passes.
+    assert!(!moved(
+        credential("a", Some("c-1"), Some("c-1")),
+        credential("a", Some("c-1"), Some("c-1"))
+    ));
+}
+
+fn account(host: &str, account_id: &str, in_use_by: Option<u32>) -> Value {
+    let mut obj = json!({"apiVersion": "account.databricks-operator.dev/v1alpha1", "kind": "DatabricksAccount",
+        "metadata": {"name": "default", "namespace": "ns"},
+        "spec": {"host": host, "accountId": account_id,
+                 "auth": {"oauthM2M": {"secretRef": {"name": "sp"}}}}});
+    if let Some(n) = in_use_by {
+        obj["status"] = json!({"inUseBy": n});
+    }
+    obj
+}
+
+/// An account's host and ID cannot change while objects use it; an unused one can be repointed.
+#[test]
+fn account_host_and_id_are_fixed_while_in_use() {
+    let plural = "databricksaccounts";
+    const A: &str = "00000000-0000-0000-0000-000000000001";
+    const B: &str = "00000000-0000-0000-0000-000000000002";
+    let host = "https://accounts.cloud.databricks.com";
+    let refused = |old, new| {
+        broken_objects(plural, old, new)
+            .iter()
+            .any(|m| m.contains("host and accountId cannot change while objects use this account"))
+    };
+    assert!(refused(
+        account(host, A, Some(3)),
+        account(host, B, Some(3))
+    ));
+    assert!(refused(
+        account(host, A, Some(1)),
+        account("https://accounts.cloud.databricks.us", A, Some(1))
+    ));
+    assert!(!refused(
+        account(host, A, Some(0)),
+        account(host, B, Some(0))
+    ));
+    assert!(!refused(account(host, A, None), account(host, B, None)));
+    assert!(!refused(
+        account(host, A, Some(3)),
+        account(host, A, Some(3))
+    ));
+}
+
+/// A custom resource cannot name a token file for the operator to send.
+#[test]
+fn federation_token_path_is_refused() {
+    let with_path = json!({"apiVersion": "account.databricks-operator.dev/v1alpha1", "kind": "DatabricksAccount",
+        "metadata": {"name": "default", "namespace": "ns"},
+        "spec": {"host": "https://accounts.cloud.databricks.com", "accountId": "00000000-0000-0000-0000-000000000001",
+                 "auth": {"federation": {"tokenPath": "/var/run/secrets/kubernetes.io/serviceaccount/token"}}}});
+    let errs = match Validator::new().validate(&schema("databricksaccounts"), &with_path, None) {
+        Ok(()) => Vec::new(),
+        Err(e) => e.into_vec().into_iter().map(|e| e.message).collect(),
+    };
+    assert!(
+        errs.iter().any(|m| m.contains("tokenPath is not accepted")),
+        "{errs:?}"
+    );
+}

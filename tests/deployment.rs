@@ -42,6 +42,8 @@ impl Operator {
                 "1s",
                 "--watch-namespaces",
                 ns,
+                "--allowed-hosts",
+                "127.0.0.1",
             ])
             .args(["--metrics-addr", &format!("127.0.0.1:{port}")])
             .args([

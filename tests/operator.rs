@@ -16,7 +16,9 @@ use std::time::Duration;
 
 use databricks_account_operator::controller::{self, Context, Settings};
 use databricks_account_operator::databricks::models as m;
-use databricks_account_operator::databricks::{AccountClient, AccountConfig, Credentials, Secret};
+use databricks_account_operator::databricks::{
+    AccountClient, AccountConfig, AllowedHosts, Credentials, Secret,
+};
 use databricks_account_operator::sim::{
     self, CredentialPropagation, FailRule, Faults, LostResponse, RateLimit, ServerError, SimConfig,
     SimHandle,
@@ -48,6 +50,11 @@ fn logs() -> String {
     String::from_utf8_lossy(&LOGS.get().unwrap().lock().unwrap()).into_owned()
 }
 
+/// The operator's own token file for OAuth token federation (a custom resource cannot name one).
+fn federation_token_file() -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("dao-operator-test-token-{}", std::process::id()))
+}
+
 /// Starts the operator once per test binary.
 fn ensure_operator() {
     OPERATOR.get_or_init(|| {
@@ -73,6 +80,8 @@ fn ensure_operator() {
                     busy_poll_interval: Duration::from_secs(1),
                     credential_propagation_window: Duration::from_secs(60),
                     max_backoff: Duration::from_secs(5),
+                    allowed_hosts: AllowedHosts::parse(["127.0.0.1"]).unwrap(),
+                    federation_token_file: federation_token_file(),
                     ..Settings::default()
                 };
                 let ctx = Context::new(client, settings, "test".into());
@@ -1024,9 +1033,7 @@ async fn dependencies_of_another_account_are_refused() {
 async fn federation_and_basic_auth_accounts_become_ready() {
     let (client, ns) = setup("auth").await;
     let sim = start_sim(sim_config()).await;
-    let dir = std::env::temp_dir().join(format!("dao-fed-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let token = dir.join("token");
+    let token = federation_token_file();
     // header {"alg":"RS256"} . payload {"sub":"system:serviceaccount:ns:sa"} . signature
     std::fs::write(
         &token,
@@ -1036,14 +1043,13 @@ async fn federation_and_basic_auth_accounts_become_ready() {
     let c = sim.config();
     let docs = vec![
         format!(
-            "apiVersion: account.databricks-operator.dev/v1alpha1\nkind: DatabricksAccount\nmetadata:\n  name: federated\nspec:\n  host: {}\n  accountId: {}\n  auth:\n    federation:\n      clientId: {}\n      tokenPath: {}\n",
+            "apiVersion: account.databricks-operator.dev/v1alpha1\nkind: DatabricksAccount\nmetadata:\n  name: federated\nspec:\n  host: {}\n  accountId: {}\n  auth:\n    federation:\n      clientId: {}\n",
             sim.base_url(),
             c.account_id,
             c.client_id,
-            token.display()
         ),
         format!(
-            "apiVersion: v1\nkind: Secret\nmetadata:\n  name: admin\nstringData:\n  username: {}\n  password: {}\n",
+            "apiVersion: v1\nkind: Secret\nmetadata:\n  name: admin\n  labels: {{account.databricks-operator.dev/account-secret: \"true\"}}\nstringData:\n  username: {}\n  password: {}\n",
             c.username, c.password
         ),
         format!(

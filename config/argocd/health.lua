@@ -34,6 +34,7 @@ local TERMINAL_REASONS = {
   ImmutableFieldChanged = true,
   NameConflict = true,
   AuthenticationFailed = true,
+  HostNotAllowed = true,
   Banned = true,
   InvalidSpec = true,
   NotFound = true,

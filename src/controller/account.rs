@@ -1,5 +1,6 @@
-//! The `DatabricksAccount` controller: builds one client per account from its Secret, proves it
-//! works with a cheap list call, and holds the account while objects still use it.
+//! The `DatabricksAccount` controller: builds one client per account from its opted-in Secret,
+//! proves it works with a cheap list call, keeps it bound to one host and account ID while objects
+//! use it, and holds the account while objects still use it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,43 +11,72 @@ use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 
 use super::managed::{Error, referrers_of_account, set_finalizer, write_status};
-use super::{AccountEntry, Context, lock};
+use super::{AccountEntry, Context, ObjKey};
+use crate::bounds;
 use crate::crd::account::{AccountStatus, DatabricksAccount};
-use crate::crd::{FINALIZER, Reason};
-use crate::databricks::{AccountClient, AccountConfig, Credentials, Secret};
+use crate::crd::{FINALIZER, Reason, SECRET_LABEL};
+use crate::databricks::{AccountClient, AccountConfig, ConfigError, Credentials, Secret};
 
-fn secret_value(secret: &KubeSecret, key: &str) -> Option<String> {
-    secret
+/// Longest Secret value used (bytes): client IDs, secrets, usernames and passwords are far shorter.
+const MAX_SECRET_VALUE: usize = 4096;
+
+/// Why the client could not be configured: the condition reason and a message naming what to fix.
+type Refusal = (Reason, String);
+
+fn invalid(message: impl Into<String>) -> Refusal {
+    (Reason::InvalidSpec, message.into())
+}
+
+/// A key's value, or why it cannot be used. Messages name the Secret and key, never a value.
+fn secret_value(secret: &KubeSecret, name: &str, key: &str) -> Result<String, Refusal> {
+    let raw = secret
         .data
         .as_ref()
         .and_then(|d| d.get(key))
-        .and_then(|v| String::from_utf8(v.0.clone()).ok())
+        .map(|v| v.0.clone())
         .or_else(|| {
             secret
                 .string_data
                 .as_ref()
                 .and_then(|d| d.get(key))
-                .cloned()
+                .map(|s| s.clone().into_bytes())
         })
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
+        .ok_or_else(|| invalid(format!("Secret {name:?} has no key {key:?}")))?;
+    if raw.len() > MAX_SECRET_VALUE {
+        return Err(invalid(format!(
+            "Secret {name:?} key {key:?} is longer than {MAX_SECRET_VALUE} bytes"
+        )));
+    }
+    let text = String::from_utf8(raw)
+        .map_err(|_| invalid(format!("Secret {name:?} key {key:?} is not UTF-8 text")))?;
+    let text = text.trim().to_string();
+    if text.is_empty() {
+        return Err(invalid(format!("Secret {name:?} key {key:?} is empty")));
+    }
+    Ok(text)
 }
 
-/// Reads two keys of a Secret and adds the Secret's version to the fingerprint. The messages name
-/// the Secret and key, never a value.
-async fn read_keys(
+/// Reads the two documented keys of an opted-in Secret from the watched store and adds the
+/// Secret's version to the fingerprint. A Secret without the opt-in label is never read.
+fn read_keys(
     ctx: &Context,
     ns: &str,
     name: &str,
-    keys: [&str; 2],
+    keys: [(&str, &'static str); 2],
     fingerprint: &mut String,
-) -> Result<[String; 2], String> {
-    let secrets: Api<KubeSecret> = Api::namespaced(ctx.client.clone(), ns);
-    let secret = match secrets.get_opt(name).await {
-        Ok(Some(s)) => s,
-        Ok(None) => return Err(format!("Secret {name:?} not found in namespace {ns}")),
-        Err(e) => return Err(format!("cannot read Secret {name:?}: {e}")),
-    };
+) -> Result<[String; 2], Refusal> {
+    for (asked, documented) in keys {
+        if asked != documented {
+            return Err(invalid(format!(
+                "Secret {name:?}: key {asked:?} is not accepted; the operator reads only the documented key {documented:?}"
+            )));
+        }
+    }
+    let secret = ctx.secret(ns, name).ok_or_else(|| {
+        invalid(format!(
+            "Secret {name:?} not found in namespace {ns}, or it does not carry the label {SECRET_LABEL}=true that lets the operator read it"
+        ))
+    })?;
     fingerprint.push('/');
     fingerprint.push_str(
         secret
@@ -55,10 +85,10 @@ async fn read_keys(
             .as_deref()
             .unwrap_or_default(),
     );
-    let value = |key: &str| {
-        secret_value(&secret, key).ok_or_else(|| format!("Secret {name:?} has no key {key:?}"))
-    };
-    Ok([value(keys[0])?, value(keys[1])?])
+    Ok([
+        secret_value(&secret, name, keys[0].1)?,
+        secret_value(&secret, name, keys[1].1)?,
+    ])
 }
 
 /// Reads what the spec names and builds the client configuration. Returns the configuration and a
@@ -67,8 +97,19 @@ async fn build_config(
     ctx: &Context,
     acct: &DatabricksAccount,
     ns: &str,
-) -> Result<(AccountConfig, String), String> {
+) -> Result<(AccountConfig, String), Refusal> {
     let spec = &acct.spec;
+    // Nothing is read, and nothing sent, for a host that is not allowed.
+    if !ctx.settings.allowed_hosts.allows(&spec.host) {
+        return Err((
+            Reason::HostNotAllowed,
+            format!(
+                "host {} is not on the operator's allow-list ({}); nothing is sent to it. Ask the operator's administrators to add it (--allowed-hosts, chart value allowedHosts)",
+                spec.host,
+                ctx.settings.allowed_hosts.describe()
+            ),
+        ));
+    }
     let mut fingerprint = format!("{}", acct.metadata.generation.unwrap_or_default());
     let credentials = match (
         &spec.auth.oauth_m2m,
@@ -80,37 +121,54 @@ async fn build_config(
                 ctx,
                 ns,
                 &m2m.secret_ref.name,
-                [&m2m.client_id_key, &m2m.client_secret_key],
+                [
+                    (&m2m.client_id_key, "client-id"),
+                    (&m2m.client_secret_key, "client-secret"),
+                ],
                 &mut fingerprint,
-            )
-            .await?;
+            )?;
             Credentials::OAuthM2M {
                 client_id: id,
                 client_secret: Secret::new(secret),
             }
         }
-        (None, Some(fed), None) => Credentials::Federation {
-            client_id: fed.client_id.clone(),
-            token_file: fed.token_path.clone().into(),
-        },
+        (None, Some(fed), None) => {
+            if fed.token_path.is_some() {
+                return Err(invalid(format!(
+                    "auth.federation.tokenPath is not accepted: the operator exchanges its own token file ({}); remove the field",
+                    ctx.settings.federation_token_file.display()
+                )));
+            }
+            Credentials::Federation {
+                client_id: fed.client_id.clone(),
+                token_file: ctx.settings.federation_token_file.clone(),
+            }
+        }
         (None, None, Some(basic)) => {
             let [user, pass] = read_keys(
                 ctx,
                 ns,
                 &basic.secret_ref.name,
-                [&basic.username_key, &basic.password_key],
+                [
+                    (&basic.username_key, "username"),
+                    (&basic.password_key, "password"),
+                ],
                 &mut fingerprint,
-            )
-            .await?;
+            )?;
             Credentials::Basic {
                 username: user,
                 password: Secret::new(pass),
             }
         }
-        _ => return Err("set exactly one of auth.oauthM2M, auth.federation, auth.basic".into()),
+        _ => {
+            return Err(invalid(
+                "set exactly one of auth.oauthM2M, auth.federation, auth.basic",
+            ));
+        }
     };
     let mut config = AccountConfig::new(spec.host.clone(), spec.account_id.clone(), credentials);
     config.ca_bundle_pem = ctx.settings.extra_ca_pem.clone();
+    config.allowed_hosts = Some(ctx.settings.allowed_hosts.clone());
     if let Some(r) = spec.rate_limit {
         config.rate_limit = f64::from(r);
     }
@@ -119,8 +177,14 @@ async fn build_config(
         let cm = cms
             .get_opt(&ca.config_map)
             .await
-            .map_err(|e| format!("cannot read ConfigMap {:?}: {e}", ca.config_map))?
-            .ok_or_else(|| format!("ConfigMap {:?} not found", ca.config_map))?;
+            .map_err(|e| {
+                invalid(format!(
+                    "cannot read ConfigMap {:?}: {}",
+                    ca.config_map,
+                    bounds::truncate(&e.to_string(), 256)
+                ))
+            })?
+            .ok_or_else(|| invalid(format!("ConfigMap {:?} not found", ca.config_map)))?;
         fingerprint.push_str(&format!(
             "/{}",
             cm.metadata.resource_version.clone().unwrap_or_default()
@@ -129,7 +193,12 @@ async fn build_config(
             .data
             .as_ref()
             .and_then(|d| d.get(&ca.key))
-            .ok_or_else(|| format!("ConfigMap {:?} has no key {:?}", ca.config_map, ca.key))?;
+            .ok_or_else(|| {
+                invalid(format!(
+                    "ConfigMap {:?} has no key {:?}",
+                    ca.config_map, ca.key
+                ))
+            })?;
         let mut bundle = config.ca_bundle_pem.take().unwrap_or_default();
         bundle.extend_from_slice(b"\n");
         bundle.extend_from_slice(pem.as_bytes());
@@ -151,6 +220,7 @@ pub async fn reconcile(acct: Arc<DatabricksAccount>, ctx: Arc<Context>) -> Resul
             Some(next) => Ok(Action::requeue(next)),
             None => {
                 set_finalizer(&api, &*acct, false).await?;
+                ctx.forget(&ObjKey::of(&*acct));
                 Ok(Action::await_change())
             }
         };
@@ -159,53 +229,80 @@ pub async fn reconcile(acct: Arc<DatabricksAccount>, ctx: Arc<Context>) -> Resul
         set_finalizer(&api, &*acct, true).await?;
         return Ok(Action::requeue(Duration::from_millis(200)));
     }
+    // A restart must not read "Secret not found" from a cache that has not listed yet.
+    ctx.secrets_ready().await;
     apply(acct, ctx, &ns).await
 }
 
 async fn apply(acct: Arc<DatabricksAccount>, ctx: Arc<Context>, ns: &str) -> Result<Action, Error> {
     let key = format!("{ns}/{}", acct.name_any());
+    let obj_key = ObjKey::of(&*acct);
     let generation = acct.metadata.generation;
     let mut status = acct.status.clone().unwrap_or_default();
     status.common.observed_generation = generation;
     let poll = ctx.settings.poll_interval;
+    let refuse = |status: &mut AccountStatus, reason: Reason, message: &str| {
+        status
+            .common
+            .set_condition("Ready", false, reason, message, generation);
+        status
+            .common
+            .set_condition("Synced", false, reason, message, generation);
+    };
+
+    // The account stays bound to the host and account ID its objects were created in.
+    let users = referrers_of_account(&ctx.client, ns, &acct.name_any()).await?;
+    status.in_use_by = Some(u32::try_from(users.len()).unwrap_or(u32::MAX));
+    let moved = [
+        ("host", status.host.as_deref(), acct.spec.host.as_str()),
+        (
+            "accountId",
+            status.account_id.as_deref(),
+            acct.spec.account_id.as_str(),
+        ),
+    ]
+    .into_iter()
+    .filter(|(_, bound, now)| bound.is_some_and(|b| b != *now))
+    .map(|(field, bound, _)| format!("{field} (was {:?})", bound.unwrap_or_default()))
+    .collect::<Vec<_>>();
+    if !moved.is_empty() && !users.is_empty() {
+        ctx.forget_account(&key);
+        let message = format!(
+            "spec field(s) {} changed while {} object(s) use this account ({}); they would all be created again in the other account and the old ones left running. Revert the change, or move the objects to a new DatabricksAccount first",
+            moved.join(", "),
+            users.len(),
+            users.iter().take(5).cloned().collect::<Vec<_>>().join(", ")
+        );
+        refuse(&mut status, Reason::ImmutableFieldChanged, &message);
+        write_account_status(&ctx, &acct, ns, status).await?;
+        return Ok(Action::requeue(poll));
+    }
+
     let (config, fingerprint) = match build_config(&ctx, &acct, ns).await {
         Ok(c) => c,
-        Err(message) => {
-            lock(&ctx.accounts).remove(&key);
-            status
-                .common
-                .set_condition("Ready", false, Reason::InvalidSpec, &message, generation);
-            status
-                .common
-                .set_condition("Synced", false, Reason::InvalidSpec, &message, generation);
+        Err((reason, message)) => {
+            ctx.forget_account(&key);
+            refuse(&mut status, reason, &message);
             write_account_status(&ctx, &acct, ns, status).await?;
             return Ok(Action::requeue(
-                ctx.backoff(&key, None).max(Duration::from_secs(5)),
+                ctx.backoff(&obj_key, None).max(Duration::from_secs(5)),
             ));
         }
     };
     status.auth_method = Some(config.credentials.method().to_string());
     let existing = ctx.account(&key).filter(|e| e.fingerprint == fingerprint);
+    let fence: Arc<dyn crate::databricks::WriteGate> = Arc::new(ctx.settings.fence.clone());
     let client = match existing {
         Some(e) => e.client,
-        None => match AccountClient::with_observer(config, Some(ctx.metrics.clone())) {
+        None => match AccountClient::with_hooks(config, Some(ctx.metrics.clone()), Some(fence)) {
             Ok(c) => c,
             Err(e) => {
-                let message = e.to_string();
-                status.common.set_condition(
-                    "Ready",
-                    false,
-                    Reason::InvalidSpec,
-                    &message,
-                    generation,
-                );
-                status.common.set_condition(
-                    "Synced",
-                    false,
-                    Reason::InvalidSpec,
-                    &message,
-                    generation,
-                );
+                let reason = match e {
+                    ConfigError::HostNotAllowed { .. } => Reason::HostNotAllowed,
+                    _ => Reason::InvalidSpec,
+                };
+                ctx.forget_account(&key);
+                refuse(&mut status, reason, &e.to_string());
                 write_account_status(&ctx, &acct, ns, status).await?;
                 return Ok(Action::requeue(poll));
             }
@@ -213,7 +310,7 @@ async fn apply(acct: Arc<DatabricksAccount>, ctx: Arc<Context>, ns: &str) -> Res
     };
     let (ready, reason, message, next) = match client.check().await {
         Ok(()) => {
-            ctx.succeeded(&key);
+            ctx.succeeded(&obj_key);
             (
                 true,
                 Reason::Available,
@@ -227,27 +324,31 @@ async fn apply(acct: Arc<DatabricksAccount>, ctx: Arc<Context>, ns: &str) -> Res
             format!(
                 "the Account API refused the credentials: {e}. Check the Secret's values and that the service principal is an account admin."
             ),
-            ctx.backoff(&key, None).max(Duration::from_secs(10)),
+            ctx.backoff(&obj_key, None).max(Duration::from_secs(10)),
         ),
         Err(e) => (
             false,
             Reason::ApiUnavailable,
             format!("cannot reach the Account API: {e}"),
-            ctx.backoff(&key, e.retry_after()),
+            ctx.backoff(&obj_key, e.retry_after()),
         ),
     };
     let was_ready = ctx.account(&key).is_some_and(|e| e.ready);
-    lock(&ctx.accounts).insert(
-        key.clone(),
+    ctx.set_account(
+        &key,
         AccountEntry {
             client,
             fingerprint,
             ready,
-            message: message.clone(),
+            message: bounds::message(&message),
         },
     );
     if ready != was_ready {
         tracing::info!(account = %key, ready, "account readiness changed");
+    }
+    if ready {
+        status.host = Some(acct.spec.host.clone());
+        status.account_id = Some(acct.spec.account_id.clone());
     }
     status
         .common
@@ -260,7 +361,7 @@ async fn apply(acct: Arc<DatabricksAccount>, ctx: Arc<Context>, ns: &str) -> Res
         generation,
     );
     write_account_status(&ctx, &acct, ns, status).await?;
-    Ok(Action::requeue(next))
+    Ok(Action::requeue(bounds::requeue(next)))
 }
 
 /// Returns when to look again, or `None` when the finalizer can go.
@@ -287,7 +388,7 @@ async fn cleanup(
         write_account_status(&ctx, &acct, ns, status).await?;
         return Ok(Some(Duration::from_secs(2)));
     }
-    lock(&ctx.accounts).remove(&format!("{ns}/{name}"));
+    ctx.forget_account(&format!("{ns}/{name}"));
     Ok(None)
 }
 

@@ -5,6 +5,7 @@ use kube::ResourceExt;
 
 use super::Context;
 use super::managed::{Dep, DepKind, Managed, Observation, Resolved};
+use crate::bounds;
 use crate::crd::credential::CredentialStatus;
 use crate::crd::key::{KeyConfigStatus, KeyUseCase};
 use crate::crd::network::{NetworkMessage, NetworkStatus};
@@ -302,22 +303,36 @@ impl Managed for DatabricksNetwork {
         _: Option<String>,
     ) -> Observation {
         s.vpc_status = r.vpc_status.as_ref().map(|v| v.to_string());
-        s.error_messages = r
-            .error_messages
-            .iter()
-            .map(|e| NetworkMessage {
-                type_: e.error_type.clone(),
-                message: e.error_message.clone(),
-            })
-            .collect();
-        s.warning_messages = r
-            .warning_messages
-            .iter()
-            .map(|w| NetworkMessage {
-                type_: w.warning_type.clone(),
-                message: w.warning_message.clone(),
-            })
-            .collect();
+        // The API's lists are copied bounded: a status must stay writable whatever the API says.
+        let bounded = |pairs: Vec<(&str, &str)>| {
+            let mut out: Vec<NetworkMessage> = pairs
+                .iter()
+                .take(bounds::MAX_MESSAGES)
+                .map(|(t, m)| NetworkMessage {
+                    type_: bounds::truncate(t, 64),
+                    message: bounds::truncate(m, bounds::MAX_MESSAGE_BYTES / 4),
+                })
+                .collect();
+            if pairs.len() > bounds::MAX_MESSAGES {
+                out.push(NetworkMessage {
+                    type_: "Truncated".into(),
+                    message: format!("… and {} more", pairs.len() - bounds::MAX_MESSAGES),
+                });
+            }
+            out
+        };
+        s.error_messages = bounded(
+            r.error_messages
+                .iter()
+                .map(|e| (e.error_type.as_str(), e.error_message.as_str()))
+                .collect(),
+        );
+        s.warning_messages = bounded(
+            r.warning_messages
+                .iter()
+                .map(|w| (w.warning_type.as_str(), w.warning_message.as_str()))
+                .collect(),
+        );
         s.workspace_id = r.workspace_id;
         s.rest_api_endpoint_ids = deps.all("vpcEndpoints.restApi");
         s.dataplane_relay_endpoint_ids = deps.all("vpcEndpoints.dataplaneRelay");
@@ -332,13 +347,14 @@ impl Managed for DatabricksNetwork {
     }
 }
 
-/// The network's validation errors as one line.
+/// The network's validation errors as one line (bounded: at most ten, each cut short).
 pub fn network_errors(n: &m::Network) -> String {
-    n.error_messages
+    let all: Vec<String> = n
+        .error_messages
         .iter()
         .map(|e| format!("{}: {}", e.error_type, e.error_message))
-        .collect::<Vec<_>>()
-        .join("; ")
+        .collect();
+    bounds::messages(&all).join("; ")
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -379,7 +395,7 @@ impl Managed for DatabricksVpcEndpoint {
         _: &str,
         _: Option<String>,
     ) -> Observation {
-        s.state = r.state.clone();
+        s.state = r.state.as_deref().map(|v| bounds::truncate(v, 64));
         s.use_case = r.use_case.as_ref().map(|u| u.to_string());
         let state = r.state.clone().unwrap_or_default();
         match state.to_ascii_lowercase().as_str() {
@@ -731,9 +747,12 @@ impl Managed for DatabricksWorkspace {
         explanation: Option<String>,
     ) -> Observation {
         s.workspace_status = r.workspace_status.as_ref().map(|w| w.to_string());
-        s.workspace_status_message = r.workspace_status_message.clone();
-        s.deployment_name = r.deployment_name.clone();
-        s.workspace_url = r.deployment_name.as_deref().map(|d| workspace_url(host, d));
+        s.workspace_status_message = r.workspace_status_message.as_deref().map(bounds::message);
+        s.deployment_name = r
+            .deployment_name
+            .as_deref()
+            .map(|d| bounds::truncate(d, 256));
+        s.workspace_url = s.deployment_name.as_deref().map(|d| workspace_url(host, d));
         s.pricing_tier = r.pricing_tier.as_ref().map(|p| p.to_string());
         s.credentials_id = deps.one("credentials");
         s.storage_configuration_id = deps.one("storageConfiguration");
@@ -741,7 +760,7 @@ impl Managed for DatabricksWorkspace {
         s.private_access_settings_id = deps.one("privateAccessSettings");
         s.managed_services_customer_managed_key_id = deps.one("managedServicesKey");
         s.storage_customer_managed_key_id = deps.one("storageKey");
-        let msg = r.workspace_status_message.clone().unwrap_or_default();
+        let msg = s.workspace_status_message.clone().unwrap_or_default();
         let status = r
             .workspace_status
             .clone()

@@ -2,7 +2,9 @@
 //!
 //! The holder renews the lease every `renew_every`; another replica takes it over once it has not
 //! been renewed for `duration`. Every write carries the `resourceVersion` it read, so two replicas
-//! can never both believe they won the same round.
+//! can never both believe they won the same round. Every round is bounded by a deadline shorter
+//! than the lease, and each success opens the [`WriteFence`] only until the lease could expire:
+//! a replica that stalls (a hung API server, SIGSTOP) sends no Account API write once it resumes.
 
 use std::time::Duration;
 
@@ -11,6 +13,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use k8s_openapi::jiff::Timestamp;
 use kube::Client;
 use kube::api::{Api, PostParams};
+
+use super::WriteFence;
 
 /// Where the lease lives and who we are.
 #[derive(Clone, Debug)]
@@ -25,6 +29,8 @@ pub struct LeaseConfig {
     pub duration: Duration,
     /// How often the holder renews.
     pub renew_every: Duration,
+    /// Opened while the lease is surely ours.
+    pub fence: WriteFence,
 }
 
 /// A lease held by this replica.
@@ -57,6 +63,24 @@ impl LeaseConfig {
             ..LeaseSpec::default()
         }
     }
+}
+
+/// One round, bounded by `renew_every`: `Ok(true)` when we hold the lease afterwards, and then the
+/// fence is open until the lease could expire (counted from before the round began).
+async fn round(api: &Api<Lease>, cfg: &LeaseConfig) -> Result<bool, String> {
+    let started = std::time::Instant::now();
+    let held = match tokio::time::timeout(cfg.renew_every, try_acquire(api, cfg)).await {
+        Ok(r) => r.map_err(|e| e.to_string())?,
+        Err(_) => return Err(format!("no answer within {:?}", cfg.renew_every)),
+    };
+    if held {
+        // Stop writing a little before another replica may take over.
+        let margin = (cfg.duration / 5).max(Duration::from_millis(500));
+        if let Some(deadline) = started.checked_add(cfg.duration.saturating_sub(margin)) {
+            cfg.fence.hold_until(deadline);
+        }
+    }
+    Ok(held)
 }
 
 /// One attempt: `Ok(true)` when we hold the lease afterwards.
@@ -106,7 +130,7 @@ impl Leadership {
         let api: Api<Lease> = Api::namespaced(client, &config.namespace);
         let mut logged = false;
         loop {
-            match try_acquire(&api, &config).await {
+            match round(&api, &config).await {
                 Ok(true) => {
                     tracing::info!(lease = %config.name, identity = %config.identity, "became the leader");
                     return Self { api, config };
@@ -128,7 +152,11 @@ impl Leadership {
         let mut last_renewal = tokio::time::Instant::now();
         loop {
             tokio::time::sleep(self.config.renew_every).await;
-            match try_acquire(&self.api, &self.config).await {
+            // Paused past the lease (SIGSTOP, a frozen VM): it may be someone else's by now.
+            if last_renewal.elapsed() >= self.config.duration {
+                self.config.fence.close();
+            }
+            match round(&self.api, &self.config).await {
                 Ok(true) => last_renewal = tokio::time::Instant::now(),
                 Ok(false) => {
                     tracing::error!(lease = %self.config.name, "the lease was taken over");
@@ -137,7 +165,10 @@ impl Leadership {
                 Err(e) => tracing::warn!(error = %e, "cannot renew the lease"),
             }
             // Stop before another replica may take over, so two never reconcile at once.
-            if last_renewal.elapsed() + self.config.renew_every >= self.config.duration {
+            if crate::bounds::add(last_renewal.elapsed(), self.config.renew_every)
+                >= self.config.duration
+            {
+                self.config.fence.close();
                 tracing::error!(lease = %self.config.name, "could not renew the lease in time");
                 return;
             }
@@ -146,6 +177,16 @@ impl Leadership {
 
     /// Gives the lease up so another replica takes over at once (graceful shutdown).
     pub async fn release(&self) {
+        self.config.fence.close();
+        if tokio::time::timeout(self.config.renew_every, self.release_once())
+            .await
+            .is_err()
+        {
+            tracing::warn!(lease = %self.config.name, "could not release the lease in time; it expires on its own");
+        }
+    }
+
+    async fn release_once(&self) {
         if let Ok(Some(mut lease)) = self.api.get_opt(&self.config.name).await
             && let Some(spec) = lease.spec.as_mut()
             && spec.holder_identity.as_deref() == Some(self.config.identity.as_str())

@@ -15,7 +15,8 @@ use kube::{Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{Context, parse_duration};
+use super::{Context, ObjKey};
+use crate::bounds;
 use crate::crd::{
     CommonStatus, DeletionPolicy, DependencyRef, FIELD_MANAGER, FINALIZER, GROUP, Management,
     ManagementPolicy, PAUSED_ANNOTATION, POLL_INTERVAL_ANNOTATION, PendingCreate, Reason,
@@ -315,11 +316,24 @@ enum Step {
     Release,
 }
 
+/// The object's poll interval: its annotation when valid, the operator's otherwise.
 fn poll_interval<K: Resource>(obj: &K, ctx: &Context) -> Duration {
     obj.annotations()
         .get(POLL_INTERVAL_ANNOTATION)
-        .and_then(|v| parse_duration(v))
+        .and_then(|v| annotated_poll_interval(v).ok())
         .unwrap_or(ctx.settings.poll_interval)
+}
+
+fn annotated_poll_interval(value: &str) -> Result<Duration, String> {
+    bounds::parse_duration(value, bounds::POLL_INTERVAL_MIN, bounds::POLL_INTERVAL_MAX)
+}
+
+/// What is wrong with the object's annotations, if anything.
+fn annotation_problem<K: Resource>(obj: &K) -> Option<String> {
+    let v = obj.annotations().get(POLL_INTERVAL_ANNOTATION)?;
+    annotated_poll_interval(v)
+        .err()
+        .map(|e| format!("annotation {POLL_INTERVAL_ANNOTATION}: {e}; fix or remove it"))
 }
 
 fn paused<K: Resource>(obj: &K) -> bool {
@@ -343,7 +357,7 @@ async fn publish<K: Resource<DynamicType = ()>>(
             EventType::Normal
         },
         reason: reason.into(),
-        note: Some(note),
+        note: Some(bounds::message(&note)),
         action: action.into(),
         secondary: None,
     };
@@ -529,11 +543,10 @@ pub async fn reconcile<K: Managed>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Act
         return match cleanup(&*obj, &ctx, &api, &ns).await? {
             Step::Release => {
                 set_finalizer(&api, &*obj, false).await?;
-                let key = format!("{}/{ns}/{}", K::kind(&()), obj.name_any());
-                ctx.metrics.readiness(&K::kind(&()), &key, None, None);
+                ctx.forget(&ObjKey::of(&*obj));
                 Ok(Action::await_change())
             }
-            Step::Requeue(d) => Ok(Action::requeue(d)),
+            Step::Requeue(d) => Ok(Action::requeue(bounds::requeue(d))),
         };
     }
     if !obj.finalizers().iter().any(|f| f == FINALIZER) {
@@ -542,7 +555,7 @@ pub async fn reconcile<K: Managed>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Act
         return Ok(Action::requeue(Duration::from_millis(200)));
     }
     match apply(&*obj, &ctx, &api, &ns).await? {
-        Step::Requeue(d) => Ok(Action::requeue(d)),
+        Step::Requeue(d) => Ok(Action::requeue(bounds::requeue(d))),
         Step::Release => Ok(Action::await_change()),
     }
 }
@@ -551,7 +564,9 @@ struct Run<'a, K: Managed> {
     obj: &'a K,
     ctx: &'a Context,
     api: &'a Api<K>,
-    key: String,
+    key: ObjKey,
+    /// The DatabricksAccount whose API this run uses.
+    account: String,
     generation: Option<i64>,
     status: K::Status,
     /// The object's resourceVersion after this run's last write.
@@ -589,9 +604,7 @@ impl<K: Managed> Run<'_, K> {
         let age = self.obj.meta().creation_timestamp.as_ref().and_then(|t| {
             std::time::Duration::try_from(k8s_openapi::jiff::Timestamp::now() - t.0).ok()
         });
-        self.ctx
-            .metrics
-            .readiness(&K::kind(&()), &self.key, Some(ready), age);
+        self.ctx.metrics.readiness(&self.key, Some(ready), age);
         Ok(())
     }
 
@@ -600,6 +613,8 @@ impl<K: Managed> Run<'_, K> {
         let poll = poll_interval(self.obj, self.ctx);
         let message = format!("{action} failed: {err}");
         let (reason, next) = if err.is_auth() {
+            // The account's credentials may have been rotated or revoked: have it checked now.
+            self.ctx.nudge_account(&self.key.namespace, &self.account);
             (
                 Reason::AuthenticationFailed,
                 self.ctx.backoff(&self.key, None),
@@ -631,22 +646,52 @@ impl<K: Managed> Run<'_, K> {
     }
 }
 
+/// Why the spec would move an object that has a Databricks ID to another account or another
+/// remote object, if it would: such edits are reported and never followed.
+fn moved<K: Managed>(run: &mut Run<'_, K>, mgmt: &Management) -> Option<String> {
+    let id = K::remote_id(&run.status)?;
+    let common = K::common(&mut run.status);
+    let noun = <K::Remote as RemoteResource>::NOUN;
+    match common.account_name.clone() {
+        Some(bound) if bound != mgmt.account_ref.name => {
+            return Some(format!(
+                "spec.accountRef changed from {bound:?} to {:?}, but {noun} {id} belongs to the account of {bound:?}; an object never moves between accounts: revert accountRef, or create a new object",
+                mgmt.account_ref.name
+            ));
+        }
+        Some(_) => {}
+        // Written by an older version: the account it was created through is the one named now.
+        None => common.account_name = Some(mgmt.account_ref.name.clone()),
+    }
+    match &mgmt.external_id {
+        Some(ext) if *ext != id => Some(format!(
+            "spec.externalId {ext:?} differs from {noun} {id} that this object manages; it cannot change once the object has an ID: revert it, or create a new object to adopt {ext:?}"
+        )),
+        _ => None,
+    }
+}
+
 async fn apply<K: Managed>(obj: &K, ctx: &Context, api: &Api<K>, ns: &str) -> Result<Step, Error> {
     let generation = obj.meta().generation;
     let mut status = obj.current_status().cloned().unwrap_or_default();
     K::common(&mut status).observed_generation = generation;
+    let mgmt = obj.management().clone();
+    // An object with a Databricks ID stays in the account that ID belongs to.
+    let bound_account = K::remote_id(&status)
+        .and(K::common(&mut status).account_name.clone())
+        .unwrap_or_else(|| mgmt.account_ref.name.clone());
     let mut run = Run {
         obj,
         ctx,
         api,
-        key: format!("{}/{ns}/{}", K::kind(&()), obj.name_any()),
+        key: ObjKey::of(obj),
+        account: bound_account.clone(),
         generation,
         status,
         resource_version: obj.resource_version(),
         written: None,
     };
     let poll = poll_interval(obj, ctx);
-    let mgmt = obj.management().clone();
     let observe_only = mgmt.management_policy == ManagementPolicy::ObserveOnly;
 
     if paused(obj) {
@@ -657,6 +702,25 @@ async fn apply<K: Managed>(obj: &K, ctx: &Context, api: &Api<K>, ns: &str) -> Re
             format!("paused by the {PAUSED_ANNOTATION} annotation: no API calls"),
         );
         run.write().await?;
+        return Ok(Step::Requeue(poll));
+    }
+    if let Some(problem) = annotation_problem(obj).or_else(|| moved(&mut run, &mgmt)) {
+        let reason = if problem.starts_with("annotation") {
+            Reason::InvalidSpec
+        } else {
+            Reason::ImmutableFieldChanged
+        };
+        let first = K::common(&mut run.status)
+            .condition("Synced")
+            .is_none_or(|c| c.reason != reason.as_str());
+        if K::remote_id(&run.status).is_none() {
+            run.set("Ready", false, reason, &problem);
+        }
+        run.set("Synced", false, reason, &problem);
+        run.write().await?;
+        if first {
+            run.event(true, reason.as_str(), "Update", problem).await;
+        }
         return Ok(Step::Requeue(poll));
     }
     let account_key = format!("{ns}/{}", mgmt.account_ref.name);
@@ -758,6 +822,7 @@ async fn apply<K: Managed>(obj: &K, ctx: &Context, api: &Api<K>, ns: &str) -> Re
         },
     };
     K::set_remote_id(&mut run.status, Some(remote.id()));
+    K::common(&mut run.status).account_name = Some(mgmt.account_ref.name.clone());
 
     // Update what the API can update; report what it cannot.
     let mut remote = remote;
@@ -855,6 +920,7 @@ async fn create<K: Managed>(
         if pending.is_some() {
             K::common(&mut run.status).pending_create = None;
             K::set_remote_id(&mut run.status, Some(found.id()));
+            K::common(&mut run.status).account_name = Some(run.account.clone());
             run.write().await?;
             run.event(false, "Adopted", "Create", format!("found {noun} {} created by an earlier attempt whose answer was lost; adopted it", found.id())).await;
             return Ok(Ok(found.clone()));
@@ -897,6 +963,7 @@ async fn create<K: Managed>(
         Ok(created) => {
             K::common(&mut run.status).pending_create = None;
             K::set_remote_id(&mut run.status, Some(created.id()));
+            K::common(&mut run.status).account_name = Some(run.account.clone());
             run.set("Synced", true, Reason::Synced, "created");
             run.write().await?;
             ctx.invalidate::<K::Remote>(account_key);
@@ -911,13 +978,16 @@ async fn create<K: Managed>(
             Ok(Ok(created))
         }
         Err(e) if e.is_outcome_unknown() => {
+            // The pending marker stays: the next attempt looks the object up before it creates.
             ctx.invalidate::<K::Remote>(account_key);
             let msg = format!(
-                "the answer to the create was lost ({e}); looking it up by name before trying again"
+                "the answer to the create was lost or unusable ({e}); looking it up by name before trying again"
             );
             run.set("Synced", false, Reason::ApiUnavailable, &msg);
             run.write().await?;
-            Ok(Err(Step::Requeue(Duration::from_secs(1))))
+            let next = ctx.backoff(&run.key, None);
+            ctx.gate(&run.key, run.generation, next);
+            Ok(Err(Step::Requeue(next)))
         }
         Err(e) if e.is_credential_propagation() => {
             let elapsed = ctx.propagation_elapsed(&run.key);
@@ -954,13 +1024,19 @@ async fn cleanup<K: Managed>(
 ) -> Result<Step, Error> {
     let mgmt = obj.management().clone();
     let generation = obj.meta().generation;
+    let mut status = obj.current_status().cloned().unwrap_or_default();
+    // The remote object is deleted through the account it belongs to, whatever accountRef says now.
+    let bound_account = K::remote_id(&status)
+        .and(K::common(&mut status).account_name.clone())
+        .unwrap_or_else(|| mgmt.account_ref.name.clone());
     let mut run = Run {
         obj,
         ctx,
         api,
-        key: format!("{}/{ns}/{}", K::kind(&()), obj.name_any()),
+        key: ObjKey::of(obj),
+        account: bound_account.clone(),
         generation,
-        status: obj.current_status().cloned().unwrap_or_default(),
+        status,
         resource_version: obj.resource_version(),
         written: None,
     };
@@ -1006,10 +1082,10 @@ async fn cleanup<K: Managed>(
     if K::remote_id(&run.status).is_none() && K::common(&mut run.status).pending_create.is_none() {
         return Ok(Step::Release);
     }
-    let account_key = format!("{ns}/{}", mgmt.account_ref.name);
+    let account_key = format!("{ns}/{bound_account}");
     let Some(account) = ctx.account(&account_key).filter(|a| a.ready) else {
         let accounts: Api<crate::crd::DatabricksAccount> = Api::namespaced(ctx.client.clone(), ns);
-        if accounts.get_opt(&mgmt.account_ref.name).await?.is_none() {
+        if accounts.get_opt(&bound_account).await?.is_none() {
             // The account is gone: the remote object cannot be reached; never wedge the delete.
             let id = K::remote_id(&run.status).unwrap_or_else(|| "(pending create)".into());
             run.event(
@@ -1018,7 +1094,7 @@ async fn cleanup<K: Managed>(
                 "Delete",
                 format!(
                     "DatabricksAccount {:?} does not exist, so {noun} {id} cannot be deleted in Databricks; it is left there",
-                    mgmt.account_ref.name
+                    bound_account
                 ),
             )
             .await;
@@ -1026,7 +1102,7 @@ async fn cleanup<K: Managed>(
         }
         let msg = format!(
             "deletion waits for DatabricksAccount {:?} to be Ready",
-            mgmt.account_ref.name
+            bound_account
         );
         run.set("Synced", false, Reason::WaitingForDependency, &msg);
         run.write().await?;

@@ -7,15 +7,20 @@ pub mod managed;
 
 use std::any::Any;
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use kube::Client;
+use k8s_openapi::api::core::v1::Secret as KubeSecret;
 use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Client, Resource, ResourceExt};
 use tokio::time::Instant;
 
 use crate::crd::DeletionPolicy;
-use crate::databricks::{AccountClient, Error as ApiCallError, models::Resource as RemoteResource};
+use crate::databricks::{
+    AccountClient, AllowedHosts, Error as ApiCallError, models::Resource as RemoteResource,
+};
 
 /// Operator settings.
 #[derive(Clone, Debug)]
@@ -34,6 +39,16 @@ pub struct Settings {
     pub watch_namespaces: Vec<String>,
     /// PEM certificates every account's client trusts in addition to the public roots.
     pub extra_ca_pem: Option<Vec<u8>>,
+    /// The Account API hosts the operator may call.
+    pub allowed_hosts: AllowedHosts,
+    /// The token file exchanged by accounts that use OAuth token federation (the operator's own
+    /// projected service-account token; never a path from a custom resource).
+    pub federation_token_file: PathBuf,
+    /// How often per-object state of objects that are gone is swept (a backstop: a released
+    /// finalizer forgets at once).
+    pub sweep_interval: Duration,
+    /// Fences Account API writes while this replica does not hold the leader lease.
+    pub fence: WriteFence,
 }
 
 impl Default for Settings {
@@ -46,9 +61,16 @@ impl Default for Settings {
             max_backoff: Duration::from_secs(300),
             watch_namespaces: Vec::new(),
             extra_ca_pem: None,
+            allowed_hosts: AllowedHosts::default(),
+            federation_token_file: PathBuf::from(DEFAULT_FEDERATION_TOKEN_FILE),
+            sweep_interval: Duration::from_secs(60),
+            fence: WriteFence::open(),
         }
     }
 }
+
+/// Where the chart mounts the projected service-account token for OAuth token federation.
+pub const DEFAULT_FEDERATION_TOKEN_FILE: &str = "/var/run/secrets/databricks/token";
 
 /// An account's client and whether it works.
 #[derive(Clone)]
@@ -61,6 +83,39 @@ pub struct AccountEntry {
     pub ready: bool,
     /// Why it is not ready.
     pub message: String,
+}
+
+/// The identity of one object: kind, namespace, name and uid. Per-object state is keyed by it, so
+/// a new object of the same name never inherits an old one's backoff, and it is removed with the
+/// object.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ObjKey {
+    /// Kind.
+    pub kind: String,
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+    /// UID.
+    pub uid: String,
+}
+
+impl ObjKey {
+    /// The key of an object.
+    pub fn of<K: Resource<DynamicType = ()>>(obj: &K) -> Self {
+        Self {
+            kind: K::kind(&()).into_owned(),
+            namespace: obj.namespace().unwrap_or_default(),
+            name: obj.name_any(),
+            uid: obj.uid().unwrap_or_default(),
+        }
+    }
+}
+
+impl std::fmt::Display for ObjKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}/{}", self.kind, self.namespace, self.name)
+    }
 }
 
 type CacheSlot = Arc<tokio::sync::Mutex<Option<(Instant, Arc<dyn Any + Send + Sync>)>>>;
@@ -77,14 +132,18 @@ pub struct Context {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Account clients by `namespace/name`.
     pub accounts: Mutex<HashMap<String, AccountEntry>>,
+    /// The opted-in Secrets, one store per watched scope.
+    secrets: Mutex<Vec<Store<KubeSecret>>>,
+    /// Asks the account controllers to look at an account again (`namespace`, `name`).
+    account_nudges: tokio::sync::broadcast::Sender<(String, String)>,
     /// One list per kind per account, shared by every object of that kind.
     lists: Mutex<HashMap<(String, &'static str), CacheSlot>>,
     /// Per-object error counts, for backoff.
-    failures: Mutex<HashMap<String, u32>>,
+    failures: Mutex<HashMap<ObjKey, u32>>,
     /// Per-object gates after a rejection: no API call before the instant unless the generation changes.
-    gates: Mutex<HashMap<String, (Option<i64>, Instant)>>,
+    gates: Mutex<HashMap<ObjKey, (Option<i64>, Instant)>>,
     /// When an object first met the IAM-propagation error.
-    propagation: Mutex<HashMap<String, Instant>>,
+    propagation: Mutex<HashMap<ObjKey, Instant>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -101,12 +160,15 @@ impl Context {
                 instance: Some(instance),
             },
         );
+        let (account_nudges, _) = tokio::sync::broadcast::channel(1024);
         Arc::new(Self {
             client,
             settings,
             recorder,
             metrics: Arc::default(),
             accounts: Mutex::default(),
+            secrets: Mutex::default(),
+            account_nudges,
             lists: Mutex::default(),
             failures: Mutex::default(),
             gates: Mutex::default(),
@@ -119,6 +181,42 @@ impl Context {
         lock(&self.accounts).get(key).cloned()
     }
 
+    /// Records an account's client.
+    pub(crate) fn set_account(&self, key: &str, entry: AccountEntry) {
+        lock(&self.accounts).insert(key.to_string(), entry);
+        self.track();
+    }
+
+    /// Forgets an account's client and every list fetched through it.
+    pub(crate) fn forget_account(&self, key: &str) {
+        lock(&self.accounts).remove(key);
+        lock(&self.lists).retain(|(account, _), _| account != key);
+        self.track();
+    }
+
+    /// Asks the account controller to check `namespace/name` again now (after its credentials
+    /// were refused somewhere, or its Secret changed).
+    pub fn nudge_account(&self, namespace: &str, name: &str) {
+        let _ = self
+            .account_nudges
+            .send((namespace.to_string(), name.to_string()));
+    }
+
+    /// An opted-in Secret from the watched stores.
+    pub fn secret(&self, namespace: &str, name: &str) -> Option<Arc<KubeSecret>> {
+        let key = ObjectRef::<KubeSecret>::new(name).within(namespace);
+        lock(&self.secrets).iter().find_map(|s| s.get(&key))
+    }
+
+    /// Waits until every Secret store has its first full list, so that a restart never reads
+    /// "Secret not found" from an empty cache.
+    pub async fn secrets_ready(&self) {
+        let stores: Vec<Store<KubeSecret>> = lock(&self.secrets).clone();
+        for s in stores {
+            let _ = s.wait_until_ready().await;
+        }
+    }
+
     /// All objects of a kind in an account, from a list no older than `max_age`.
     pub async fn list<R: RemoteResource + Clone>(
         &self,
@@ -126,10 +224,16 @@ impl Context {
         client: &AccountClient,
         max_age: Duration,
     ) -> Result<Arc<Vec<R>>, ApiCallError> {
-        let slot = lock(&self.lists)
-            .entry((account.to_string(), R::COLLECTION))
-            .or_default()
-            .clone();
+        let slot = {
+            let mut lists = lock(&self.lists);
+            let slot = lists
+                .entry((account.to_string(), R::COLLECTION))
+                .or_default()
+                .clone();
+            drop(lists);
+            self.track();
+            slot
+        };
         let mut guard = slot.lock().await;
         if let Some((at, any)) = guard.as_ref()
             && at.elapsed() <= max_age
@@ -148,32 +252,36 @@ impl Context {
     }
 
     /// Records a failure and returns the backoff before the next attempt.
-    pub fn backoff(&self, key: &str, floor: Option<Duration>) -> Duration {
+    pub fn backoff(&self, key: &ObjKey, floor: Option<Duration>) -> Duration {
         let n = {
             let mut f = lock(&self.failures);
-            let n = f.entry(key.to_string()).or_insert(0);
+            let n = f.entry(key.clone()).or_insert(0);
             *n = n.saturating_add(1);
             *n
         };
+        self.track();
         let nominal = Duration::from_secs(1)
-            .saturating_mul(2u32.saturating_pow(n.min(12) - 1))
+            .saturating_mul(2u32.saturating_pow(n.clamp(1, 12) - 1))
             .min(self.settings.max_backoff);
         let jitter = rand::random_range(0.8..1.2);
-        nominal.mul_f64(jitter).max(floor.unwrap_or_default())
+        crate::bounds::requeue(nominal.mul_f64(jitter).max(floor.unwrap_or_default()))
     }
 
     /// Clears the failure count after a success.
-    pub fn succeeded(&self, key: &str) {
-        lock(&self.failures).remove(key);
+    pub fn succeeded(&self, key: &ObjKey) {
+        if lock(&self.failures).remove(key).is_some() {
+            self.track();
+        }
     }
 
     /// Holds API calls for an object until the poll interval passes or its generation changes.
-    pub fn gate(&self, key: &str, generation: Option<i64>, for_: Duration) {
-        lock(&self.gates).insert(key.to_string(), (generation, Instant::now() + for_));
+    pub fn gate(&self, key: &ObjKey, generation: Option<i64>, for_: Duration) {
+        lock(&self.gates).insert(key.clone(), (generation, crate::bounds::after(for_)));
+        self.track();
     }
 
     /// The time left on an object's gate, if it still applies.
-    pub fn gated(&self, key: &str, generation: Option<i64>) -> Option<Duration> {
+    pub fn gated(&self, key: &ObjKey, generation: Option<i64>) -> Option<Duration> {
         let mut g = lock(&self.gates);
         match g.get(key) {
             Some((gen_, until)) if *gen_ == generation && *until > Instant::now() => {
@@ -181,6 +289,8 @@ impl Context {
             }
             Some(_) => {
                 g.remove(key);
+                drop(g);
+                self.track();
                 None
             }
             None => None,
@@ -188,70 +298,144 @@ impl Context {
     }
 
     /// Clears an object's gate.
-    pub fn ungate(&self, key: &str) {
-        lock(&self.gates).remove(key);
+    pub fn ungate(&self, key: &ObjKey) {
+        if lock(&self.gates).remove(key).is_some() {
+            self.track();
+        }
     }
 
     /// How long an object has been meeting the IAM-propagation error.
-    pub fn propagation_elapsed(&self, key: &str) -> Duration {
-        lock(&self.propagation)
-            .entry(key.to_string())
+    pub fn propagation_elapsed(&self, key: &ObjKey) -> Duration {
+        let elapsed = lock(&self.propagation)
+            .entry(key.clone())
             .or_insert_with(Instant::now)
-            .elapsed()
+            .elapsed();
+        self.track();
+        elapsed
     }
 
     /// Forgets an object's IAM-propagation window.
-    pub fn propagation_done(&self, key: &str) {
+    pub fn propagation_done(&self, key: &ObjKey) {
+        if lock(&self.propagation).remove(key).is_some() {
+            self.track();
+        }
+    }
+
+    /// Forgets everything kept about an object (it is gone).
+    pub fn forget(&self, key: &ObjKey) {
+        lock(&self.failures).remove(key);
+        lock(&self.gates).remove(key);
         lock(&self.propagation).remove(key);
+        self.metrics.readiness(key, None, None);
+        self.track();
+    }
+
+    /// Forgets every object of `kind` (in `namespace`, or in every namespace) that `live` does not
+    /// know: the backstop for objects that went without a reconcile seeing them go.
+    pub fn sweep(&self, kind: &str, namespace: Option<&str>, live: impl Fn(&ObjKey) -> bool) {
+        let stale =
+            |k: &ObjKey| k.kind == kind && namespace.is_none_or(|ns| k.namespace == ns) && !live(k);
+        let mut gone: Vec<ObjKey> = Vec::new();
+        gone.extend(lock(&self.failures).keys().filter(|k| stale(k)).cloned());
+        gone.extend(lock(&self.gates).keys().filter(|k| stale(k)).cloned());
+        gone.extend(lock(&self.propagation).keys().filter(|k| stale(k)).cloned());
+        gone.sort();
+        gone.dedup();
+        for k in &gone {
+            self.forget(k);
+        }
+        self.metrics
+            .sweep_readiness(kind, namespace, |key| !live(key));
+        self.track();
+    }
+
+    /// Sizes of the per-object and per-account maps, by map name (also exported as metrics).
+    pub fn state_sizes(&self) -> Vec<(&'static str, usize)> {
+        vec![
+            ("failures", lock(&self.failures).len()),
+            ("gates", lock(&self.gates).len()),
+            ("propagation", lock(&self.propagation).len()),
+            ("accounts", lock(&self.accounts).len()),
+            ("lists", lock(&self.lists).len()),
+            ("readiness", self.metrics.readiness_len()),
+        ]
+    }
+
+    fn track(&self) {
+        for (map, n) in self.state_sizes() {
+            self.metrics.tracked(map, n);
+        }
     }
 }
 
-/// Parses `30s`, `5m`, `1h` or a number of seconds.
-pub fn parse_duration(s: &str) -> Option<Duration> {
-    let s = s.trim();
-    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
-        Some(i) => (&s[..i], &s[i..]),
-        None => (s, "s"),
-    };
-    let n: u64 = num.parse().ok()?;
-    let secs = match unit {
-        "s" => n,
-        "m" => n.checked_mul(60)?,
-        "h" => n.checked_mul(3600)?,
-        _ => return None,
-    };
-    (secs > 0).then(|| Duration::from_secs(secs))
+/// A fence on Account API writes: open without leader election; with it, open only until the
+/// lease this replica last renewed could have expired. Checked right before every write, so a
+/// replica that was paused past its lease (or lost it) sends nothing once it resumes.
+#[derive(Clone, Debug)]
+pub struct WriteFence(Option<Arc<Mutex<Option<std::time::Instant>>>>);
+
+impl WriteFence {
+    /// Always open (no leader election).
+    pub fn open() -> Self {
+        Self(None)
+    }
+
+    /// Closed until [`Self::hold_until`] opens it.
+    pub fn closed() -> Self {
+        Self(Some(Arc::default()))
+    }
+
+    /// Opens the fence until `deadline`.
+    pub fn hold_until(&self, deadline: std::time::Instant) {
+        if let Some(m) = &self.0 {
+            *lock(m) = Some(deadline);
+        }
+    }
+
+    /// Closes the fence now.
+    pub fn close(&self) {
+        if let Some(m) = &self.0 {
+            *lock(m) = None;
+        }
+    }
+
+    /// Whether a write may be sent now.
+    pub fn allows(&self) -> bool {
+        match &self.0 {
+            None => true,
+            Some(m) => lock(m).is_some_and(|d| std::time::Instant::now() < d),
+        }
+    }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The poll-interval annotation accepts the usual short forms and nothing else.
-    #[test]
-    fn poll_interval_annotation_parses() {
-        assert_eq!(parse_duration("30s"), Some(Duration::from_secs(30)));
-        assert_eq!(parse_duration("5m"), Some(Duration::from_secs(300)));
-        assert_eq!(parse_duration("2h"), Some(Duration::from_secs(7200)));
-        assert_eq!(parse_duration("45"), Some(Duration::from_secs(45)));
-        assert_eq!(parse_duration("0s"), None);
-        assert_eq!(parse_duration("ten"), None);
-        assert_eq!(parse_duration("5d"), None);
+impl crate::databricks::WriteGate for WriteFence {
+    fn allows_writes(&self) -> bool {
+        self.allows()
     }
+}
+
+/// Parses a duration flag: `30s`, `5m`, `1h` or seconds, between 1 s and 24 h.
+pub fn parse_flag_duration(s: &str) -> Result<Duration, String> {
+    crate::bounds::parse_duration(
+        s,
+        crate::bounds::FLAG_DURATION_MIN,
+        crate::bounds::FLAG_DURATION_MAX,
+    )
 }
 
 mod runner {
     use std::sync::Arc;
 
     use futures::{FutureExt, StreamExt};
+    use k8s_openapi::api::core::v1::Secret as KubeSecret;
     use kube::api::Api;
     use kube::runtime::controller::{Action, Controller};
-    use kube::runtime::reflector::{ObjectRef, Store};
-    use kube::runtime::watcher;
+    use kube::runtime::reflector::{self, ObjectRef, Store, reflector};
+    use kube::runtime::{WatchStreamExt, watcher};
     use kube::{Resource, ResourceExt};
 
-    use super::Context;
     use super::managed::{Error, Managed, reconcile};
+    use super::{Context, lock};
     use crate::crd::*;
 
     fn api<K>(client: &kube::Client, ns: Option<&str>) -> Api<K>
@@ -279,8 +463,12 @@ mod runner {
         result
     }
 
-    fn error_policy<K: Resource>(obj: Arc<K>, err: &Error, ctx: Arc<Context>) -> Action {
-        let key = format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any());
+    fn error_policy<K: Resource<DynamicType = ()>>(
+        obj: Arc<K>,
+        err: &Error,
+        ctx: Arc<Context>,
+    ) -> Action {
+        let key = super::ObjKey::of(&*obj);
         if err.is_conflict() {
             // Started from a cached object older than the last write: look again with the newer one.
             tracing::debug!(object = %key, "status write conflicted with a newer version; retrying");
@@ -288,6 +476,34 @@ mod runner {
         }
         tracing::warn!(object = %key, error = %err, "reconcile failed");
         Action::requeue(ctx.backoff(&key, None))
+    }
+
+    /// Forgets, every `sweep_interval`, the per-object state of objects of `K` no longer in `store`.
+    async fn sweep<K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static>(
+        ctx: Arc<Context>,
+        ns: Option<String>,
+        store: Store<K>,
+        shutdown: Shutdown,
+    ) {
+        let kind = K::kind(&()).into_owned();
+        let every = ctx.settings.sweep_interval;
+        let run = async {
+            loop {
+                tokio::time::sleep(every).await;
+                if store.wait_until_ready().await.is_err() {
+                    return;
+                }
+                ctx.sweep(&kind, ns.as_deref(), |k| {
+                    store
+                        .get(&ObjectRef::new(&k.name).within(&k.namespace))
+                        .is_some_and(|o| o.uid().as_deref() == Some(k.uid.as_str()))
+                });
+            }
+        };
+        tokio::select! {
+            () = run => {}
+            () = shutdown => {}
+        }
     }
 
     /// Objects of `K` in `other`'s namespace that reference `other` or are referenced by it, or use
@@ -355,43 +571,99 @@ mod runner {
 
     async fn run_kind<K: Managed>(ctx: Arc<Context>, ns: Option<String>, shutdown: Shutdown) {
         let client = ctx.client.clone();
-        let ns = ns.as_deref();
-        let c = Controller::new(api::<K>(&client, ns), watcher::Config::default());
+        let ns_ref = ns.as_deref();
+        let c = Controller::new(api::<K>(&client, ns_ref), watcher::Config::default());
         let store = c.store();
-        let c = watch_other::<K, DatabricksAccount>(c, &client, ns, store.clone());
-        let c = watch_other::<K, DatabricksCredential>(c, &client, ns, store.clone());
-        let c = watch_other::<K, DatabricksStorageConfig>(c, &client, ns, store.clone());
-        let c = watch_other::<K, DatabricksKeyConfig>(c, &client, ns, store.clone());
-        let c = watch_other::<K, DatabricksNetwork>(c, &client, ns, store.clone());
-        let c = watch_other::<K, DatabricksVpcEndpoint>(c, &client, ns, store.clone());
-        let c = watch_other::<K, DatabricksPrivateAccessSettings>(c, &client, ns, store.clone());
-        let c = watch_other::<K, DatabricksWorkspace>(c, &client, ns, store);
-        c.graceful_shutdown_on(shutdown)
+        let sweeper = sweep::<K>(ctx.clone(), ns.clone(), store.clone(), shutdown.clone());
+        let c = watch_other::<K, DatabricksAccount>(c, &client, ns_ref, store.clone());
+        let c = watch_other::<K, DatabricksCredential>(c, &client, ns_ref, store.clone());
+        let c = watch_other::<K, DatabricksStorageConfig>(c, &client, ns_ref, store.clone());
+        let c = watch_other::<K, DatabricksKeyConfig>(c, &client, ns_ref, store.clone());
+        let c = watch_other::<K, DatabricksNetwork>(c, &client, ns_ref, store.clone());
+        let c = watch_other::<K, DatabricksVpcEndpoint>(c, &client, ns_ref, store.clone());
+        let c =
+            watch_other::<K, DatabricksPrivateAccessSettings>(c, &client, ns_ref, store.clone());
+        let c = watch_other::<K, DatabricksWorkspace>(c, &client, ns_ref, store);
+        let controller = c
+            .graceful_shutdown_on(shutdown)
             .run(
                 |obj, ctx: Arc<Context>| measured::<K, _>(ctx.clone(), reconcile::<K>(obj, ctx)),
                 error_policy::<K>,
                 ctx,
             )
-            .for_each(|_| futures::future::ready(()))
-            .await;
+            .for_each(|_| futures::future::ready(()));
+        tokio::join!(controller, sweeper);
+    }
+
+    /// Accounts whose spec names the Secret `secret` (in its namespace).
+    fn accounts_using_secret(
+        store: &Store<DatabricksAccount>,
+        secret: &KubeSecret,
+    ) -> Vec<ObjectRef<DatabricksAccount>> {
+        let ns = secret.namespace();
+        let name = secret.name_any();
+        store
+            .state()
+            .iter()
+            .filter(|a| a.namespace() == ns && a.spec.auth.secret_name() == Some(name.as_str()))
+            .map(|a| ObjectRef::from_obj(&**a))
+            .collect()
     }
 
     async fn run_accounts(ctx: Arc<Context>, ns: Option<String>, shutdown: Shutdown) {
         let client = ctx.client.clone();
-        Controller::new(
+        // Only Secrets that opt in are watched, so nothing else is ever read or cached.
+        let (secrets, writer) = reflector::store::<KubeSecret>();
+        lock(&ctx.secrets).push(secrets);
+        let secret_events = reflector(
+            writer,
+            watcher::watcher(
+                api::<KubeSecret>(&client, ns.as_deref()),
+                watcher::Config::default().labels(&format!("{SECRET_LABEL}=true")),
+            ),
+        )
+        .default_backoff()
+        .touched_objects();
+        let c = Controller::new(
             api::<DatabricksAccount>(&client, ns.as_deref()),
             watcher::Config::default(),
-        )
-        .graceful_shutdown_on(shutdown)
-        .run(
-            |obj, ctx: Arc<Context>| {
-                measured::<DatabricksAccount, _>(ctx.clone(), super::account::reconcile(obj, ctx))
-            },
-            error_policy::<DatabricksAccount>,
-            ctx,
-        )
-        .for_each(|_| futures::future::ready(()))
-        .await;
+        );
+        let store = c.store();
+        let sweeper =
+            sweep::<DatabricksAccount>(ctx.clone(), ns.clone(), store.clone(), shutdown.clone());
+        let by_secret = store.clone();
+        let by_nudge = store.clone();
+        let nudges = futures::stream::unfold(ctx.account_nudges.subscribe(), |mut rx| async {
+            loop {
+                match rx.recv().await {
+                    Ok(n) => return Some((n, rx)),
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                }
+            }
+        })
+        .filter_map(move |(ns, name)| {
+            let r = ObjectRef::<DatabricksAccount>::new(&name).within(&ns);
+            futures::future::ready(by_nudge.get(&r).map(|_| r))
+        });
+        let controller = c
+            .watches_stream(secret_events, move |s: KubeSecret| {
+                accounts_using_secret(&by_secret, &s)
+            })
+            .reconcile_on(nudges)
+            .graceful_shutdown_on(shutdown)
+            .run(
+                |obj, ctx: Arc<Context>| {
+                    measured::<DatabricksAccount, _>(
+                        ctx.clone(),
+                        super::account::reconcile(obj, ctx),
+                    )
+                },
+                error_policy::<DatabricksAccount>,
+                ctx,
+            )
+            .for_each(|_| futures::future::ready(()));
+        tokio::join!(controller, sweeper);
     }
 
     async fn run_scope(ctx: Arc<Context>, ns: Option<String>, shutdown: Shutdown) {

@@ -1,6 +1,6 @@
 //! `DatabricksAccount`: where and how to call the Account API.
 
-use kube::CustomResource;
+use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -23,13 +23,16 @@ pub struct SecretKeys {
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OAuthM2MAuth {
-    /// Secret holding the keys `client-id` and `client-secret` (names changeable below).
+    /// Secret holding the keys `client-id` and `client-secret`. It must carry the label
+    /// `account.databricks-operator.dev/account-secret: "true"`; the operator reads no other Secret.
     pub secret_ref: SecretKeys,
-    /// Key of the client ID in the Secret.
+    /// Key of the client ID in the Secret: always `client-id` (the only key read).
     #[serde(default = "default_client_id_key")]
+    #[schemars(extend("enum" = ["client-id"]))]
     pub client_id_key: String,
-    /// Key of the client secret in the Secret.
+    /// Key of the client secret in the Secret: always `client-secret` (the only key sent).
     #[serde(default = "default_client_secret_key")]
+    #[schemars(extend("enum" = ["client-secret"]))]
     pub client_secret_key: String,
 }
 
@@ -45,34 +48,37 @@ fn default_username_key() -> String {
 fn default_password_key() -> String {
     "password".into()
 }
-fn default_token_path() -> String {
-    "/var/run/secrets/databricks/token".into()
-}
-
-/// OAuth token federation: the operator exchanges a JWT from a file (the pod's projected
-/// service-account token) for an account token. No static secret.
-#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+/// OAuth token federation: the operator exchanges its own projected service-account token (the
+/// file its `--federation-token-file` names, mounted by the chart) for an account token. No static
+/// secret.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct FederationAuth {
     /// The service principal whose federation policy accepts the token (omit for an account-wide policy).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 256))]
     pub client_id: Option<String>,
-    /// Path of the token file in the operator's pod.
-    #[serde(default = "default_token_path")]
-    pub token_path: String,
+    /// Not accepted: the token file is the operator's configuration, never a custom resource's.
+    /// Objects that set it are refused (`InvalidSpec`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("false").message("tokenPath is not accepted: the operator exchanges its own token file (--federation-token-file); remove the field"))]
+    pub token_path: Option<String>,
 }
 
 /// Legacy basic auth with an account admin's username and password.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BasicAuth {
-    /// Secret holding the keys `username` and `password` (names changeable below).
+    /// Secret holding the keys `username` and `password`. It must carry the label
+    /// `account.databricks-operator.dev/account-secret: "true"`; the operator reads no other Secret.
     pub secret_ref: SecretKeys,
-    /// Key of the username in the Secret.
+    /// Key of the username in the Secret: always `username` (the only key read).
     #[serde(default = "default_username_key")]
+    #[schemars(extend("enum" = ["username"]))]
     pub username_key: String,
-    /// Key of the password in the Secret.
+    /// Key of the password in the Secret: always `password` (the only key sent).
     #[serde(default = "default_password_key")]
+    #[schemars(extend("enum" = ["password"]))]
     pub password_key: String,
 }
 
@@ -92,6 +98,17 @@ pub struct AccountAuth {
     pub basic: Option<BasicAuth>,
 }
 
+impl AccountAuth {
+    /// The Secret the method reads, if any.
+    pub fn secret_name(&self) -> Option<&str> {
+        match (&self.oauth_m2m, &self.basic) {
+            (Some(m), _) => Some(&m.secret_ref.name),
+            (None, Some(b)) => Some(&b.secret_ref.name),
+            (None, None) => None,
+        }
+    }
+}
+
 /// A CA bundle in a ConfigMap of the same namespace.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -109,7 +126,7 @@ fn default_ca_key() -> String {
 }
 
 /// Where and how to call the Databricks Account API. Other objects name it in `accountRef`.
-#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(CustomResource, KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "account.databricks-operator.dev",
     version = "v1alpha1",
@@ -123,7 +140,8 @@ fn default_ca_key() -> String {
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name":"Account","type":"string","jsonPath":".spec.accountId"}"#,
     printcolumn = r#"{"name":"Auth","type":"string","jsonPath":".status.authMethod"}"#,
-    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
+    validation = Rule::new("!has(oldSelf.status) || !has(oldSelf.status.inUseBy) || oldSelf.status.inUseBy == 0 || (self.spec.host == oldSelf.spec.host && self.spec.accountId == oldSelf.spec.accountId)").message("host and accountId cannot change while objects use this account: every object would be created again in the other account and the old ones left running")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct DatabricksAccountSpec {
@@ -158,4 +176,14 @@ pub struct AccountStatus {
     /// The authentication method in use.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth_method: Option<String>,
+    /// The host the operator's client is bound to. While objects use the account it cannot change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// The account ID the operator's client is bound to. While objects use the account it cannot
+    /// change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_id: Option<String>,
+    /// How many objects in the namespace name this account in `accountRef`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_use_by: Option<u32>,
 }

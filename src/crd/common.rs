@@ -12,6 +12,9 @@ pub const FINALIZER: &str = "account.databricks-operator.dev/cleanup";
 pub const PAUSED_ANNOTATION: &str = "account.databricks-operator.dev/paused";
 /// Annotation: the object's observation interval (`30s`, `5m`, `1h`).
 pub const POLL_INTERVAL_ANNOTATION: &str = "account.databricks-operator.dev/poll-interval";
+/// Label that opts a Secret in for this operator: only Secrets labelled `"true"` are watched and
+/// read, and only their documented keys are sent.
+pub const SECRET_LABEL: &str = "account.databricks-operator.dev/account-secret";
 /// Field manager of every write the operator makes.
 pub const FIELD_MANAGER: &str = "databricks-account-operator";
 
@@ -148,6 +151,10 @@ pub struct CommonStatus {
     /// Set while a create is in flight (see the field's type).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending_create: Option<PendingCreate>,
+    /// The DatabricksAccount the Databricks ID belongs to. The object never moves to another
+    /// account: a changed `accountRef` is reported, not followed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_name: Option<String>,
     /// Last time the object was read from the API (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_observed_time: Option<String>,
@@ -193,6 +200,8 @@ pub enum Reason {
     NameConflict,
     /// The account credentials were refused.
     AuthenticationFailed,
+    /// The account's host is not on the operator's allow-list; nothing is sent to it.
+    HostNotAllowed,
     /// The object does not exist in Databricks (observe-only or adoption).
     NotFound,
     /// The spec cannot be used as it is (for example a missing Secret key).
@@ -223,6 +232,7 @@ impl Reason {
             Self::Cancelling => "Cancelling",
             Self::NameConflict => "NameConflict",
             Self::AuthenticationFailed => "AuthenticationFailed",
+            Self::HostNotAllowed => "HostNotAllowed",
             Self::NotFound => "NotFound",
             Self::InvalidSpec => "InvalidSpec",
             Self::Synced => "Synced",
@@ -251,7 +261,7 @@ impl CommonStatus {
         generation: Option<i64>,
     ) {
         let status = if ok { "True" } else { "False" };
-        let message = message.into();
+        let message = crate::bounds::message(&message.into());
         let now = k8s_openapi::jiff::Timestamp::now().to_string();
         match self.conditions.iter_mut().find(|c| c.type_ == type_) {
             Some(c) => {

@@ -51,7 +51,8 @@ pub enum FailurePolicy {
     printcolumn = r#"{"name":"ID","type":"integer","jsonPath":".status.workspaceId"}"#,
     printcolumn = r#"{"name":"Status","type":"string","jsonPath":".status.workspaceStatus"}"#,
     printcolumn = r#"{"name":"URL","type":"string","jsonPath":".status.workspaceUrl"}"#,
-    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
+    validation = Rule::new("!has(oldSelf.status) || !has(oldSelf.status.workspaceId) || (self.spec.accountRef == oldSelf.spec.accountRef && has(self.spec.externalId) == has(oldSelf.spec.externalId) && (!has(self.spec.externalId) || self.spec.externalId == oldSelf.spec.externalId))").message("accountRef and externalId cannot change once the object has a Databricks ID: that would create it again in another account, or adopt another object, and leave this one running")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct DatabricksWorkspaceSpec {

@@ -3,7 +3,9 @@
 //! one refresh.
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use base64::Engine;
 use serde::Deserialize;
@@ -111,6 +113,9 @@ pub(crate) struct TokenSource {
     cached: Mutex<Option<Cached>>,
 }
 
+/// Largest token-endpoint answer read (bytes).
+const MAX_TOKEN_BODY: usize = 64 << 10;
+
 /// Refresh this long before expiry: a fifth of the lifetime, at most five minutes.
 fn refresh_lead(lifetime: Duration) -> Duration {
     (lifetime / 5).min(Duration::from_secs(300))
@@ -158,14 +163,18 @@ impl TokenSource {
                 let header = format!("Bearer {}", token.expose());
                 *guard = Some(Cached {
                     token,
-                    refresh_at: now + lifetime.saturating_sub(refresh_lead(lifetime)),
-                    expires_at: now + lifetime,
+                    refresh_at: crate::bounds::after(
+                        lifetime.saturating_sub(refresh_lead(lifetime)),
+                    ),
+                    expires_at: crate::bounds::after(lifetime),
                 });
                 Ok(header)
             }
             // A refresh ahead of expiry that fails keeps the still-valid token in use.
             Err(e) => match guard.as_ref() {
-                Some(c) if now + Duration::from_secs(10) < c.expires_at => {
+                Some(c)
+                    if c.expires_at.saturating_duration_since(now) > Duration::from_secs(10) =>
+                {
                     tracing::warn!(error = %e, "token refresh failed; using the cached token until it expires");
                     Ok(format!("Bearer {}", c.token.expose()))
                 }
@@ -202,12 +211,22 @@ impl TokenSource {
                     tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
                 }
                 Err(e) => return Err(e),
-                Ok(resp) => {
+                Ok(mut resp) => {
                     let status = resp.status().as_u16();
-                    let body = resp.bytes().await.map_err(|source| AuthError::Transport {
-                        endpoint: endpoint.clone(),
-                        source,
-                    })?;
+                    // A token answer is small; a larger one is cut and then fails to parse.
+                    let mut body = Vec::new();
+                    while let Some(chunk) =
+                        resp.chunk().await.map_err(|source| AuthError::Transport {
+                            endpoint: endpoint.clone(),
+                            source,
+                        })?
+                    {
+                        let room = MAX_TOKEN_BODY.saturating_sub(body.len());
+                        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                        if room < chunk.len() {
+                            break;
+                        }
+                    }
                     if !(200..300).contains(&status) {
                         let e: OAuthError = serde_json::from_slice(&body).unwrap_or_default();
                         let code = e
@@ -217,9 +236,14 @@ impl TokenSource {
                                     .map(|c| c.to_string().trim_matches('"').to_string())
                             })
                             .unwrap_or_else(|| status.to_string());
-                        let message = e.error_description.or(e.message).unwrap_or_else(|| {
-                            String::from_utf8_lossy(&body).chars().take(200).collect()
-                        });
+                        let message = e
+                            .error_description
+                            .or(e.message)
+                            .map(|m| crate::bounds::truncate(&m, 512))
+                            .unwrap_or_else(|| {
+                                String::from_utf8_lossy(&body).chars().take(200).collect()
+                            });
+                        let code = crate::bounds::truncate(&code, 64);
                         let err = AuthError::Refused {
                             endpoint: endpoint.clone(),
                             status,
@@ -239,7 +263,9 @@ impl TokenSource {
                             endpoint: endpoint.clone(),
                             source,
                         })?;
-                    let lifetime = Duration::from_secs(t.expires_in.unwrap_or(3600).max(1));
+                    // Believed up to a day, whatever the server says.
+                    let lifetime = Duration::from_secs(t.expires_in.unwrap_or(3600).max(1))
+                        .min(crate::bounds::MAX_TOKEN_LIFETIME);
                     return Ok((Secret::new(t.access_token), lifetime));
                 }
             }

@@ -30,6 +30,13 @@ pub struct CallRecord<'a> {
     pub throttled: Duration,
 }
 
+/// Decides, right before each write (POST, PATCH, PUT, DELETE), whether it may be sent: a replica
+/// that may have lost its leader lease sends none.
+pub trait WriteGate: Send + Sync {
+    /// Whether a write may be sent now.
+    fn allows_writes(&self) -> bool;
+}
+
 /// Receives a record of every HTTP exchange (for Prometheus metrics).
 pub trait CallObserver: Send + Sync {
     /// One exchange finished.
@@ -67,6 +74,7 @@ struct Inner {
     limiter: RateLimiter,
     policy: RetryPolicy,
     observer: Option<Arc<dyn CallObserver>>,
+    gate: Option<Arc<dyn WriteGate>>,
 }
 
 /// A client of one Databricks account. Cheap to clone; clones share the token cache and the rate
@@ -122,7 +130,25 @@ impl AccountClient {
         config: AccountConfig,
         observer: Option<Arc<dyn CallObserver>>,
     ) -> Result<Self, ConfigError> {
+        Self::with_hooks(config, observer, None)
+    }
+
+    /// Builds a client that reports every exchange to `observer` and asks `gate` before each write.
+    /// Refuses a host the configuration's allow-list does not name, before any request.
+    pub fn with_hooks(
+        config: AccountConfig,
+        observer: Option<Arc<dyn CallObserver>>,
+        gate: Option<Arc<dyn WriteGate>>,
+    ) -> Result<Self, ConfigError> {
         let host = validate_host(&config.host)?;
+        if let Some(allowed) = &config.allowed_hosts
+            && !allowed.allows(&host)
+        {
+            return Err(ConfigError::HostNotAllowed {
+                host,
+                allowed: allowed.describe(),
+            });
+        }
         if config.account_id.trim().is_empty() {
             return Err(ConfigError::Missing("account_id"));
         }
@@ -130,6 +156,8 @@ impl AccountClient {
             .use_preconfigured_tls(tls_config(config.ca_bundle_pem.as_deref())?)
             .timeout(config.timeout)
             .connect_timeout(Duration::from_secs(10))
+            // A redirect could lead anywhere, downgrade to http:// or replay a body: never follow.
+            .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!(
                 "databricks-account-operator/",
                 env!("CARGO_PKG_VERSION")
@@ -150,6 +178,7 @@ impl AccountClient {
                     budget: config.retry_budget,
                 },
                 observer,
+                gate,
             }),
         })
     }
@@ -181,6 +210,7 @@ impl AccountClient {
                 method: method.to_string(),
                 path: format!("{base}/{id}"),
                 retry_after: None,
+                json: false,
             })),
             Some(id) => Ok(format!("{base}/{}", encode_segment(id))),
         }
@@ -212,17 +242,24 @@ impl AccountClient {
         .await
     }
 
-    /// Creates an object. A failure after the request was sent is [`Error::OutcomeUnknown`].
+    /// Creates an object. A failure after the request was sent is [`Error::OutcomeUnknown`]; so is
+    /// an answer that cannot be read or names no object ([`Error::is_outcome_unknown`]).
     pub async fn create<R: Resource>(&self, request: &R::Create) -> Result<R, Error> {
         let op = format!("{}.create", R::COLLECTION);
-        self.json(
-            Method::POST,
-            &self.path(&Method::POST, R::COLLECTION, None)?,
-            None,
-            Some(request),
-            &op,
-        )
-        .await
+        let path = self.path(&Method::POST, R::COLLECTION, None)?;
+        let created: R = self
+            .json(Method::POST, &path, None, Some(request), &op)
+            .await?;
+        let id = created.id();
+        if id.is_empty() || id == "0" {
+            return Err(Error::Decode {
+                method: Method::POST.to_string(),
+                path,
+                status: 200,
+                detail: "the answer names no ID".into(),
+            });
+        }
+        Ok(created)
     }
 
     /// Deletes an object. A 404 is returned as an error; callers treat it as done.
@@ -318,11 +355,36 @@ impl AccountClient {
         let inner = &self.inner;
         let started = Instant::now();
         let url = format!("{}{}", inner.host, path);
+        // A list answers with every object of a kind; anything else with one object or an error.
+        let limit = if method == Method::GET && op.ends_with(".list") {
+            crate::bounds::MAX_LIST_BODY_BYTES
+        } else {
+            crate::bounds::MAX_BODY_BYTES
+        };
+        if method != Method::GET
+            && let Some(gate) = &inner.gate
+            && !gate.allows_writes()
+        {
+            return Err(Error::Fenced {
+                method: method.to_string(),
+                path: path.to_string(),
+            });
+        }
         let mut attempt = 0u32;
         let mut reauthenticated = false;
         loop {
             let throttled = inner.limiter.acquire().await;
-            let outcome = self.exchange(&method, &url, path, query, body).await;
+            // Checked again after the wait: the lease may have gone meanwhile.
+            if method != Method::GET
+                && let Some(gate) = &inner.gate
+                && !gate.allows_writes()
+            {
+                return Err(Error::Fenced {
+                    method: method.to_string(),
+                    path: path.to_string(),
+                });
+            }
+            let outcome = self.exchange(&method, &url, path, query, body, limit).await;
             let elapsed = started.elapsed();
             let mut sent_auth = None;
             let (status_label, result) = match outcome {
@@ -371,7 +433,7 @@ impl AccountClient {
                 }
             }
             let retry = match &err {
-                Error::OutcomeUnknown { .. } | Error::Decode { .. } => false,
+                Error::OutcomeUnknown { .. } | Error::Decode { .. } | Error::Fenced { .. } => false,
                 Error::Api(api) => api.is_retryable(),
                 Error::Transport { .. } => true,
                 Error::Auth(a) => a.is_retryable(),
@@ -383,7 +445,7 @@ impl AccountClient {
                 .policy
                 .backoff(attempt)
                 .max(err.retry_after().unwrap_or_default());
-            if started.elapsed() + wait > inner.policy.budget {
+            if crate::bounds::add(started.elapsed(), wait) > inner.policy.budget {
                 return Err(err);
             }
             tracing::debug!(operation = op, attempt, wait_ms = wait.as_millis() as u64, error = %err, "retrying");
@@ -401,6 +463,7 @@ impl AccountClient {
         path: &str,
         query: Option<&[(&str, &str)]>,
         body: Option<&B>,
+        limit: usize,
     ) -> Result<(u16, Vec<u8>, Option<Duration>, String), Error> {
         let inner = &self.inner;
         let auth = inner.tokens.header().await?;
@@ -432,17 +495,48 @@ impl AccountClient {
                 }
             }
         };
-        let resp = req.send().await.map_err(transport)?;
+        let mut resp = req.send().await.map_err(transport)?;
         let status = resp.status().as_u16();
         let retry_after = resp
             .headers()
             .get(http::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
-        let bytes = resp.bytes().await.map_err(transport)?.to_vec();
+            .and_then(parse_retry_after);
+        let too_large = || Error::Decode {
+            method: method.to_string(),
+            path: path.to_string(),
+            status,
+            detail: format!("the answer is larger than {limit} bytes; not read"),
+        };
+        if resp
+            .content_length()
+            .is_some_and(|n| n > u64::try_from(limit).unwrap_or(u64::MAX))
+        {
+            return Err(too_large());
+        }
+        let mut bytes = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(transport)? {
+            if bytes.len().saturating_add(chunk.len()) > limit {
+                return Err(too_large());
+            }
+            bytes.extend_from_slice(&chunk);
+        }
         Ok((status, bytes, retry_after, auth))
     }
+}
+
+/// `Retry-After` as seconds or an HTTP date, at most [`crate::bounds::MAX_RETRY_AFTER`].
+fn parse_retry_after(v: &str) -> Option<Duration> {
+    let v = v.trim();
+    let wait = if v.bytes().all(|b| b.is_ascii_digit()) && !v.is_empty() {
+        // Longer than u64 still means "a long time".
+        Duration::from_secs(v.parse::<u64>().unwrap_or(u64::MAX))
+    } else {
+        let at = k8s_openapi::jiff::fmt::rfc2822::parse(v).ok()?.timestamp();
+        let now = k8s_openapi::jiff::Timestamp::now();
+        Duration::try_from(at.duration_since(now)).unwrap_or_default()
+    };
+    Some(wait.min(crate::bounds::MAX_RETRY_AFTER))
 }
 
 /// Percent-encodes everything but the URL-unreserved characters, so the result is exactly one
@@ -475,4 +569,43 @@ fn parse_optional<T: DeserializeOwned>(body: &[u8]) -> Option<T> {
         return None;
     }
     serde_json::from_slice(body).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `Retry-After` in either form, never beyond ten minutes, whatever the server says.
+    #[test]
+    fn retry_after_is_parsed_and_bounded() {
+        assert_eq!(parse_retry_after("7"), Some(Duration::from_secs(7)));
+        assert_eq!(
+            parse_retry_after("18446744073709551615"),
+            Some(crate::bounds::MAX_RETRY_AFTER)
+        );
+        assert_eq!(
+            parse_retry_after("99999999999999999999999"),
+            Some(crate::bounds::MAX_RETRY_AFTER)
+        );
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT"),
+            Some(Duration::ZERO),
+            "a date in the past means now"
+        );
+        let soon = k8s_openapi::jiff::Timestamp::now()
+            .checked_add(k8s_openapi::jiff::SignedDuration::from_secs(120))
+            .unwrap();
+        let header = k8s_openapi::jiff::fmt::rfc2822::DateTimePrinter::new()
+            .timestamp_to_rfc9110_string(&soon)
+            .unwrap();
+        let got = parse_retry_after(&header).unwrap();
+        assert!(
+            got > Duration::from_secs(100) && got <= Duration::from_secs(120),
+            "{got:?}"
+        );
+        let far = "Tue, 31 Dec 2999 23:59:59 GMT";
+        assert_eq!(parse_retry_after(far), Some(crate::bounds::MAX_RETRY_AFTER));
+        assert_eq!(parse_retry_after("soon"), None);
+        assert_eq!(parse_retry_after(""), None);
+    }
 }

@@ -10,6 +10,87 @@ use super::error::ConfigError;
 
 /// The default Account API host (AWS commercial).
 pub const DEFAULT_HOST: &str = "https://accounts.cloud.databricks.com";
+/// The Account API hosts an operator calls unless told otherwise: AWS commercial, GovCloud and
+/// GovCloud DoD.
+pub const DEFAULT_ALLOWED_HOSTS: [&str; 3] = [
+    "accounts.cloud.databricks.com",
+    "accounts.cloud.databricks.us",
+    "accounts-dod.cloud.databricks.mil",
+];
+
+/// The hosts a client may call: each entry a host name or IP address (any port), or `host:port`.
+/// Matching is exact (no wildcards); nothing is allowed that is not listed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AllowedHosts(Vec<(String, Option<u16>)>);
+
+impl Default for AllowedHosts {
+    fn default() -> Self {
+        Self(
+            DEFAULT_ALLOWED_HOSTS
+                .iter()
+                .map(|h| (h.to_string(), None))
+                .collect(),
+        )
+    }
+}
+
+impl AllowedHosts {
+    /// Parses a list of entries (`accounts.cloud.databricks.com`, `127.0.0.1`, `localhost:8085`,
+    /// `[::1]:8085`). Empty entries are skipped.
+    pub fn parse<'a>(entries: impl IntoIterator<Item = &'a str>) -> Result<Self, String> {
+        let mut out = Vec::new();
+        for raw in entries {
+            let e = raw.trim();
+            if e.is_empty() {
+                continue;
+            }
+            let bad = |why: &str| format!("allowed host {e:?}: {why}");
+            if e.contains("://") || e.contains('/') || e.contains('@') || e.contains('*') {
+                return Err(bad("give a host name or address, optionally with :port"));
+            }
+            let url =
+                url::Url::parse(&format!("https://{e}/")).map_err(|err| bad(&err.to_string()))?;
+            let host = url
+                .host_str()
+                .ok_or_else(|| bad("no host"))?
+                .to_ascii_lowercase();
+            out.push((host, url.port()));
+        }
+        if out.is_empty() {
+            return Err(
+                "the allowed-hosts list is empty: the operator could call no account".into(),
+            );
+        }
+        Ok(Self(out))
+    }
+
+    /// Whether `host` (an account's `https://host[:port]` URL) may be called.
+    pub fn allows(&self, host: &str) -> bool {
+        let Ok(url) = url::Url::parse(host) else {
+            return false;
+        };
+        let Some(h) = url.host_str().map(str::to_ascii_lowercase) else {
+            return false;
+        };
+        let port = url.port_or_known_default();
+        self.0
+            .iter()
+            .any(|(allowed, p)| *allowed == h && p.is_none_or(|p| Some(p) == port))
+    }
+
+    /// The entries, for messages.
+    pub fn describe(&self) -> String {
+        self.0
+            .iter()
+            .map(|(h, p)| match p {
+                Some(p) => format!("{h}:{p}"),
+                None => h.clone(),
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
 /// The default client-side rate limit, requests per second.
 pub const DEFAULT_RATE_LIMIT: f64 = 15.0;
 
@@ -30,6 +111,8 @@ pub struct AccountConfig {
     pub timeout: Duration,
     /// Total time one call may spend retrying transient failures.
     pub retry_budget: Duration,
+    /// The hosts the client may call; `None` for no policy (a client a person configured).
+    pub allowed_hosts: Option<AllowedHosts>,
 }
 
 impl AccountConfig {
@@ -47,6 +130,7 @@ impl AccountConfig {
             ca_bundle_pem: None,
             timeout: Duration::from_secs(60),
             retry_budget: Duration::from_secs(30),
+            allowed_hosts: None,
         }
     }
 
@@ -243,6 +327,29 @@ pub fn validate_host(host: &str) -> Result<String, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Only listed hosts pass, loopback included; a port pins the entry to that port.
+    #[test]
+    fn allowed_hosts_match_exactly() {
+        let d = AllowedHosts::default();
+        assert!(d.allows("https://accounts.cloud.databricks.com"));
+        assert!(d.allows("https://ACCOUNTS.cloud.databricks.us/"));
+        assert!(d.allows("https://accounts-dod.cloud.databricks.mil"));
+        assert!(!d.allows("https://accounts.cloud.databricks.com.evil.example"));
+        assert!(!d.allows("http://127.0.0.1:8085"));
+        assert!(!d.allows("not a url"));
+        let l = AllowedHosts::parse(["127.0.0.1", "localhost:8085", "[::1]:9000", ""]).unwrap();
+        assert!(l.allows("http://127.0.0.1:1234"));
+        assert!(l.allows("http://localhost:8085"));
+        assert!(!l.allows("http://localhost:8086"));
+        assert!(l.allows("http://[::1]:9000"));
+        assert!(!l.allows("https://accounts.cloud.databricks.com"));
+        assert_eq!(l.describe(), "127.0.0.1, localhost:8085, [::1]:9000");
+        assert!(AllowedHosts::parse(["https://x.example"]).is_err());
+        assert!(AllowedHosts::parse(["*.databricks.com"]).is_err());
+        assert!(AllowedHosts::parse(["x.example/path"]).is_err());
+        assert!(AllowedHosts::parse([""]).is_err());
+    }
 
     fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs

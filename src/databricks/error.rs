@@ -21,6 +21,9 @@ pub struct ApiError {
     pub path: String,
     /// `Retry-After`, when the server sent one.
     pub retry_after: Option<Duration>,
+    /// Whether the body was a JSON error of the API, rather than a proxy's page, plain text or
+    /// nothing: only such a body can confirm that an object does not exist.
+    pub json: bool,
 }
 
 impl std::fmt::Display for ApiError {
@@ -73,6 +76,9 @@ fn html_pre(text: &str) -> Option<String> {
     Some(text[start..end].trim().to_string())
 }
 
+/// Longest error message kept from an answer (bytes).
+const MAX_API_MESSAGE: usize = 4096;
+
 impl ApiError {
     /// Parses an error body in any of the shapes the Account API uses: JSON (`error_code` string or
     /// number, or legacy `error`), `text/plain` `CODE: message`, HTML (`<pre>` text), or empty.
@@ -85,9 +91,11 @@ impl ApiError {
     ) -> Self {
         let text = String::from_utf8_lossy(body);
         let text = text.trim();
+        let mut json = false;
         let (error_code, message) = if text.is_empty() {
             (reason(status), reason_text(status))
         } else if let Ok(j) = serde_json::from_str::<JsonErrorBody>(text) {
+            json = true;
             let code = match j.error_code {
                 Some(serde_json::Value::String(s)) => s,
                 Some(serde_json::Value::Number(n)) => n.to_string(),
@@ -106,25 +114,29 @@ impl ApiError {
         } else if text.starts_with('<') {
             (reason(status), reason_text(status))
         } else {
-            (reason(status), truncate(text, 512))
+            (reason(status), text.to_string())
         };
         Self {
             status,
-            error_code,
-            message,
+            error_code: crate::bounds::truncate(&error_code, 128),
+            message: crate::bounds::truncate(&message, MAX_API_MESSAGE),
             method: method.to_string(),
             path: path.to_string(),
             retry_after,
+            json,
         }
     }
 
-    /// HTTP 404 or `RESOURCE_DOES_NOT_EXIST`/`NOT_FOUND`.
+    /// The API itself says the object does not exist: a JSON error body with
+    /// `RESOURCE_DOES_NOT_EXIST` or `NOT_FOUND` (or a JSON 404). A 404 page from a proxy, a
+    /// plain-text or an empty 404 confirms nothing.
     pub fn is_not_found(&self) -> bool {
-        self.status == 404
-            || matches!(
-                self.error_code.as_str(),
-                "RESOURCE_DOES_NOT_EXIST" | "NOT_FOUND"
-            )
+        self.json
+            && (self.status == 404
+                || matches!(
+                    self.error_code.as_str(),
+                    "RESOURCE_DOES_NOT_EXIST" | "NOT_FOUND"
+                ))
     }
 
     /// The object is still used by a workspace (`INVALID_STATE: Unable to delete, ... is being used by
@@ -182,17 +194,6 @@ fn reason_text(status: u16) -> String {
         .and_then(|s| s.canonical_reason())
         .unwrap_or("unknown status")
         .to_string()
-}
-
-fn truncate(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_string();
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &s[..end])
 }
 
 /// Errors of the token sources.
@@ -264,6 +265,16 @@ pub enum ConfigError {
         /// What is wrong.
         reason: String,
     },
+    /// The host is not on the operator's allow-list: no request is sent to it.
+    #[error(
+        "host {host} is not on the operator's allow-list ({allowed}); ask the operator's administrators to add it (--allowed-hosts, chart value allowedHosts)"
+    )]
+    HostNotAllowed {
+        /// The host as given.
+        host: String,
+        /// The allowed hosts.
+        allowed: String,
+    },
     /// The CA bundle could not be used.
     #[error("invalid CA bundle: {0}")]
     CaBundle(String),
@@ -331,6 +342,14 @@ pub enum Error {
     /// Getting a token failed.
     #[error(transparent)]
     Auth(#[from] AuthError),
+    /// A write was not sent: this replica may no longer hold the leader lease.
+    #[error("{method} {path} not sent: this replica does not hold the leader lease")]
+    Fenced {
+        /// HTTP method.
+        method: String,
+        /// Request path.
+        path: String,
+    },
 }
 
 impl Error {
@@ -363,7 +382,7 @@ impl Error {
         match self {
             Self::Api(e) => e.is_retryable(),
             Self::Transport { .. } | Self::OutcomeUnknown { .. } => true,
-            Self::Decode { .. } => false,
+            Self::Decode { .. } | Self::Fenced { .. } => false,
             Self::Auth(e) => e.is_retryable(),
         }
     }
@@ -382,9 +401,14 @@ impl Error {
         self.api().and_then(|e| e.retry_after)
     }
 
-    /// Whether the request was a create whose outcome is unknown.
+    /// Whether the request was a create whose outcome is unknown: no usable answer came, or the
+    /// answer could not be read or named no object.
     pub fn is_outcome_unknown(&self) -> bool {
-        matches!(self, Self::OutcomeUnknown { .. })
+        match self {
+            Self::OutcomeUnknown { .. } => true,
+            Self::Decode { method, .. } => method == "POST",
+            _ => false,
+        }
     }
 
     /// A fixed, low-cardinality label for metrics and event reasons.
@@ -399,6 +423,7 @@ impl Error {
             Self::Transport { .. } => "Transport",
             Self::Decode { .. } => "BadResponse",
             Self::Auth(_) => "AuthFailed",
+            Self::Fenced { .. } => "Fenced",
         }
     }
 }
@@ -489,10 +514,20 @@ mod tests {
         assert!(!c.is_credential_propagation());
     }
 
-    /// A 404 and the not-found codes both count as missing.
+    /// Only the API's own JSON answer confirms an object is gone: a finalizer released on a
+    /// proxy's 404 page would leak the object.
     #[test]
-    fn not_found_by_status_or_code() {
-        assert!(parse(404, "").is_not_found());
+    fn not_found_only_when_the_api_says_so() {
+        assert!(
+            parse(
+                404,
+                r#"{"error_code":"RESOURCE_DOES_NOT_EXIST","message":"x"}"#
+            )
+            .is_not_found()
+        );
+        assert!(!parse(404, "").is_not_found());
+        assert!(!parse(404, "<html><body><h1>404 Not Found</h1></body></html>").is_not_found());
+        assert!(!parse(404, "Not Found").is_not_found());
         assert!(
             parse(
                 400,

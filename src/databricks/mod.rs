@@ -12,6 +12,6 @@ pub mod models;
 pub mod ratelimit;
 
 pub use auth::{Credentials, Secret};
-pub use client::{AccountClient, CallObserver, CallRecord, RetryPolicy};
-pub use config::AccountConfig;
+pub use client::{AccountClient, CallObserver, CallRecord, RetryPolicy, WriteGate};
+pub use config::{AccountConfig, AllowedHosts};
 pub use error::{ApiError, AuthError, ConfigError, Error};

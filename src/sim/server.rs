@@ -144,7 +144,10 @@ impl Shared {
         let mut tokens = lock(&self.tokens);
         let now = Instant::now();
         tokens.retain(|_, exp| *exp > now);
-        tokens.insert(token.clone(), now + self.config.token_ttl);
+        let expiry = now
+            .checked_add(self.config.token_ttl.min(Duration::from_secs(86400 * 365)))
+            .unwrap_or(now);
+        tokens.insert(token.clone(), expiry);
         token
     }
 

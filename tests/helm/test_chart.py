@@ -115,7 +115,8 @@ EXPECTED_RECONCILE_RULES = rules_key([
     {"apiGroups": [GROUP], "resources": [p + "/status" for p in PLURALS], "verbs": ["patch"]},
     {"apiGroups": [GROUP], "resources": [p + "/finalizers" for p in PLURALS], "verbs": ["update"]},
     {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
-    {"apiGroups": [""], "resources": ["secrets", "configmaps"], "verbs": ["get"]},
+    {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "watch"]},
+    {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]},
 ])
 
 
@@ -207,6 +208,50 @@ def test_schema() -> None:
             check("render refuses values the schema rejects", True)
 
 
+def binary_accepts(flag: str, value: str) -> bool:
+    """Starts the operator binary with one flag and no cluster: a flag it refuses fails first, with
+    the flag's name; an accepted one gets as far as looking for Kubernetes."""
+    env = dict(os.environ, KUBECONFIG="/nonexistent/kubeconfig", KUBERNETES_SERVICE_HOST="")
+    p = subprocess.run([os.environ["DAO_BIN"], "run", f"--{flag}={value}", "--metrics-addr=127.0.0.1:0"],
+                       capture_output=True, text=True, timeout=30, env=env)
+    if p.returncode == 0:
+        raise AssertionError(f"the binary ran with no cluster: {p.stderr}")
+    if f"--{flag}" in p.stderr or "invalid value" in p.stderr:
+        return False
+    if "Kubernetes" in p.stderr or "kubeconfig" in p.stderr.lower():
+        return True
+    raise AssertionError(f"unexpected failure for --{flag}={value}: {p.stderr}")
+
+
+def test_schema_matches_binary() -> None:
+    """The chart's schema accepts exactly what the binary accepts, so no value that passes
+    `helm install` can crash-loop the pod."""
+    section("values.schema.json accepts what the binary accepts")
+    durations = ["1s", "1", "9s", "10s", "59s", "86400s", "86400", "86401s", "1m", "1440m", "1441m",
+                 "1h", "24h", "25h", "0s", "0", "010s", "1h30m", "1.5h", "90s", "ms", "5d", "10ms", "",
+                 "18446744073709551615", " 10m"]
+    hosts = [["accounts.cloud.databricks.com"], ["127.0.0.1"], ["127.0.0.1:8085"], ["[::1]:8085"],
+             ["https://accounts.cloud.databricks.com"], ["*.databricks.com"], ["a.example/path"], []]
+    with helm.Chart.load(CHART) as chart:
+        def schema_accepts(values: dict) -> bool:
+            try:
+                chart.validate_schema(values)
+                return True
+            except helm.HelmValuesError:
+                return False
+        for key, flag in [("pollInterval", "poll-interval"), ("busyPollInterval", "busy-poll-interval")]:
+            for d in durations:
+                s_ok = schema_accepts({key: d})
+                b_ok = binary_accepts(flag, d)
+                check(f"{key}={d!r}: schema {'accepts' if s_ok else 'refuses'}, as the binary does",
+                      s_ok == b_ok, f"schema {s_ok}, binary {b_ok}")
+        for h in hosts:
+            s_ok = schema_accepts({"allowedHosts": h})
+            b_ok = binary_accepts("allowed-hosts", ",".join(h))
+            check(f"allowedHosts={h!r}: schema {'accepts' if s_ok else 'refuses'}, as the binary does",
+                  s_ok == b_ok, f"schema {s_ok}, binary {b_ok}")
+
+
 def test_render_defaults() -> None:
     section("render with default values")
     objs = objects(render())
@@ -221,6 +266,8 @@ def test_render_defaults() -> None:
     check("defaults: args", c["args"] == [
         "run", "--poll-interval=10m", "--busy-poll-interval=15s", "--default-deletion-policy=Delete",
         "--metrics-addr=0.0.0.0:8080", "--log-format=json",
+        "--allowed-hosts=accounts.cloud.databricks.com,accounts.cloud.databricks.us,accounts-dod.cloud.databricks.mil",
+        "--federation-token-file=/var/run/secrets/databricks/token",
     ], c["args"])
     env = {e["name"]: e.get("value") for e in c["env"]}
     check("defaults: RUST_LOG info", env.get("RUST_LOG") == "info", env)
@@ -277,7 +324,9 @@ def test_render_all() -> None:
     check("values-all: imagePullSecrets", pod.get("imagePullSecrets") == [{"name": "registry-credentials"}])
     check("values-all: args", c["args"] == [
         "run", "--poll-interval=5m", "--busy-poll-interval=20s", "--default-deletion-policy=Orphan",
-        "--metrics-addr=0.0.0.0:9090", "--log-format=text", "--watch-namespaces=team-a,team-b",
+        "--metrics-addr=0.0.0.0:9090", "--log-format=text",
+        "--allowed-hosts=accounts.cloud.databricks.com,127.0.0.1:8085",
+        "--federation-token-file=/var/run/secrets/databricks/token", "--watch-namespaces=team-a,team-b",
         "--leader-elect", "--lease-name=dbx-operator-leader",
         "--extra-ca-file=/etc/databricks-account-operator/extra-ca/bundle.pem",
     ], c["args"])
@@ -544,7 +593,8 @@ def operate_as_service_account(sa: str, sa_ns: str, watched: str, lease: str) ->
                    RUST_LOG="info")
         procs.append(subprocess.Popen(
             [binary, "run", "--watch-namespaces", watched, "--leader-elect", f"--lease-name={lease}",
-             "--busy-poll-interval", "1s", "--metrics-addr", f"127.0.0.1:{metrics_port}"],
+             "--busy-poll-interval", "1s", "--metrics-addr", f"127.0.0.1:{metrics_port}",
+             "--allowed-hosts", "127.0.0.1"],
             env=env, stdout=subprocess.DEVNULL, stderr=open(work / "operator.log", "w")))
         docs = []
         for f in sorted((ROOT / "config" / "samples").glob("*.yaml")):
@@ -629,7 +679,8 @@ def test_install() -> None:
                 ("update", f"databricksaccounts.{GROUP}/finalizers", "default", True),
                 ("create", "events.events.k8s.io", "default", True),
                 ("get", "secrets", "default", True),
-                ("list", "secrets", "default", False),
+                ("list", "secrets", "default", True),
+                ("delete", "secrets", "default", False),
                 ("watch", "configmaps", "default", False),
                 ("create", f"databricksworkspaces.{GROUP}", "default", False),
                 ("delete", f"databricksworkspaces.{GROUP}", "default", False),
@@ -694,7 +745,7 @@ def test_install() -> None:
 
 def main() -> int:
     started = time.monotonic()
-    for test in (test_lint, test_schema, test_render_defaults, test_render_all, test_crds, test_kustomize,
+    for test in (test_lint, test_schema, test_schema_matches_binary, test_render_defaults, test_render_all, test_crds, test_kustomize,
                  test_install):
         t0 = time.monotonic()
         try:

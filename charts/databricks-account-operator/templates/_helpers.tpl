@@ -107,8 +107,13 @@ calls the operator makes.
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]
-# The Secret a DatabricksAccount names, and its CA ConfigMap.
+# Secrets: watched with a label selector, so only those labelled
+# account.databricks-operator.dev/account-secret=true are ever read (RBAC cannot select by label).
 - apiGroups: [""]
-  resources: ["secrets", "configmaps"]
+  resources: ["secrets"]
+  verbs: ["get", "list", "watch"]
+# The CA ConfigMap a DatabricksAccount names.
+- apiGroups: [""]
+  resources: ["configmaps"]
   verbs: ["get"]
 {{- end }}
