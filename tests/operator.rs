@@ -82,6 +82,8 @@ fn ensure_operator() {
                     max_backoff: Duration::from_secs(5),
                     allowed_hosts: AllowedHosts::parse(["127.0.0.1"]).unwrap(),
                     federation_token_file: federation_token_file(),
+                    // Tests poll every few seconds; the production floor is 10 s.
+                    min_annotated_poll_interval: Duration::from_secs(1),
                     ..Settings::default()
                 };
                 let ctx = Context::new(client, settings, "test".into());

@@ -266,7 +266,9 @@ async fn apply(acct: Arc<DatabricksAccount>, ctx: Arc<Context>, ns: &str) -> Res
     .map(|(field, bound, _)| format!("{field} (was {:?})", bound.unwrap_or_default()))
     .collect::<Vec<_>>();
     if !moved.is_empty() && !users.is_empty() {
-        ctx.forget_account(&key);
+        // The client stays bound to the old host and account, where the objects live: it still
+        // serves their deletes, but nothing new.
+        ctx.disable_account(&key, "host or accountId changed while in use");
         let message = format!(
             "spec field(s) {} changed while {} object(s) use this account ({}); they would all be created again in the other account and the old ones left running. Revert the change, or move the objects to a new DatabricksAccount first",
             moved.join(", "),
@@ -281,7 +283,9 @@ async fn apply(acct: Arc<DatabricksAccount>, ctx: Arc<Context>, ns: &str) -> Res
     let (config, fingerprint) = match build_config(&ctx, &acct, ns).await {
         Ok(c) => c,
         Err((reason, message)) => {
-            ctx.forget_account(&key);
+            // No new work through this account; a client built earlier stays for deletes (a
+            // namespace delete may remove the Secret before the objects that need it).
+            ctx.disable_account(&key, &message);
             refuse(&mut status, reason, &message);
             write_account_status(&ctx, &acct, ns, status).await?;
             return Ok(Action::requeue(
@@ -371,8 +375,36 @@ async fn cleanup(
     ns: &str,
 ) -> Result<Option<Duration>, Error> {
     let name = acct.name_any();
+    let key = format!("{ns}/{name}");
     let users = referrers_of_account(&ctx.client, ns, &name).await?;
     if !users.is_empty() {
+        // The objects are deleted through this account: make sure it has a client (after a
+        // restart none was built yet).
+        if ctx.account(&key).is_none() {
+            ctx.secrets_ready().await;
+            match build_config(&ctx, &acct, ns).await {
+                Ok((config, fingerprint)) => {
+                    let fence: Arc<dyn crate::databricks::WriteGate> =
+                        Arc::new(ctx.settings.fence.clone());
+                    if let Ok(client) =
+                        AccountClient::with_hooks(config, Some(ctx.metrics.clone()), Some(fence))
+                    {
+                        ctx.set_account(
+                            &key,
+                            AccountEntry {
+                                client,
+                                fingerprint,
+                                ready: false,
+                                message: "the account is being deleted".into(),
+                            },
+                        );
+                    }
+                }
+                Err((_, message)) => {
+                    tracing::warn!(account = %key, %message, "cannot build a client to delete the account's objects");
+                }
+            }
+        }
         let mut status = acct.status.clone().unwrap_or_default();
         let message = format!(
             "still used by {}; they are cleaned up through this account first",
@@ -388,7 +420,7 @@ async fn cleanup(
         write_account_status(&ctx, &acct, ns, status).await?;
         return Ok(Some(Duration::from_secs(2)));
     }
-    ctx.forget_account(&format!("{ns}/{name}"));
+    ctx.forget_account(&key);
     Ok(None)
 }
 

@@ -20,6 +20,7 @@ use crate::bounds;
 use crate::crd::{
     CommonStatus, DeletionPolicy, DependencyRef, FIELD_MANAGER, FINALIZER, GROUP, Management,
     ManagementPolicy, PAUSED_ANNOTATION, POLL_INTERVAL_ANNOTATION, PendingCreate, Reason,
+    SECRET_LABEL,
 };
 use crate::databricks::models::Resource as RemoteResource;
 use crate::databricks::{AccountClient, Error as ApiCallError};
@@ -320,18 +321,22 @@ enum Step {
 fn poll_interval<K: Resource>(obj: &K, ctx: &Context) -> Duration {
     obj.annotations()
         .get(POLL_INTERVAL_ANNOTATION)
-        .and_then(|v| annotated_poll_interval(v).ok())
+        .and_then(|v| annotated_poll_interval(v, ctx).ok())
         .unwrap_or(ctx.settings.poll_interval)
 }
 
-fn annotated_poll_interval(value: &str) -> Result<Duration, String> {
-    bounds::parse_duration(value, bounds::POLL_INTERVAL_MIN, bounds::POLL_INTERVAL_MAX)
+fn annotated_poll_interval(value: &str, ctx: &Context) -> Result<Duration, String> {
+    bounds::parse_duration(
+        value,
+        ctx.settings.min_annotated_poll_interval,
+        bounds::POLL_INTERVAL_MAX,
+    )
 }
 
 /// What is wrong with the object's annotations, if anything.
-fn annotation_problem<K: Resource>(obj: &K) -> Option<String> {
+fn annotation_problem<K: Resource>(obj: &K, ctx: &Context) -> Option<String> {
     let v = obj.annotations().get(POLL_INTERVAL_ANNOTATION)?;
-    annotated_poll_interval(v)
+    annotated_poll_interval(v, ctx)
         .err()
         .map(|e| format!("annotation {POLL_INTERVAL_ANNOTATION}: {e}; fix or remove it"))
 }
@@ -704,7 +709,7 @@ async fn apply<K: Managed>(obj: &K, ctx: &Context, api: &Api<K>, ns: &str) -> Re
         run.write().await?;
         return Ok(Step::Requeue(poll));
     }
-    if let Some(problem) = annotation_problem(obj).or_else(|| moved(&mut run, &mgmt)) {
+    if let Some(problem) = annotation_problem(obj, ctx).or_else(|| moved(&mut run, &mgmt)) {
         let reason = if problem.starts_with("annotation") {
             Reason::InvalidSpec
         } else {
@@ -1083,7 +1088,9 @@ async fn cleanup<K: Managed>(
         return Ok(Step::Release);
     }
     let account_key = format!("{ns}/{bound_account}");
-    let Some(account) = ctx.account(&account_key).filter(|a| a.ready) else {
+    // Any client of the account serves a delete, even one whose account is not Ready any more
+    // (its Secret was removed first in a namespace delete): the API says if it refuses.
+    let Some(account) = ctx.account(&account_key) else {
         let accounts: Api<crate::crd::DatabricksAccount> = Api::namespaced(ctx.client.clone(), ns);
         if accounts.get_opt(&bound_account).await?.is_none() {
             // The account is gone: the remote object cannot be reached; never wedge the delete.
@@ -1101,8 +1108,7 @@ async fn cleanup<K: Managed>(
             return Ok(Step::Release);
         }
         let msg = format!(
-            "deletion waits for DatabricksAccount {:?} to be Ready",
-            bound_account
+            "deletion waits for DatabricksAccount {bound_account:?} to connect: its Secret must exist and carry the label {SECRET_LABEL}=true (see the account's status)"
         );
         run.set("Synced", false, Reason::WaitingForDependency, &msg);
         run.write().await?;

@@ -49,6 +49,8 @@ pub struct Settings {
     pub sweep_interval: Duration,
     /// Fences Account API writes while this replica does not hold the leader lease.
     pub fence: WriteFence,
+    /// The shortest poll interval the per-object annotation may ask for (10 s; tests go lower).
+    pub min_annotated_poll_interval: Duration,
 }
 
 impl Default for Settings {
@@ -65,6 +67,7 @@ impl Default for Settings {
             federation_token_file: PathBuf::from(DEFAULT_FEDERATION_TOKEN_FILE),
             sweep_interval: Duration::from_secs(60),
             fence: WriteFence::open(),
+            min_annotated_poll_interval: crate::bounds::POLL_INTERVAL_MIN,
         }
     }
 }
@@ -185,6 +188,15 @@ impl Context {
     pub(crate) fn set_account(&self, key: &str, entry: AccountEntry) {
         lock(&self.accounts).insert(key.to_string(), entry);
         self.track();
+    }
+
+    /// Marks an account not ready (no new work through it) but keeps its client, if any, for the
+    /// deletes of objects that were created through it.
+    pub(crate) fn disable_account(&self, key: &str, message: &str) {
+        if let Some(e) = lock(&self.accounts).get_mut(key) {
+            e.ready = false;
+            e.message = crate::bounds::message(message);
+        }
     }
 
     /// Forgets an account's client and every list fetched through it.
