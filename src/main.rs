@@ -90,6 +90,9 @@ struct RunArgs {
         default_value = "/var/run/secrets/databricks/token"
     )]
     federation_token_file: std::path::PathBuf,
+    /// Time limit of one HTTP exchange with the Account API, e.g. `60s`.
+    #[arg(long, env = "API_TIMEOUT", default_value = "60s")]
+    api_timeout: String,
 }
 
 async fn run(args: RunArgs) -> Result<(), String> {
@@ -135,6 +138,7 @@ async fn run(args: RunArgs) -> Result<(), String> {
         extra_ca_pem,
         allowed_hosts,
         federation_token_file: args.federation_token_file.clone(),
+        api_timeout: flag("api-timeout", &args.api_timeout)?,
         fence: fence.clone(),
         ..Settings::default()
     };

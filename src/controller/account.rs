@@ -169,6 +169,8 @@ async fn build_config(
     let mut config = AccountConfig::new(spec.host.clone(), spec.account_id.clone(), credentials);
     config.ca_bundle_pem = ctx.settings.extra_ca_pem.clone();
     config.allowed_hosts = Some(ctx.settings.allowed_hosts.clone());
+    config.timeout = ctx.settings.api_timeout;
+    config.user_agent_comment = Some(ctx.instance.clone());
     if let Some(r) = spec.rate_limit {
         config.rate_limit = f64::from(r);
     }

@@ -51,6 +51,8 @@ pub struct Settings {
     pub fence: WriteFence,
     /// The shortest poll interval the per-object annotation may ask for (10 s; tests go lower).
     pub min_annotated_poll_interval: Duration,
+    /// Time limit of one HTTP exchange with the Account API (a trickling server is cut off).
+    pub api_timeout: Duration,
 }
 
 impl Default for Settings {
@@ -68,6 +70,7 @@ impl Default for Settings {
             sweep_interval: Duration::from_secs(60),
             fence: WriteFence::open(),
             min_annotated_poll_interval: crate::bounds::POLL_INTERVAL_MIN,
+            api_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -133,6 +136,8 @@ pub struct Context {
     pub recorder: Recorder,
     /// Prometheus metrics.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// This replica's identity (its pod name), also sent in the Account API `User-Agent`.
+    pub instance: String,
     /// Account clients by `namespace/name`.
     pub accounts: Mutex<HashMap<String, AccountEntry>>,
     /// The opted-in Secrets, one store per watched scope.
@@ -160,7 +165,7 @@ impl Context {
             client.clone(),
             Reporter {
                 controller: "databricks-account-operator".into(),
-                instance: Some(instance),
+                instance: Some(instance.clone()),
             },
         );
         let (account_nudges, _) = tokio::sync::broadcast::channel(1024);
@@ -169,6 +174,7 @@ impl Context {
             settings,
             recorder,
             metrics: Arc::default(),
+            instance,
             accounts: Mutex::default(),
             secrets: Mutex::default(),
             account_nudges,

@@ -158,10 +158,7 @@ impl AccountClient {
             .connect_timeout(Duration::from_secs(10))
             // A redirect could lead anywhere, downgrade to http:// or replay a body: never follow.
             .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!(
-                "databricks-account-operator/",
-                env!("CARGO_PKG_VERSION")
-            ))
+            .user_agent(user_agent(config.user_agent_comment.as_deref()))
             .build()
             .map_err(ConfigError::Http)?;
         let tokens = TokenSource::new(config.credentials, &host, &config.account_id, http.clone());
@@ -522,6 +519,23 @@ impl AccountClient {
             bytes.extend_from_slice(&chunk);
         }
         Ok((status, bytes, retry_after, auth))
+    }
+}
+
+/// `databricks-account-operator/VERSION`, with a comment such as the replica's identity. The
+/// comment keeps only characters a header allows.
+fn user_agent(comment: Option<&str>) -> String {
+    let base = concat!("databricks-account-operator/", env!("CARGO_PKG_VERSION"));
+    match comment {
+        Some(c) => {
+            let c: String = c
+                .chars()
+                .filter(|ch| ch.is_ascii_graphic() && !matches!(ch, '(' | ')' | '\\'))
+                .take(128)
+                .collect();
+            format!("{base} ({c})")
+        }
+        None => base.to_string(),
     }
 }
 

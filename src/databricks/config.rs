@@ -113,6 +113,8 @@ pub struct AccountConfig {
     pub retry_budget: Duration,
     /// The hosts the client may call; `None` for no policy (a client a person configured).
     pub allowed_hosts: Option<AllowedHosts>,
+    /// Added to the `User-Agent` in parentheses (the operator's replica identity).
+    pub user_agent_comment: Option<String>,
 }
 
 impl AccountConfig {
@@ -131,6 +133,7 @@ impl AccountConfig {
             timeout: Duration::from_secs(60),
             retry_budget: Duration::from_secs(30),
             allowed_hosts: None,
+            user_agent_comment: None,
         }
     }
 

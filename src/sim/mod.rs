@@ -36,7 +36,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use faults::{CredentialPropagation, FailRule, Faults, LostResponse, RateLimit, ServerError};
-pub use server::{RequestCount, RequestCounts};
+pub use server::{LoggedRequest, RequestCount, RequestCounts};
 pub use state::ApiError;
 
 /// The account ID the simulator uses unless told otherwise.
@@ -168,6 +168,11 @@ impl SimHandle {
     /// Counts of requests per route template and status.
     pub fn request_count(&self) -> RequestCounts {
         self.shared.request_counts()
+    }
+
+    /// Every API request answered, with its `User-Agent`, oldest first.
+    pub fn request_log(&self) -> Vec<LoggedRequest> {
+        self.shared.request_log()
     }
 
     /// Replace the injected faults (same as `POST /__sim/faults`).

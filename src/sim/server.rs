@@ -35,6 +35,23 @@ pub struct RequestCounts {
     pub entries: Vec<RequestCount>,
 }
 
+/// One API request as the simulator answered it, with the client's `User-Agent` (so a test can
+/// tell which replica sent what).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoggedRequest {
+    /// Milliseconds since the Unix epoch, when the answer was decided.
+    pub at_ms: u64,
+    /// Method and route template, for example `POST /credentials`.
+    pub route: String,
+    /// HTTP status (0 for a lost response).
+    pub status: u16,
+    /// The `User-Agent` header.
+    pub user_agent: String,
+}
+
+/// The request log keeps this many entries (the oldest go first).
+const MAX_LOGGED_REQUESTS: usize = 100_000;
+
 /// One counter of [`RequestCounts`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RequestCount {
@@ -74,6 +91,7 @@ pub(crate) struct Shared {
     faults: Mutex<Faults>,
     tokens: Mutex<HashMap<String, Instant>>,
     counts: Mutex<BTreeMap<(String, u16), u64>>,
+    log: Mutex<std::collections::VecDeque<LoggedRequest>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -96,6 +114,7 @@ impl Shared {
             faults: Mutex::new(Faults::default()),
             tokens: Mutex::new(HashMap::new()),
             counts: Mutex::new(BTreeMap::new()),
+            log: Mutex::new(std::collections::VecDeque::new()),
         }
     }
 
@@ -129,6 +148,24 @@ impl Shared {
 
     fn faults(&self) -> Faults {
         lock(&self.faults).clone()
+    }
+
+    /// Every API request answered, oldest first (at most the last 100,000).
+    pub fn request_log(&self) -> Vec<LoggedRequest> {
+        lock(&self.log).iter().cloned().collect()
+    }
+
+    fn log(&self, route: &str, status: u16, user_agent: &str) {
+        let mut log = lock(&self.log);
+        if log.len() >= MAX_LOGGED_REQUESTS {
+            log.pop_front();
+        }
+        log.push_back(LoggedRequest {
+            at_ms: now_ms(),
+            route: route.to_string(),
+            status,
+            user_agent: user_agent.to_string(),
+        });
     }
 
     fn count(&self, route: &str, status: u16) {
@@ -471,6 +508,12 @@ async fn api(
     }
     let acct = segments.first().copied().unwrap_or("").to_string();
     let (route, target) = route_of(&method, segments.get(1..).unwrap_or(&[]));
+    let user_agent = req
+        .headers()
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
     let faults = shared.faults();
     if faults.latency_ms > 0 {
         tokio::time::sleep(Duration::from_millis(faults.latency_ms)).await;
@@ -520,6 +563,7 @@ async fn api(
                     Ok(value) => {
                         if lock(&shared.faults).take_lost_response(&route) {
                             shared.count(&route, 0);
+                            shared.log(&route, 0, &user_agent);
                             tracing::info!(%route, "committed; losing the response");
                             kill.notify_one();
                             std::future::pending::<()>().await;
@@ -540,6 +584,7 @@ async fn api(
     let status = resp.status().as_u16();
     tracing::debug!(%route, status, "api request");
     shared.count(&route, status);
+    shared.log(&route, status, &user_agent);
     resp
 }
 
@@ -676,6 +721,7 @@ async fn control(
             let wipe = query_param(&req, "objects").is_some_and(|v| v == "true");
             shared.set_faults(Faults::default());
             lock(&shared.counts).clear();
+            lock(&shared.log).clear();
             if wipe {
                 let mut store = lock(&shared.store);
                 *store = Store::new(store.config().clone());
