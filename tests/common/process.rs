@@ -1,0 +1,130 @@
+//! The operator as a separate process of the real binary, scoped to one namespace, with its
+//! `/metrics` endpoint, its log file and its memory as the kernel counts it.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// A free port on loopback.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind loopback")
+        .local_addr()
+        .expect("local address")
+        .port()
+}
+
+/// A running operator process. Killed when dropped.
+pub struct OperatorProcess {
+    child: Child,
+    /// Port of `/metrics`, `/healthz`, `/readyz`.
+    pub port: u16,
+    /// Its stderr (the log).
+    pub log: PathBuf,
+}
+
+impl OperatorProcess {
+    /// Starts `databricks-account-operator run` watching `namespace` only, allowed to call
+    /// 127.0.0.1, with a 1 s busy poll, plus `extra` arguments. `POD_NAME` is `name` (also its
+    /// `User-Agent` comment) and `POD_NAMESPACE` is `namespace`.
+    pub fn start(name: &str, namespace: &str, extra: &[&str]) -> Self {
+        let port = free_port();
+        let log = std::env::temp_dir().join(format!("dao-{namespace}-{name}.log"));
+        let stderr = std::fs::File::create(&log).expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_databricks-account-operator"))
+            .args(["run", "--busy-poll-interval", "1s", "--watch-namespaces", namespace])
+            .args(["--allowed-hosts", "127.0.0.1"])
+            .args(["--metrics-addr", &format!("127.0.0.1:{port}")])
+            .args(extra)
+            .env("POD_NAME", name)
+            .env("POD_NAMESPACE", namespace)
+            .env(
+                "RUST_LOG",
+                std::env::var("OPERATOR_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("the operator binary starts");
+        Self { child, port, log }
+    }
+
+    /// The process ID.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether the process is still running.
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Sends a signal by name (`STOP`, `CONT`, `KILL`, `TERM`).
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([format!("-{sig}"), self.pid().to_string()])
+            .status()
+            .expect("kill runs")
+            .success();
+        assert!(ok, "kill -{sig} {} failed", self.pid());
+    }
+
+    /// The log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// A field of `/proc/PID/status` in KiB (`VmRSS`, `VmHWM`).
+    pub fn memory_kib(&self, field: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("the process is alive");
+        status
+            .lines()
+            .find_map(|l| {
+                let rest = l.strip_prefix(field)?.strip_prefix(':')?;
+                rest.trim().trim_end_matches("kB").trim().parse().ok()
+            })
+            .unwrap_or_else(|| panic!("no {field} in /proc/{}/status", self.pid()))
+    }
+
+    /// `/metrics` as text. Fails the test when the endpoint does not answer: an unreachable
+    /// endpoint must never read as zero.
+    pub async fn metrics(&self) -> String {
+        let url = format!("http://127.0.0.1:{}/metrics", self.port);
+        let mut last = String::new();
+        for _ in 0..40 {
+            match reqwest::Client::new()
+                .get(&url)
+                .timeout(Duration::from_secs(5))
+                .send()
+                .await
+            {
+                Ok(r) if r.status().is_success() => return r.text().await.expect("metrics body"),
+                Ok(r) => last = format!("status {}", r.status()),
+                Err(e) => last = e.to_string(),
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        panic!("{url} does not answer: {last}");
+    }
+
+    /// The sum of the samples of a metric whose line starts with `prefix` (for example
+    /// `databricks_operator_tracked_entries{map="gates"}`). Fails when no line matches.
+    pub async fn metric(&self, prefix: &str) -> f64 {
+        let text = self.metrics().await;
+        let values: Vec<f64> = text
+            .lines()
+            .filter(|l| l.starts_with(prefix))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .collect();
+        assert!(!values.is_empty(), "no metric line starts with {prefix}");
+        values.iter().sum()
+    }
+}
+
+impl Drop for OperatorProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
