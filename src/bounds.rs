@@ -90,8 +90,18 @@ pub fn parse_duration(s: &str, min: Duration, max: Duration) -> Result<Duration,
     };
     let shape =
         || format!("{s:?} is not a duration: use a whole number of s, m or h (e.g. 30s, 10m, 1h)");
-    if num.is_empty() || num.len() > 12 || (num.len() > 1 && num.starts_with('0')) {
+    let range = || {
+        format!(
+            "{s:?} is out of range: between {} and {}",
+            human(min),
+            human(max)
+        )
+    };
+    if num.is_empty() || (num.len() > 1 && num.starts_with('0')) {
         return Err(shape());
+    }
+    if num.len() > 12 {
+        return Err(range());
     }
     let n: u64 = num.parse().map_err(|_| shape())?;
     let secs = match unit {
@@ -102,11 +112,7 @@ pub fn parse_duration(s: &str, min: Duration, max: Duration) -> Result<Duration,
     };
     match secs.map(Duration::from_secs) {
         Some(d) if d >= min && d <= max => Ok(d),
-        _ => Err(format!(
-            "{s:?} is out of range: between {} and {}",
-            human(min),
-            human(max)
-        )),
+        _ => Err(range()),
     }
 }
 
@@ -136,7 +142,11 @@ mod tests {
         assert_eq!(p("45"), Ok(Duration::from_secs(45)));
         assert!(p("9s").unwrap_err().contains("between 10s and 24h"));
         assert!(p("25h").unwrap_err().contains("out of range"));
-        assert!(p("18446744073709551615").is_err());
+        assert!(
+            p("18446744073709551615")
+                .unwrap_err()
+                .contains("out of range")
+        );
         assert!(p("18446744073709551615h").is_err());
         assert!(p("0s").is_err());
         assert!(p("ten").unwrap_err().contains("not a duration"));

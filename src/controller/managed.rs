@@ -506,7 +506,8 @@ pub fn references(spec: &serde_json::Value, kind: DepKind, name: &str) -> bool {
     fields.iter().any(|f| spec.get(*f).is_some_and(by_name))
 }
 
-/// Objects of any managed kind in the namespace that use the account `name`.
+/// Objects of any managed kind in the namespace that use the account `name`: they name it in
+/// `accountRef`, or their Databricks ID belongs to it.
 pub async fn referrers_of_account(
     client: &kube::Client,
     ns: &str,
@@ -529,7 +530,12 @@ pub async fn referrers_of_account(
                 .pointer("/spec/accountRef/name")
                 .and_then(|v| v.as_str())
                 .unwrap_or("default");
-            if account == name {
+            // An object whose ID belongs to this account uses it, whatever accountRef says now.
+            let bound = obj
+                .data
+                .pointer("/status/accountName")
+                .and_then(|v| v.as_str());
+            if account == name || bound == Some(name) {
                 out.push(format!("{kind}/{}", obj.name_any()));
             }
         }

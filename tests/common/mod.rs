@@ -169,3 +169,65 @@ where
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
+
+/// One of our kinds, for dynamic access.
+pub fn ours(kind: &str) -> ApiResource {
+    ApiResource::from_gvk(&GroupVersionKind::gvk(
+        "account.databricks-operator.dev",
+        "v1alpha1",
+        kind,
+    ))
+}
+
+/// A condition as the tests read it.
+#[derive(Debug, Clone)]
+pub struct Cond {
+    pub status: String,
+    pub reason: String,
+    pub message: String,
+}
+
+/// The `type_` condition of an object.
+pub fn condition(obj: &DynamicObject, type_: &str) -> Option<Cond> {
+    let c = obj
+        .data
+        .pointer("/status/conditions")?
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == type_)?;
+    Some(Cond {
+        status: c["status"].as_str()?.into(),
+        reason: c["reason"].as_str()?.into(),
+        message: c["message"].as_str()?.into(),
+    })
+}
+
+/// Waits until the object's `type_` condition has `reason`; returns the object. The failure says
+/// what the condition was instead.
+pub async fn wait_condition(
+    client: &Client,
+    ns: &str,
+    kind: &str,
+    name: &str,
+    type_: &str,
+    reason: &str,
+    secs: u64,
+) -> DynamicObject {
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &ours(kind));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    let mut last = None;
+    loop {
+        if let Ok(obj) = api.get(name).await {
+            let c = condition(&obj, type_);
+            if c.as_ref().is_some_and(|c| c.reason == reason) {
+                return obj;
+            }
+            last = c;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {kind}/{name} {type_}={reason}; last: {last:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
