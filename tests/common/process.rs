@@ -32,7 +32,13 @@ impl OperatorProcess {
         let log = std::env::temp_dir().join(format!("dao-{namespace}-{name}.log"));
         let stderr = std::fs::File::create(&log).expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_databricks-account-operator"))
-            .args(["run", "--busy-poll-interval", "1s", "--watch-namespaces", namespace])
+            .args([
+                "run",
+                "--busy-poll-interval",
+                "1s",
+                "--watch-namespaces",
+                namespace,
+            ])
             .args(["--allowed-hosts", "127.0.0.1"])
             .args(["--metrics-addr", &format!("127.0.0.1:{port}")])
             .args(extra)
