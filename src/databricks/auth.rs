@@ -244,6 +244,13 @@ impl TokenSource {
                                 String::from_utf8_lossy(&body).chars().take(200).collect()
                             });
                         let code = crate::bounds::truncate(&code, 64);
+                        let message = if message.trim().is_empty() && (300..400).contains(&status) {
+                            "a redirect; the operator follows no redirects".to_string()
+                        } else if message.trim().is_empty() {
+                            "no detail in the answer".to_string()
+                        } else {
+                            message
+                        };
                         let err = AuthError::Refused {
                             endpoint: endpoint.clone(),
                             status,

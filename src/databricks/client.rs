@@ -511,12 +511,20 @@ impl AccountClient {
         {
             return Err(too_large());
         }
-        let mut bytes = Vec::new();
+        // The chunks are kept as they come and joined once: growing one buffer by doubling would
+        // hold up to twice the cap, plus the copy.
+        let mut chunks = Vec::new();
+        let mut total = 0usize;
         while let Some(chunk) = resp.chunk().await.map_err(transport)? {
-            if bytes.len().saturating_add(chunk.len()) > limit {
+            total = total.saturating_add(chunk.len());
+            if total > limit {
                 return Err(too_large());
             }
-            bytes.extend_from_slice(&chunk);
+            chunks.push(chunk);
+        }
+        let mut bytes = Vec::with_capacity(total);
+        for c in chunks {
+            bytes.extend_from_slice(&c);
         }
         Ok((status, bytes, retry_after, auth))
     }

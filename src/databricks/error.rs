@@ -196,6 +196,29 @@ fn reason_text(status: u16) -> String {
         .to_string()
 }
 
+/// A transport error with its causes, and what kind of failure it was: reqwest's own text drops
+/// the cause (a timeout reads as "error decoding response body").
+pub fn describe(e: &reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "connection failed"
+    } else if e.is_body() || e.is_decode() {
+        "the answer broke off"
+    } else if e.is_redirect() {
+        "redirect refused"
+    } else {
+        "transport error"
+    };
+    let mut text = format!("{kind}: {e}");
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        text.push_str(&format!(": {c}"));
+        cause = c.source();
+    }
+    crate::bounds::truncate(&text, 512)
+}
+
 /// Errors of the token sources.
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
@@ -212,7 +235,7 @@ pub enum AuthError {
         message: String,
     },
     /// The token endpoint could not be reached.
-    #[error("cannot reach token endpoint {endpoint}: {source}")]
+    #[error("cannot reach token endpoint {endpoint}: {}", describe(source))]
     Transport {
         /// The token endpoint.
         endpoint: String,
@@ -303,7 +326,8 @@ pub enum Error {
     /// A create request may or may not have reached the server: the connection failed after it
     /// was sent. The caller should look the object up (by name) before creating it again.
     #[error(
-        "outcome unknown for {method} {path}: the connection failed after the request was sent ({source})"
+        "outcome unknown for {method} {path}: the connection failed after the request was sent ({})",
+        describe(source)
     )]
     OutcomeUnknown {
         /// HTTP method.
@@ -315,7 +339,10 @@ pub enum Error {
         source: reqwest::Error,
     },
     /// The server could not be reached, or the exchange failed for a request that is safe to repeat.
-    #[error("cannot reach the Account API for {method} {path}: {source}")]
+    #[error(
+        "cannot reach the Account API for {method} {path}: {}",
+        describe(source)
+    )]
     Transport {
         /// HTTP method.
         method: String,
@@ -391,7 +418,10 @@ impl Error {
     pub fn is_auth(&self) -> bool {
         match self {
             Self::Api(e) => e.is_auth(),
-            Self::Auth(AuthError::Refused { status, .. }) => matches!(status, 400 | 401 | 403),
+            // 404 from the token endpoint: the account ID names no account.
+            Self::Auth(AuthError::Refused { status, .. }) => {
+                matches!(status, 400 | 401 | 403 | 404)
+            }
             _ => false,
         }
     }
