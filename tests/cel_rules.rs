@@ -312,3 +312,53 @@ fn federation_token_path_is_refused() {
         "{errs:?}"
     );
 }
+
+/// An optional field the API cannot change can be neither added nor removed after creation
+/// (`self == oldSelf` on the field alone only sees a change of a field present on both sides).
+#[test]
+fn optional_immutable_fields_cannot_be_added_or_removed() {
+    let base =
+        json!({"keyArn": "arn:aws:kms:us-east-1:123456789012:key/k", "useCases": ["STORAGE"]});
+    let with_alias = set(base.clone(), "keyAlias", json!("alias/k"));
+    let added = broken(
+        "databrickskeyconfigs",
+        "DatabricksKeyConfig",
+        base.clone(),
+        with_alias.clone(),
+    );
+    assert!(
+        added
+            .iter()
+            .any(|m| m.contains("keyAlias, reuseKeyForClusterVolumes cannot be added or removed")),
+        "{added:?}"
+    );
+    let removed = broken(
+        "databrickskeyconfigs",
+        "DatabricksKeyConfig",
+        with_alias.clone(),
+        base.clone(),
+    );
+    assert!(!removed.is_empty(), "removing keyAlias must be refused");
+    assert!(
+        broken(
+            "databrickskeyconfigs",
+            "DatabricksKeyConfig",
+            with_alias.clone(),
+            with_alias
+        )
+        .is_empty()
+    );
+    let ws = json!({"workspaceName": "w", "awsRegion": "us-west-2", "credentials": {"name": "c"},
+                    "storageConfiguration": {"name": "s"}});
+    let msgs = broken(
+        "databricksworkspaces",
+        "DatabricksWorkspace",
+        ws.clone(),
+        set(ws, "deploymentName", json!("w")),
+    );
+    assert!(
+        msgs.iter()
+            .any(|m| m.contains("cannot be added or removed")),
+        "{msgs:?}"
+    );
+}

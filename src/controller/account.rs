@@ -335,7 +335,7 @@ async fn apply(acct: Arc<DatabricksAccount>, ctx: Arc<Context>, ns: &str) -> Res
         Err(e) => (
             false,
             Reason::ApiUnavailable,
-            format!("cannot reach the Account API: {e}"),
+            format!("the Account API check failed: {e}"),
             ctx.backoff(&obj_key, e.retry_after()),
         ),
     };

@@ -123,7 +123,7 @@ impl Managed for DatabricksStorageConfig {
         if r.root_bucket_info.bucket_name != self.spec.bucket_name {
             v.push("bucketName");
         }
-        if r.role_arn.is_some() && r.role_arn != self.spec.role_arn {
+        if r.role_arn != self.spec.role_arn {
             v.push("roleArn");
         }
         if r.storage_configuration_name != self.desired_name() {
@@ -160,8 +160,9 @@ fn key_use_cases(spec: &[KeyUseCase]) -> Vec<m::KeyUseCase> {
         .collect()
 }
 
+/// Whether two lists hold the same elements, in any order and however often each appears.
 fn same_set<T: PartialEq>(a: &[T], b: &[T]) -> bool {
-    a.len() == b.len() && a.iter().all(|x| b.contains(x))
+    a.iter().all(|x| b.contains(x)) && b.iter().all(|x| a.contains(x))
 }
 
 impl Managed for DatabricksKeyConfig {
@@ -201,6 +202,18 @@ impl Managed for DatabricksKeyConfig {
         }
         if !same_set(&r.use_cases, &key_use_cases(&self.spec.use_cases)) {
             v.push("useCases");
+        }
+        let info = r.aws_key_info.clone().unwrap_or_default();
+        if info.key_alias != self.spec.key_alias {
+            v.push("keyAlias");
+        }
+        // Unset in the spec leaves the API's default; set, it must be what the key has.
+        if self
+            .spec
+            .reuse_key_for_cluster_volumes
+            .is_some_and(|want| info.reuse_key_for_cluster_volumes != Some(want))
+        {
+            v.push("reuseKeyForClusterVolumes");
         }
         v
     }
@@ -384,6 +397,9 @@ impl Managed for DatabricksVpcEndpoint {
         }
         if r.region != self.spec.region.as_str() {
             v.push("region");
+        }
+        if r.vpc_endpoint_name != self.desired_name() {
+            v.push("vpcEndpointName");
         }
         v
     }
@@ -673,6 +689,14 @@ impl Managed for DatabricksWorkspace {
         let mut v = Vec::new();
         if r.workspace_name != self.desired_name() {
             v.push("workspaceName");
+        }
+        // The API prefixes the account's deployment prefix: `acme-analytics` for `analytics`.
+        if let Some(want) = &self.spec.deployment_name
+            && r.deployment_name
+                .as_deref()
+                .is_some_and(|have| have != want && !have.ends_with(&format!("-{want}")))
+        {
+            v.push("deploymentName");
         }
         if let (Some(want), Some(have)) = (self.spec.pricing_tier, &r.pricing_tier)
             && serde_plain(&want) != have.as_str()

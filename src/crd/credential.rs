@@ -25,6 +25,7 @@ use super::common::{CommonStatus, Management};
     validation = Rule::new("!has(oldSelf.status) || !has(oldSelf.status.credentialsId) || (self.spec.accountRef == oldSelf.spec.accountRef && has(self.spec.externalId) == has(oldSelf.spec.externalId) && (!has(self.spec.externalId) || self.spec.externalId == oldSelf.spec.externalId))").message("accountRef and externalId cannot change once the object has a Databricks ID: that would create it again in another account, or adopt another object, and leave this one running")
 )]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.credentialsName) == has(oldSelf.credentialsName)").message("credentialsName cannot be added or removed after creation"))]
 pub struct DatabricksCredentialSpec {
     /// Account, deletion and management policies, adoption.
     #[serde(flatten)]

@@ -36,12 +36,13 @@ pub enum KeyUseCase {
     validation = Rule::new("!has(oldSelf.status) || !has(oldSelf.status.customerManagedKeyId) || (self.spec.accountRef == oldSelf.spec.accountRef && has(self.spec.externalId) == has(oldSelf.spec.externalId) && (!has(self.spec.externalId) || self.spec.externalId == oldSelf.spec.externalId))").message("accountRef and externalId cannot change once the object has a Databricks ID: that would create it again in another account, or adopt another object, and leave this one running")
 )]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.keyAlias) == has(oldSelf.keyAlias) && has(self.reuseKeyForClusterVolumes) == has(oldSelf.reuseKeyForClusterVolumes)").message("keyAlias, reuseKeyForClusterVolumes cannot be added or removed after creation"))]
 pub struct DatabricksKeyConfigSpec {
     /// Account, deletion and management policies, adoption.
     #[serde(flatten)]
     pub management: Management,
-    /// What the key encrypts: `MANAGED_SERVICES`, `STORAGE`, or both. Cannot be changed.
-    #[schemars(length(min = 1, max = 2))]
+    /// What the key encrypts: `MANAGED_SERVICES`, `STORAGE`, or both (each once). Cannot be changed.
+    #[schemars(length(min = 1, max = 2), extend("x-kubernetes-list-type" = "set"))]
     #[x_kube(validation = Rule::new("self == oldSelf").message("useCases cannot be changed"))]
     pub use_cases: Vec<KeyUseCase>,
     /// ARN of the KMS key. Cannot be changed.

@@ -41,6 +41,7 @@ pub struct NetworkVpcEndpointRefs {
     validation = Rule::new("!has(oldSelf.status) || !has(oldSelf.status.networkId) || (self.spec.accountRef == oldSelf.spec.accountRef && has(self.spec.externalId) == has(oldSelf.spec.externalId) && (!has(self.spec.externalId) || self.spec.externalId == oldSelf.spec.externalId))").message("accountRef and externalId cannot change once the object has a Databricks ID: that would create it again in another account, or adopt another object, and leave this one running")
 )]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.networkName) == has(oldSelf.networkName) && has(self.vpcEndpoints) == has(oldSelf.vpcEndpoints)").message("networkName, vpcEndpoints cannot be added or removed after creation"))]
 pub struct DatabricksNetworkSpec {
     /// Account, deletion and management policies, adoption.
     #[serde(flatten)]

@@ -56,8 +56,9 @@ pub struct DatabricksPrivateAccessSettingsSpec {
     /// `ACCOUNT` (default): any endpoint of the account; `ENDPOINT`: only `allowedVpcEndpoints`.
     #[serde(default)]
     pub private_access_level: PrivateAccessLevel,
-    /// With `ENDPOINT`: the endpoints allowed to reach the workspace.
+    /// With `ENDPOINT`: the endpoints allowed to reach the workspace (at most 100).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 100))]
     pub allowed_vpc_endpoints: Vec<DependencyRef>,
 }
 

@@ -55,6 +55,7 @@ pub enum FailurePolicy {
     validation = Rule::new("!has(oldSelf.status) || !has(oldSelf.status.workspaceId) || (self.spec.accountRef == oldSelf.spec.accountRef && has(self.spec.externalId) == has(oldSelf.spec.externalId) && (!has(self.spec.externalId) || self.spec.externalId == oldSelf.spec.externalId))").message("accountRef and externalId cannot change once the object has a Databricks ID: that would create it again in another account, or adopt another object, and leave this one running")
 )]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.workspaceName) == has(oldSelf.workspaceName) && has(self.deploymentName) == has(oldSelf.deploymentName) && has(self.pricingTier) == has(oldSelf.pricingTier)").message("workspaceName, deploymentName, pricingTier cannot be added or removed after creation"))]
 pub struct DatabricksWorkspaceSpec {
     /// Account, deletion and management policies, adoption.
     #[serde(flatten)]
@@ -83,7 +84,7 @@ pub struct DatabricksWorkspaceSpec {
     /// AWS tags for the workspace's resources (keys 1–127, values up to 255 characters). An empty
     /// map leaves the tags as they are: Databricks cannot remove tags.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    #[schemars(extend("maxProperties" = 50))]
+    #[schemars(extend("maxProperties" = 50, "additionalProperties" = {"type": "string", "maxLength": 255}))]
     pub custom_tags: BTreeMap<String, String>,
     /// Network connectivity configuration for serverless compute (can be added or switched, not removed).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -170,13 +170,21 @@ where
     }
 }
 
-/// One of our kinds, for dynamic access.
+/// One of our kinds, for dynamic access, with the plural its CRD declares (guessing it from the
+/// kind gets `DatabricksPrivateAccessSettings` wrong).
 pub fn ours(kind: &str) -> ApiResource {
-    ApiResource::from_gvk(&GroupVersionKind::gvk(
+    let mut ar = ApiResource::from_gvk(&GroupVersionKind::gvk(
         "account.databricks-operator.dev",
         "v1alpha1",
         kind,
-    ))
+    ));
+    if let Some(crd) = databricks_account_operator::crd::all()
+        .into_iter()
+        .find(|c| c.spec.names.kind == kind)
+    {
+        ar.plural = crd.spec.names.plural;
+    }
+    ar
 }
 
 /// A condition as the tests read it.

@@ -30,7 +30,9 @@ impl OperatorProcess {
     pub fn start(name: &str, namespace: &str, extra: &[&str]) -> Self {
         let port = free_port();
         let log = std::env::temp_dir().join(format!("dao-{namespace}-{name}.log"));
+        // The log goes to stdout; panics and start-up errors to stderr: both into the file.
         let stderr = std::fs::File::create(&log).expect("log file");
+        let stdout = stderr.try_clone().expect("log file handle");
         let child = Command::new(env!("CARGO_BIN_EXE_databricks-account-operator"))
             .args([
                 "run",
@@ -48,7 +50,7 @@ impl OperatorProcess {
                 "RUST_LOG",
                 std::env::var("OPERATOR_LOG").unwrap_or_else(|_| "info".into()),
             )
-            .stdout(Stdio::null())
+            .stdout(stdout)
             .stderr(stderr)
             .spawn()
             .expect("the operator binary starts");
