@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Test the Argo CD health check (charts/databricks-account-operator/files/health.lua) under Lua 5.1,
-# the semantics of Argo CD's gopher-lua, and check that config/argocd holds identical copies.
+# the semantics of Argo CD's gopher-lua, and check that config/argocd holds identical copies. The
+# test reads the closed set of condition reasons from src/crd/common.rs, so each has a case.
 #
 #   hack/argocd-test.sh
 #
@@ -19,4 +20,4 @@ echo "==> config/argocd copies of the health check"
 bash hack/sync-argocd-health.sh --check
 
 echo "==> health check tests (lua5.1)"
-lua5.1 tests/argocd/health_test.lua charts/databricks-account-operator/files/health.lua
+lua5.1 tests/argocd/health_test.lua charts/databricks-account-operator/files/health.lua src/crd/common.rs

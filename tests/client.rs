@@ -18,7 +18,7 @@ use databricks_account_operator::databricks::models::{
     WorkspaceUpdate,
 };
 use databricks_account_operator::databricks::{
-    AccountClient, AccountConfig, AuthError, Credentials, Error, Secret,
+    AccountClient, AccountConfig, AuthError, CallObserver, CallRecord, Credentials, Error, Secret,
 };
 use databricks_account_operator::sim::{
     self, Faults, LostResponse, RateLimit, ServerError, SimConfig, SimHandle,
@@ -682,11 +682,13 @@ async fn token_federation_exchanges_the_jwt_from_a_file() {
 // 2. Error body shapes
 
 /// Serves one canned error for every API call (basic auth, so no token endpoint) and returns the
-/// error of a `get` and how many attempts the client made.
+/// error of a `get` and how many attempts the client made. The retry budget (1 s) leaves room for
+/// at least one retry after the first backoff (at most 500 ms), so one attempt means the error was
+/// not retried, not that the budget was spent.
 async fn error_of(reply: impl Fn() -> Reply + Send + Sync + 'static) -> (Error, usize) {
     let fake = Fake::start(move |_| reply()).await;
     let mut cfg = fake.config(basic());
-    cfg.retry_budget = Duration::from_millis(200);
+    cfg.retry_budget = Duration::from_secs(1);
     let c = build(cfg);
     let err = c.get::<Credential>("c-1").await.unwrap_err();
     (err, fake.api_requests())
@@ -814,7 +816,7 @@ async fn an_html_error_page_uses_its_pre_text() {
     );
     assert_eq!(err.category(), "ServerError");
     assert!(!err.is_not_found());
-    assert!(attempts >= 1);
+    assert_eq!(attempts, 1, "a 502 is not retried");
 }
 
 /// An empty body gives the status text.
@@ -962,12 +964,14 @@ async fn empty_successful_answers_are_accepted() {
 // ------------------------------------------------------------------------------------------------
 // 3. Tokens
 
-/// Tokens that live 2 s are refreshed before they expire: an API that refuses expired tokens
-/// never answers 401.
+/// Tokens that live 5 s are refreshed ahead of expiry (a fifth of their lifetime before), not
+/// sooner and not later: an API that refuses expired tokens never answers 401, and the second
+/// token is fetched once the first is 4 s old.
 #[tokio::test]
 async fn short_lived_tokens_are_refreshed_before_expiry() {
+    const LIFETIME: Duration = Duration::from_secs(5);
     let issued: Arc<Mutex<BTreeMap<String, Instant>>> = Arc::default();
-    let issued_api = issued.clone();
+    let (issued_token, issued_api) = (issued.clone(), issued.clone());
     let counter = AtomicUsize::new(0);
     let rejected = Arc::new(AtomicUsize::new(0));
     let rejected_api = rejected.clone();
@@ -975,16 +979,22 @@ async fn short_lived_tokens_are_refreshed_before_expiry() {
         if r.is_token() {
             let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
             let token = format!("tok-{n}");
-            issued.lock().unwrap().insert(token.clone(), Instant::now());
+            issued_token
+                .lock()
+                .unwrap()
+                .insert(token.clone(), Instant::now());
             return Reply::json(
                 200,
-                format!(r#"{{"access_token":"{token}","token_type":"Bearer","expires_in":2}}"#),
+                format!(
+                    r#"{{"access_token":"{token}","token_type":"Bearer","expires_in":{}}}"#,
+                    LIFETIME.as_secs()
+                ),
             );
         }
         let fresh = r
             .bearer()
             .and_then(|t| issued_api.lock().unwrap().get(t).copied())
-            .is_some_and(|at| at.elapsed() < Duration::from_secs(2));
+            .is_some_and(|at| at.elapsed() < LIFETIME);
         if fresh {
             Reply::json(200, "[]")
         } else {
@@ -998,17 +1008,20 @@ async fn short_lived_tokens_are_refreshed_before_expiry() {
     .await;
     let c = fake.client(m2m());
     let start = Instant::now();
-    while start.elapsed() < Duration::from_millis(3300) {
+    let deadline = start + Duration::from_secs(60);
+    while !fake.requests().iter().any(|r| r.bearer() == Some("tok-2")) {
+        assert!(Instant::now() < deadline, "no second token");
         c.list::<Credential>().await.unwrap();
-        tokio::time::sleep(Duration::from_millis(150)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // The client switches 1 s (the refresh lead) before expiry: a request would have to take
+    // that long between the client's check of the token and the server's for this to fail.
     assert_eq!(
         rejected.load(Ordering::SeqCst),
         0,
         "a token was used after it expired"
     );
-    let fetches = fake.token_requests();
-    assert!((2..=3).contains(&fetches), "{fetches} token fetches");
+    assert_eq!(fake.token_requests(), 2);
     let tokens: Vec<String> = fake
         .requests()
         .iter()
@@ -1016,7 +1029,14 @@ async fn short_lived_tokens_are_refreshed_before_expiry() {
         .filter_map(|r| r.bearer().map(str::to_string))
         .collect();
     assert_eq!(tokens.first().map(String::as_str), Some("tok-1"));
-    assert!(tokens.iter().any(|t| t == "tok-2"));
+    assert_eq!(tokens.last().map(String::as_str), Some("tok-2"));
+    // Not refreshed early: the first token was fetched after `start`, and is kept 4 s.
+    let second = issued.lock().unwrap()["tok-2"];
+    assert!(
+        second.duration_since(start) >= LIFETIME - LIFETIME / 5,
+        "refreshed {:?} after the first fetch",
+        second.duration_since(start)
+    );
 }
 
 /// Twenty concurrent calls on a cold cache share one token fetch.
@@ -1148,8 +1168,9 @@ async fn a_transient_token_endpoint_failure_is_retried() {
 // ------------------------------------------------------------------------------------------------
 // 4. Retries
 
-/// A 429 with `Retry-After: 1` is retried after at least that long.
-#[tokio::test]
+/// A 429 with `Retry-After: 1` is retried after exactly that long (on a paused clock, which
+/// only the client's own sleeps advance).
+#[tokio::test(start_paused = true)]
 async fn a_429_waits_for_retry_after_then_succeeds() {
     let s = start_sim().await;
     let c = sim_client(&s, m2m());
@@ -1162,11 +1183,15 @@ async fn a_429_waits_for_retry_after_then_succeeds() {
         }),
         ..Faults::default()
     });
-    let start = Instant::now();
+    let start = tokio::time::Instant::now();
     c.list::<Network>().await.unwrap();
     let elapsed = start.elapsed();
-    assert!(elapsed >= Duration::from_millis(900), "{elapsed:?}");
-    assert!(elapsed < Duration::from_secs(3), "{elapsed:?}");
+    // Retry-After (1 s) is longer than the first backoff (250-500 ms), so it decides the wait;
+    // the timer rounds a sleep up to its next millisecond.
+    assert!(
+        (Duration::from_secs(1)..=Duration::from_millis(1001)).contains(&elapsed),
+        "{elapsed:?}"
+    );
     let counts = s.request_count();
     assert_eq!(counts.get("GET /networks", 429), 1);
     assert_eq!(counts.get("GET /networks", 200), 1);
@@ -1174,11 +1199,12 @@ async fn a_429_waits_for_retry_after_then_succeeds() {
 }
 
 /// Two 503s then a 200: the call succeeds after backing off, in three attempts. A 504 is retried
-/// too.
-#[tokio::test]
+/// too. The clock is paused: only the client's own sleeps advance it.
+#[tokio::test(start_paused = true)]
 async fn a_503_twice_then_200_succeeds_with_backoff() {
     let s = start_sim().await;
     let c = sim_client(&s, m2m());
+    c.check().await.unwrap();
     s.set_faults(Faults {
         server_error: Some(ServerError {
             count: 2,
@@ -1187,7 +1213,7 @@ async fn a_503_twice_then_200_succeeds_with_backoff() {
         }),
         ..Faults::default()
     });
-    let start = Instant::now();
+    let start = tokio::time::Instant::now();
     let cred: Credential = c.create(&credential_request("after-503")).await.unwrap();
     let elapsed = start.elapsed();
     assert_eq!(cred.credentials_name, "after-503");
@@ -1195,9 +1221,12 @@ async fn a_503_twice_then_200_succeeds_with_backoff() {
     assert_eq!(counts.get("POST /credentials", 503), 2);
     assert_eq!(counts.get("POST /credentials", 200), 1);
     assert_eq!(snapshot_len(&s, "credentials"), 1);
-    // Backoff: at least 50 % of 500 ms + 1 s.
-    assert!(elapsed >= Duration::from_millis(700), "{elapsed:?}");
-    assert!(elapsed < Duration::from_secs(4), "{elapsed:?}");
+    // Backoff: 500 ms, then 1 s, each with 50-100 % jitter; the timer rounds each sleep up to
+    // its next millisecond.
+    assert!(
+        (Duration::from_millis(750)..=Duration::from_millis(1502)).contains(&elapsed),
+        "{elapsed:?}"
+    );
 
     s.set_faults(Faults {
         server_error: Some(ServerError {
@@ -1246,7 +1275,10 @@ async fn non_retryable_errors_are_not_retried() {
     s.shutdown().await;
 }
 
-/// A server that always answers 503 makes the call give up within the retry budget.
+/// A server that always answers 503 makes the call give up once the next wait would end past
+/// the retry budget, returning the last error. With `Retry-After: 1` and a 1.9 s budget that is
+/// exactly after the second attempt (sent at least 1 s in, so the next wait would end at 2 s or
+/// later); the first attempt would have to take 0.9 s for the count to change.
 #[tokio::test]
 async fn the_retry_budget_bounds_the_time_spent_on_503s() {
     let fake = Fake::start(|_| {
@@ -1254,19 +1286,19 @@ async fn the_retry_budget_bounds_the_time_spent_on_503s() {
             503,
             r#"{"error_code":"TEMPORARILY_UNAVAILABLE","message":"later"}"#,
         )
+        .header("Retry-After", "1")
     })
     .await;
     let mut cfg = fake.config(basic());
-    cfg.retry_budget = Duration::from_millis(1500);
+    cfg.retry_budget = Duration::from_millis(1900);
     let c = build(cfg);
     let start = Instant::now();
     let err = c.list::<Credential>().await.unwrap_err();
     let elapsed = start.elapsed();
     assert_eq!(err.api().unwrap().status, 503);
     assert!(err.is_retryable());
-    assert!(elapsed <= Duration::from_millis(1700), "{elapsed:?}");
-    let attempts = fake.api_requests();
-    assert!((2..=5).contains(&attempts), "{attempts} attempts");
+    assert_eq!(fake.api_requests(), 2, "attempts");
+    assert!(elapsed >= Duration::from_secs(1), "{elapsed:?}");
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -1340,29 +1372,56 @@ async fn a_refused_connection_is_a_transport_error() {
 // ------------------------------------------------------------------------------------------------
 // 6. Client-side rate limit
 
-/// With 5 requests per second, 15 calls take about 2 s (a burst of 5, then 5/s); with the default
-/// they do not wait.
-#[tokio::test]
+/// Records how long the client-side rate limit held each call back.
+#[derive(Default)]
+struct Throttled(Mutex<Vec<Duration>>);
+
+impl CallObserver for Throttled {
+    fn observe(&self, record: &CallRecord<'_>) {
+        self.0.lock().unwrap().push(record.throttled);
+    }
+}
+
+/// With 5 requests per second, 15 calls take 2 s: a burst of 5, then one every 200 ms; with the
+/// default (15 per second) they are never held back. The clock is paused, so only the limiter's
+/// sleeps advance it.
+#[tokio::test(start_paused = true)]
 async fn the_client_side_rate_limit_spaces_calls() {
     let s = start_sim().await;
+    let observed = Arc::new(Throttled::default());
     let mut cfg = AccountConfig::new(s.base_url(), s.config().account_id.clone(), m2m());
     cfg.rate_limit = 5.0;
-    let slow = build(cfg);
-    let start = Instant::now();
+    install_crypto();
+    let slow = AccountClient::with_observer(cfg, Some(observed.clone())).unwrap();
+    let start = tokio::time::Instant::now();
     for _ in 0..15 {
         slow.list::<Credential>().await.unwrap();
     }
     let elapsed = start.elapsed();
-    assert!(elapsed >= Duration::from_millis(1900), "{elapsed:?}");
-    assert!(elapsed < Duration::from_secs(4), "{elapsed:?}");
+    // The timer rounds each of the ten sleeps up to its next millisecond.
+    assert!(
+        (Duration::from_millis(1999)..=Duration::from_millis(2010)).contains(&elapsed),
+        "{elapsed:?}"
+    );
+    let held: Vec<u128> = observed
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_micros().div_ceil(1000))
+        .collect();
+    assert_eq!(
+        held,
+        [[0; 5].as_slice(), &[200; 10]].concat(),
+        "ms held back"
+    );
 
     let fast = sim_client(&s, m2m());
-    let start = Instant::now();
+    let start = tokio::time::Instant::now();
     for _ in 0..15 {
         fast.list::<Credential>().await.unwrap();
     }
-    let elapsed = start.elapsed();
-    assert!(elapsed < Duration::from_millis(900), "{elapsed:?}");
+    assert_eq!(start.elapsed(), Duration::ZERO);
     s.shutdown().await;
 }
 

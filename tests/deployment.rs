@@ -11,10 +11,13 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use databricks_account_operator::sim::{self, SimConfig};
-use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::jiff::SignedDuration;
 use kube::Client;
-use kube::api::{Api, ApiResource, DynamicObject};
-use kube::core::GroupVersionKind;
+use kube::api::{Api, DynamicObject};
+
+/// The operators' `--lease-duration`; they renew every third of it.
+const LEASE: Duration = Duration::from_secs(6);
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -31,7 +34,8 @@ struct Operator {
 }
 
 impl Operator {
-    fn start(name: &str, ns: &str, lease: &str, extra: &[&str]) -> Self {
+    /// A replica watching `ns`, with its Lease in `lease_ns` (its own namespace, as in a pod).
+    fn start(name: &str, ns: &str, lease_ns: &str, lease: &str, extra: &[&str]) -> Self {
         let port = free_port();
         let log = std::fs::File::create(std::env::temp_dir().join(format!("{lease}-{name}.log")))
             .unwrap();
@@ -46,16 +50,11 @@ impl Operator {
                 "127.0.0.1",
             ])
             .args(["--metrics-addr", &format!("127.0.0.1:{port}")])
-            .args([
-                "--leader-elect",
-                "--lease-name",
-                lease,
-                "--lease-duration",
-                "6s",
-            ])
+            .args(["--leader-elect", "--lease-name", lease, "--lease-duration"])
+            .arg(format!("{}s", LEASE.as_secs()))
             .args(extra)
             .env("POD_NAME", name)
-            .env("POD_NAMESPACE", ns)
+            .env("POD_NAMESPACE", lease_ns)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(log)
@@ -68,23 +67,46 @@ impl Operator {
         }
     }
 
-    async fn get(&self, path: &str) -> Option<(u16, String)> {
+    async fn get(&self, path: &str) -> Result<(u16, String), reqwest::Error> {
         let resp = reqwest::Client::new()
             .get(format!("http://127.0.0.1:{}{path}", self.port))
-            .timeout(Duration::from_secs(2))
+            .timeout(Duration::from_secs(10))
             .send()
-            .await
-            .ok()?;
+            .await?;
         let status = resp.status().as_u16();
-        Some((status, resp.text().await.ok()?))
+        Ok((status, resp.text().await?))
     }
 
-    /// The value of a counter line in `/metrics` (0 when absent).
+    /// This replica's `/metrics`. Fails the test when it cannot be read: an unreachable endpoint
+    /// must not pass for one that counts nothing.
+    async fn metrics(&self) -> String {
+        let (status, text) = self
+            .get("/metrics")
+            .await
+            .unwrap_or_else(|e| panic!("{}: cannot read /metrics: {e}", self.name));
+        assert_eq!(status, 200, "{}: /metrics answered {status}", self.name);
+        // An OpenMetrics exposition ends with `# EOF`, also when nothing was counted yet.
+        assert!(
+            text.trim_end().ends_with("# EOF"),
+            "{}: not an OpenMetrics exposition:\n{text}",
+            self.name
+        );
+        text
+    }
+
+    /// The sum of a metric's samples whose line starts with `line_prefix` (0 when the metric has
+    /// no such sample yet).
     async fn metric(&self, line_prefix: &str) -> f64 {
-        let (_, text) = self.get("/metrics").await.unwrap_or_default();
-        text.lines()
+        self.metrics()
+            .await
+            .lines()
             .filter(|l| l.starts_with(line_prefix))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .map(|l| {
+                l.rsplit(' ')
+                    .next()
+                    .and_then(|v| v.parse::<f64>().ok())
+                    .unwrap_or_else(|| panic!("not a sample: {l}"))
+            })
             .sum()
     }
 }
@@ -97,12 +119,8 @@ impl Drop for Operator {
 }
 
 async fn workspace_ready(client: &Client, ns: &str, name: &str) -> Option<()> {
-    let ar = ApiResource::from_gvk(&GroupVersionKind::gvk(
-        "account.databricks-operator.dev",
-        "v1alpha1",
-        "DatabricksWorkspace",
-    ));
-    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &ar);
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), ns, &common::resource("DatabricksWorkspace"));
     let ws = api.get(name).await.ok()?;
     let ready = ws
         .data
@@ -113,20 +131,39 @@ async fn workspace_ready(client: &Client, ns: &str, name: &str) -> Option<()> {
     ready.then_some(())
 }
 
-async fn holder(client: &Client, ns: &str, lease: &str) -> Option<String> {
+/// The Lease's spec. A Lease that cannot be read, or does not exist, fails the test: neither
+/// may pass for a released one.
+async fn lease(client: &Client, ns: &str, name: &str) -> LeaseSpec {
     let api: Api<Lease> = Api::namespaced(client.clone(), ns);
-    api.get_opt(lease).await.ok()??.spec?.holder_identity
+    api.get(name)
+        .await
+        .unwrap_or_else(|e| panic!("cannot read Lease {ns}/{name}: {e}"))
+        .spec
+        .unwrap_or_else(|| panic!("Lease {ns}/{name} has no spec"))
 }
 
 /// Two replicas: only the leader reconciles and calls the API; its `/metrics` counts the API
-/// requests by operation; killing it hands the lease over within its duration, the new leader
-/// carries on, and the simulator never sees a duplicate object.
+/// requests by operation; killing it hands the lease over once the lease has expired and within
+/// a renew period or so after, the new leader carries on, the simulator never sees a duplicate
+/// object, and SIGTERM releases the lease.
 #[tokio::test]
 async fn leader_election_hands_over_and_metrics_count_api_calls() {
     let client = common::client().await;
     common::install_crds(&client).await;
     let ns = common::namespace(&client, "replicas").await;
-    let lease = format!("lease-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let lease_ns = common::namespace(&client, "replicas-lease").await;
+    // After a panic the replicas are gone with the body; nothing will release the finalizers.
+    common::run_then_remove(
+        &client.clone(),
+        &[ns.clone(), lease_ns.clone()],
+        Duration::ZERO,
+        replicas(client, ns, lease_ns),
+    )
+    .await;
+}
+
+async fn replicas(client: Client, ns: String, lease_ns: String) {
+    let lease_name = format!("lease-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
     let sim = sim::start(
         SimConfig {
             provisioning: Duration::from_secs(1),
@@ -140,17 +177,31 @@ async fn leader_election_hands_over_and_metrics_count_api_calls() {
     .await
     .unwrap();
 
-    let a = Operator::start("replica-a", &ns, &lease, &[]);
-    let b = Operator::start("replica-b", &ns, &lease, &["--log-format", "json"]);
+    let a = Operator::start("replica-a", &ns, &lease_ns, &lease_name, &[]);
+    let b = Operator::start(
+        "replica-b",
+        &ns,
+        &lease_ns,
+        &lease_name,
+        &["--log-format", "json"],
+    );
     for op in [&a, &b] {
         eventually("healthz and readyz", 30, || async {
-            let h = op.get("/healthz").await?;
-            let r = op.get("/readyz").await?;
+            let h = op.get("/healthz").await.ok()?;
+            let r = op.get("/readyz").await.ok()?;
             (h.0 == 200 && r.0 == 200).then_some(())
         })
         .await;
     }
-    let first = eventually("a leader", 30, || holder(&client, &ns, &lease)).await;
+    let first = eventually("a leader", 30, || async {
+        let api: Api<Lease> = Api::namespaced(client.clone(), &lease_ns);
+        api.get_opt(&lease_name)
+            .await
+            .unwrap()?
+            .spec?
+            .holder_identity
+    })
+    .await;
     let (mut leader, follower) = if first == a.name { (a, b) } else { (b, a) };
 
     apply(&client, &ns, &samples(&sim)).await;
@@ -185,37 +236,55 @@ async fn leader_election_hands_over_and_metrics_count_api_calls() {
             "the simulator agrees for {kind}"
         );
     }
-    assert!(
+    assert_eq!(
         leader
             .metric(r#"databricks_operator_objects{kind="DatabricksWorkspace",ready="true"}"#)
-            .await
-            >= 1.0
+            .await,
+        1.0
     );
-    let (_, text) = leader.get("/metrics").await.unwrap();
+    let text = leader.metrics().await;
     for family in [
         "databricks_operator_reconcile_duration_seconds",
         "databricks_operator_api_request_duration_seconds",
         "databricks_operator_time_to_ready_seconds",
     ] {
-        assert!(text.contains(family), "{family} exported");
+        assert!(
+            text.contains(&format!("# TYPE {family} histogram")),
+            "{family} exported"
+        );
     }
 
-    // Kill the leader without a chance to release the lease: the follower takes over within the
-    // lease duration (6 s) plus one renew period.
-    let killed_at = Instant::now();
+    // Kill the leader without a chance to release the lease. What it last wrote is final.
     let _ = leader.child.kill();
     let _ = leader.child.wait();
-    let new = eventually("the follower to take over", 30, || async {
-        holder(&client, &ns, &lease)
-            .await
-            .filter(|h| *h == follower.name)
+    let last = lease(&client, &lease_ns, &lease_name).await;
+    assert_eq!(last.holder_identity.as_deref(), Some(leader.name.as_str()));
+    let new = eventually("the follower to take over", 60, || async {
+        let spec = lease(&client, &lease_ns, &lease_name).await;
+        (spec.holder_identity.as_deref() == Some(follower.name.as_str())).then_some(spec)
     })
     .await;
-    let handover = killed_at.elapsed();
-    println!("lease handed over to {new} in {handover:?}");
+    // Measured between the two replicas' own timestamps in the Lease, not by this test's polling.
+    let expired_at = last.renew_time.as_ref().unwrap().0;
+    let taken_at = new.acquire_time.as_ref().unwrap().0;
+    let handover = taken_at.duration_since(expired_at);
+    println!("lease taken over {handover} after the dead leader's last renewal");
+    let lease_duration = SignedDuration::try_from(LEASE).unwrap();
+    // Never before the lease expired: two leaders would reconcile at once.
     assert!(
-        handover < Duration::from_secs(10),
-        "handover took {handover:?}"
+        handover >= lease_duration,
+        "taken over {handover} after the last renewal, before the {LEASE:?} lease expired"
+    );
+    // The follower retries every renew period (a third of the lease), so it takes over within
+    // one after expiry; the margin is a further two renew periods for a loaded machine.
+    assert!(
+        handover <= 2 * lease_duration,
+        "taken over {handover} after the last renewal of a {LEASE:?} lease"
+    );
+    assert_eq!(
+        new.lease_transitions,
+        last.lease_transitions.map(|t| t + 1),
+        "one transition"
     );
     leader.name.clear();
 
@@ -244,7 +313,23 @@ async fn leader_election_hands_over_and_metrics_count_api_calls() {
             1,
             "{kind}: no duplicate after handover"
         );
+        let line = format!(r#"databricks_operator_api_requests_total{{operation="{kind}.create","#);
+        assert_eq!(
+            follower.metric(&line).await,
+            0.0,
+            "{kind}: the new leader creates nothing the old one had"
+        );
     }
+    assert_eq!(sim.request_count().total("POST /credentials"), 2);
+
+    // Delete the objects while a leader still runs, so that they, and their remote objects, go.
+    common::remove_namespace(&client, &ns, Duration::from_secs(120))
+        .await
+        .unwrap();
+    for (kind, items) in sim.snapshot().as_object().unwrap() {
+        assert!(items.as_array().unwrap().is_empty(), "{kind} left behind");
+    }
+
     // SIGTERM: the leader stops gracefully, exits 0 and releases the lease at once.
     let mut follower = follower;
     let pid = follower.child.id().to_string();
@@ -255,22 +340,27 @@ async fn leader_election_hands_over_and_metrics_count_api_calls() {
             .unwrap()
             .success()
     );
+    // Not a performance bound: a shutdown that never ends is the failure this catches.
     let started = Instant::now();
     let status = loop {
         if let Some(s) = follower.child.try_wait().unwrap() {
             break s;
         }
         assert!(
-            started.elapsed() < Duration::from_secs(15),
+            started.elapsed() < Duration::from_secs(60),
             "no exit after SIGTERM"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert!(status.success(), "exit status after SIGTERM: {status}");
+    let released = lease(&client, &lease_ns, &lease_name).await;
     assert_eq!(
-        holder(&client, &ns, &lease).await,
-        None,
+        (released.holder_identity, released.renew_time),
+        (None, None),
         "the lease is released on shutdown"
     );
-    common::delete_namespace(&client, &ns).await;
+    assert_eq!(released.lease_transitions, new.lease_transitions);
+    common::remove_namespace(&client, &lease_ns, Duration::from_secs(60))
+        .await
+        .unwrap();
 }

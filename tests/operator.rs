@@ -1,8 +1,11 @@
 //! The operator end to end: the real controllers against the real API server and the simulator.
 //!
-//! One operator runs for the whole test binary (on its own thread and runtime, as it would in a
-//! pod); every test gets its own namespace and its own simulator, named by that namespace's
-//! `DatabricksAccount`. The operator's logs are captured so tests can scan them.
+//! Every test gets its own namespaces, its own simulator (named by that namespace's
+//! `DatabricksAccount`), and its own operator watching only those namespaces (on its own thread
+//! and runtime, as it would in a pod), so a failed test cannot leave anything that another
+//! test's operator keeps retrying. Whether a test passes or panics, its namespaces are deleted
+//! before the next starts (`common::run_then_remove`). The operators' logs are captured so tests
+//! can scan them.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -10,6 +13,7 @@ mod common;
 
 use common::{apply, eventually, samples, samples_of};
 
+use std::future::Future;
 use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -20,19 +24,17 @@ use databricks_account_operator::databricks::{
     AccountClient, AccountConfig, AllowedHosts, Credentials, Secret,
 };
 use databricks_account_operator::sim::{
-    self, CredentialPropagation, FailRule, Faults, LostResponse, RateLimit, ServerError, SimConfig,
-    SimHandle,
+    self, CredentialPropagation, FailRule, Faults, LostResponse, RateLimit, RequestCounts,
+    ServerError, SimConfig, SimHandle,
 };
-use k8s_openapi::api::core::v1::Namespace;
 use kube::Client;
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use kube::core::GroupVersionKind;
 
 // ------------------------------------------------------------------------------------------------
-// The shared operator and its captured logs
+// An operator per test, and the captured logs
 
 static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-static OPERATOR: OnceLock<()> = OnceLock::new();
 
 struct LogSink(Arc<Mutex<Vec<u8>>>);
 
@@ -46,54 +48,172 @@ impl Write for LogSink {
     }
 }
 
-fn logs() -> String {
-    String::from_utf8_lossy(&LOGS.get().unwrap().lock().unwrap()).into_owned()
-}
-
 /// The operator's own token file for OAuth token federation (a custom resource cannot name one).
 fn federation_token_file() -> std::path::PathBuf {
     std::env::temp_dir().join(format!("dao-operator-test-token-{}", std::process::id()))
 }
 
-/// Starts the operator once per test binary.
-fn ensure_operator() {
-    OPERATOR.get_or_init(|| {
-        let buf = LOGS.get_or_init(Arc::default).clone();
+/// Captures the logs of every operator of this test binary, once.
+fn capture_logs() {
+    LOGS.get_or_init(|| {
+        let buf: Arc<Mutex<Vec<u8>>> = Arc::default();
+        let writer = buf.clone();
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::new(
                 "databricks_account_operator=debug,kube=info,warn",
             ))
             .with_ansi(false)
-            .with_writer(move || LogSink(buf.clone()))
+            .with_writer(move || LogSink(writer.clone()))
             .try_init();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
+        buf
+    });
+}
+
+fn logs() -> String {
+    String::from_utf8_lossy(&LOGS.get().unwrap().lock().unwrap()).into_owned()
+}
+
+/// The settings of every test's operator: it watches only that test's namespaces, and polls and
+/// backs off on a test's time scale. The one place these tests build `Settings`.
+fn test_settings(namespaces: &[String]) -> Settings {
+    Settings {
+        busy_poll_interval: Duration::from_secs(1),
+        credential_propagation_window: Duration::from_secs(60),
+        max_backoff: Duration::from_secs(5),
+        watch_namespaces: namespaces.to_vec(),
+        allowed_hosts: AllowedHosts::parse(["127.0.0.1"]).unwrap(),
+        federation_token_file: federation_token_file(),
+        // Tests poll every few seconds; the production floor is 10 s.
+        min_annotated_poll_interval: Duration::from_secs(1),
+        ..Settings::default()
+    }
+}
+
+/// An operator on its own thread and runtime, until it is stopped or dropped.
+struct Operator {
+    ctx: Arc<Context>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Operator {
+    fn start(namespaces: &[String]) -> Self {
+        let settings = test_settings(namespaces);
+        let (started, ctx) = std::sync::mpsc::channel();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
                 .enable_all()
                 .build()
                 .unwrap();
-            rt.block_on(async {
-                let client = common::client().await;
-                common::install_crds(&client).await;
-                let settings = Settings {
-                    busy_poll_interval: Duration::from_secs(1),
-                    credential_propagation_window: Duration::from_secs(60),
-                    max_backoff: Duration::from_secs(5),
-                    allowed_hosts: AllowedHosts::parse(["127.0.0.1"]).unwrap(),
-                    federation_token_file: federation_token_file(),
-                    // Tests poll every few seconds; the production floor is 10 s.
-                    min_annotated_poll_interval: Duration::from_secs(1),
-                    ..Settings::default()
-                };
-                let ctx = Context::new(client, settings, "test".into());
-                tx.send(()).unwrap();
-                controller::run(ctx, std::future::pending()).await;
+            rt.block_on(async move {
+                let ctx = Context::new(common::client().await, settings, "test".into());
+                started.send(ctx.clone()).unwrap();
+                controller::run(ctx, async move {
+                    let _ = stopped.await;
+                })
+                .await;
             });
         });
-        rx.recv_timeout(Duration::from_secs(60))
+        let ctx = ctx
+            .recv_timeout(Duration::from_secs(60))
             .expect("operator started");
-    });
+        Self {
+            ctx,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+
+    /// Shuts the controllers down and waits for the thread to end.
+    async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let thread = self.thread.take().unwrap();
+        tokio::time::timeout(
+            Duration::from_secs(60),
+            tokio::task::spawn_blocking(move || thread.join()),
+        )
+        .await
+        .expect("the operator shuts down")
+        .unwrap()
+        .expect("the operator thread did not panic");
+    }
+}
+
+impl Drop for Operator {
+    /// After a panic: the controllers stop on their own thread; nothing waits for them.
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// What a test body gets: a client, its namespaces (the first is `ns`), and its operator's
+/// context (for its metrics).
+#[derive(Clone)]
+struct Env {
+    client: Client,
+    ns: String,
+    namespaces: Vec<String>,
+    ctx: Arc<Context>,
+}
+
+impl Env {
+    /// Reconciles of `kind` by this test's operator so far.
+    fn reconciles(&self, kind: &str) -> u64 {
+        let prefix = format!("databricks_operator_reconciles_total{{kind=\"{kind}\",");
+        let text = self.ctx.metrics.encode();
+        assert!(
+            text.contains("# TYPE databricks_operator_reconciles counter"),
+            "the operator exports its reconcile counter:\n{text}"
+        );
+        text.lines()
+            .filter(|l| l.starts_with(&prefix))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    }
+
+    /// Waits until `kind` has been reconciled `more` times after now.
+    async fn wait_reconciles(&self, kind: &str, more: u64, secs: u64) {
+        let from = self.reconciles(kind);
+        eventually(
+            &format!("{more} more reconciles of {kind}"),
+            secs,
+            || async { (self.reconciles(kind) >= from + more).then_some(()) },
+        )
+        .await;
+    }
+}
+
+/// Runs one test: fresh namespaces (one per prefix), an operator watching only them, then the
+/// body; afterwards, pass or panic, the namespaces are removed and the operator stopped.
+async fn run_test<F, Fut>(prefixes: &[&str], body: F)
+where
+    F: FnOnce(Env) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    capture_logs();
+    let client = common::client().await;
+    common::install_crds(&client).await;
+    let mut namespaces = Vec::new();
+    for prefix in prefixes {
+        namespaces.push(common::namespace(&client, prefix).await);
+    }
+    let operator = Operator::start(&namespaces);
+    let env = Env {
+        client: client.clone(),
+        ns: namespaces[0].clone(),
+        namespaces: namespaces.clone(),
+        ctx: operator.ctx.clone(),
+    };
+    // After a panic the operator still runs: it gets 30 s to release its finalizers (it cannot
+    // when the body's simulator is gone) before they are removed by force.
+    common::run_then_remove(&client, &namespaces, Duration::from_secs(30), body(env)).await;
+    operator.stop().await;
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -129,16 +249,8 @@ fn api_client(sim: &SimHandle) -> AccountClient {
     .unwrap()
 }
 
-fn ours(kind: &str) -> ApiResource {
-    ApiResource::from_gvk(&GroupVersionKind::gvk(
-        "account.databricks-operator.dev",
-        "v1alpha1",
-        kind,
-    ))
-}
-
 fn dynamic(client: &Client, ns: &str, kind: &str) -> Api<DynamicObject> {
-    Api::namespaced_with(client.clone(), ns, &ours(kind))
+    Api::namespaced_with(client.clone(), ns, &common::resource(kind))
 }
 
 #[derive(Debug, Clone)]
@@ -229,34 +341,89 @@ fn api_calls(sim: &SimHandle) -> u64 {
         .sum()
 }
 
-async fn setup(prefix: &str) -> (Client, String) {
-    ensure_operator();
-    let client = common::client().await;
-    common::install_crds(&client).await;
-    let ns = common::namespace(&client, prefix).await;
-    (client, ns)
-}
-
+/// Deletes the test's namespace and waits until the operator has released every object in it.
 async fn delete_namespace_and_wait(client: &Client, ns: &str) {
-    Api::<Namespace>::all(client.clone())
-        .delete(ns, &DeleteParams::default())
+    common::remove_namespace(client, ns, Duration::from_secs(120))
         .await
         .unwrap();
-    eventually("the namespace to disappear", 120, || async {
-        Api::<Namespace>::all(client.clone())
-            .get_opt(ns)
-            .await
-            .unwrap()
-            .is_none()
-            .then_some(())
-    })
-    .await;
 }
 
 fn credential_doc(name: &str, extra_spec: &str, annotations: &str) -> String {
     format!(
         "apiVersion: account.databricks-operator.dev/v1alpha1\nkind: DatabricksCredential\nmetadata:\n  name: {name}\n  annotations: {{{annotations}}}\nspec:\n  roleArn: arn:aws:iam::123456789012:role/{name}\n{extra_spec}"
     )
+}
+
+/// A Secret with these string values. Every Secret of these tests not taken from
+/// `config/samples/` is made here.
+fn secret_doc(name: &str, data: &[(&str, &str)]) -> String {
+    // The label opts the Secret in: the operator reads no other.
+    let mut doc = format!(
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: {name}\n  labels: {{account.databricks-operator.dev/account-secret: \"true\"}}\nstringData:\n"
+    );
+    for (k, v) in data {
+        doc.push_str(&format!("  {k}: {v}\n"));
+    }
+    doc
+}
+
+/// Each route of `routes` was answered with 200 exactly once, and never with anything else.
+fn assert_once_each(sim: &SimHandle, routes: &[&str]) {
+    let counts = sim.request_count();
+    for route in routes {
+        assert_eq!(
+            (counts.get(route, 200), counts.total(route)),
+            (1, 1),
+            "{route} exactly once: {counts:?}"
+        );
+    }
+}
+
+/// The requests answered 200 while the sample stack converges from nothing, per route: the same
+/// with or without faults, since the client retries a refused request itself, so a storm costs
+/// exactly the requests it refuses. A range says where watch timing decides, and why.
+fn assert_stack_requests(counts: &RequestCounts) {
+    let expected: [(&str, std::ops::RangeInclusive<u64>); 16] = [
+        // One create per kind, one token for the account.
+        ("POST /oidc/v1/token", 1..=1),
+        ("POST /credentials", 1..=1),
+        ("POST /storage-configurations", 1..=1),
+        ("POST /customer-managed-keys", 1..=1),
+        ("POST /networks", 1..=1),
+        ("POST /workspaces", 1..=1),
+        // Each kind lists before its create (nothing to adopt) and after it (the create
+        // invalidates the shared list); GET /credentials is also the account's check, made when
+        // it becomes Ready and once more after it writes that status.
+        ("GET /credentials", 4..=4),
+        ("GET /storage-configurations", 2..=2),
+        ("GET /customer-managed-keys", 2..=2),
+        ("GET /workspaces", 2..=2),
+        // The network lists again after each change of the workspace's status (at most three:
+        // created, provisioning, running), fewer when one reconcile sees several changes.
+        ("GET /networks", 2..=5),
+        // An object reconciled between its create and its Ready status write reads itself by ID:
+        // whether a watch event falls in that gap is timing.
+        ("GET /credentials/{id}", 0..=1),
+        ("GET /storage-configurations/{id}", 0..=1),
+        ("GET /customer-managed-keys/{id}", 0..=1),
+        ("GET /networks/{id}", 0..=1),
+        // The workspace provisions for 1 s and is read every second (the busy poll) until it
+        // runs, and after its own status writes.
+        ("GET /workspaces/{id}", 1..=4),
+    ];
+    for (route, range) in &expected {
+        let n = counts.get(route, 200);
+        assert!(
+            range.contains(&n),
+            "{route}: {n} requests, expected {range:?}; {counts:?}"
+        );
+    }
+    for e in counts.entries.iter().filter(|e| e.status == 200) {
+        assert!(
+            expected.iter().any(|(route, _)| *route == e.route),
+            "unexpected requests: {e:?}"
+        );
+    }
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -268,139 +435,151 @@ fn credential_doc(name: &str, extra_spec: &str, annotations: &str) -> String {
 /// removes every remote object and the namespace goes away.
 #[tokio::test]
 async fn full_stack_converges_and_namespace_delete_cleans_up() {
-    let (client, ns) = setup("stack").await;
-    let sim = start_sim(sim_config()).await;
-    let started = std::time::Instant::now();
-    let mut docs = samples(&sim);
-    docs.reverse();
-    apply(&client, &ns, &docs).await;
+    run_test(&["stack"], |env| async move {
+        let Env { client, ns, .. } = env;
+        let sim = start_sim(sim_config()).await;
+        let started = std::time::Instant::now();
+        let mut docs = samples(&sim);
+        docs.reverse();
+        apply(&client, &ns, &docs).await;
 
-    let ws = wait_ready(&client, &ns, "DatabricksWorkspace", "analytics", 90).await;
-    let converged = started.elapsed();
-    let s = &ws.data["status"];
-    assert_eq!(s["workspaceStatus"], "RUNNING");
-    assert_eq!(s["deploymentName"], "acme-analytics");
-    assert_eq!(
-        s["workspaceUrl"],
-        "https://acme-analytics.cloud.databricks.com"
-    );
-    assert!(s["workspaceId"].as_i64().is_some());
-    let uses = [
-        (
+        let ws = wait_ready(&client, &ns, "DatabricksWorkspace", "analytics", 90).await;
+        let converged = started.elapsed();
+        let s = &ws.data["status"];
+        assert_eq!(s["workspaceStatus"], "RUNNING");
+        assert_eq!(s["deploymentName"], "acme-analytics");
+        assert_eq!(
+            s["workspaceUrl"],
+            "https://acme-analytics.cloud.databricks.com"
+        );
+        assert!(s["workspaceId"].as_i64().is_some());
+        let uses = [
+            (
+                "DatabricksCredential",
+                "cross-account",
+                "credentialsId",
+                "credentialsId",
+            ),
+            (
+                "DatabricksStorageConfig",
+                "root-bucket",
+                "storageConfigurationId",
+                "storageConfigurationId",
+            ),
+            (
+                "DatabricksKeyConfig",
+                "managed-services-key",
+                "customerManagedKeyId",
+                "managedServicesCustomerManagedKeyId",
+            ),
+            (
+                "DatabricksNetwork",
+                "workspace-vpc",
+                "networkId",
+                "networkId",
+            ),
+        ];
+        for (kind, name, field, ws_field) in uses {
+            let obj = wait_ready(&client, &ns, kind, name, 10).await;
+            let id = obj.data["status"][field].as_str().unwrap().to_string();
+            assert_eq!(
+                s[ws_field].as_str(),
+                Some(id.as_str()),
+                "the workspace uses {kind}'s ID"
+            );
+        }
+        assert_stack_counts(&sim, 1);
+        let snap = sim.snapshot();
+        assert_eq!(snap["workspaces"][0]["workspace_id"], s["workspaceId"]);
+        // The network's status follows the workspace's use of it without waiting for the poll.
+        eventually("the network to report VALID", 15, || async {
+            let n = dynamic(&client, &ns, "DatabricksNetwork")
+                .get("workspace-vpc")
+                .await
+                .ok()?;
+            (n.data["status"]["vpcStatus"] == "VALID").then_some(())
+        })
+        .await;
+        let counts = sim.request_count();
+        println!(
+            "full stack: converged in {converged:?}; {} API calls for 6 objects; {counts:?}",
+            api_calls(&sim)
+        );
+        assert_stack_requests(&counts);
+        assert_eq!(
+            counts.entries.iter().filter(|e| e.status != 200).count(),
+            0,
+            "{counts:?}"
+        );
+
+        // A credential still used by a workspace is not deleted.
+        let creds = dynamic(&client, &ns, "DatabricksCredential");
+        creds
+            .delete("cross-account", &DeleteParams::default())
+            .await
+            .unwrap();
+        let held = wait_reason(
+            &client,
+            &ns,
             "DatabricksCredential",
             "cross-account",
-            "credentialsId",
-            "credentialsId",
-        ),
-        (
-            "DatabricksStorageConfig",
-            "root-bucket",
-            "storageConfigurationId",
-            "storageConfigurationId",
-        ),
-        (
-            "DatabricksKeyConfig",
-            "managed-services-key",
-            "customerManagedKeyId",
-            "managedServicesCustomerManagedKeyId",
-        ),
-        (
-            "DatabricksNetwork",
-            "workspace-vpc",
-            "networkId",
-            "networkId",
-        ),
-    ];
-    for (kind, name, field, ws_field) in uses {
-        let obj = wait_ready(&client, &ns, kind, name, 10).await;
-        let id = obj.data["status"][field].as_str().unwrap().to_string();
-        assert_eq!(
-            s[ws_field].as_str(),
-            Some(id.as_str()),
-            "the workspace uses {kind}'s ID"
+            "Ready",
+            "InUse",
+            30,
+        )
+        .await;
+        assert!(
+            condition(&held, "Ready")
+                .unwrap()
+                .message
+                .contains("DatabricksWorkspace/analytics")
         );
-    }
-    assert_stack_counts(&sim, 1);
-    let snap = sim.snapshot();
-    assert_eq!(snap["workspaces"][0]["workspace_id"], s["workspaceId"]);
-    // The network's status follows the workspace's use of it without waiting for the poll.
-    eventually("the network to report VALID", 15, || async {
-        let n = dynamic(&client, &ns, "DatabricksNetwork")
-            .get("workspace-vpc")
-            .await
-            .ok()?;
-        (n.data["status"]["vpcStatus"] == "VALID").then_some(())
+        assert_eq!(count(&sim.snapshot(), "credentials"), 1);
+
+        // Deleting the namespace removes everything in a valid order, with no manual step.
+        delete_namespace_and_wait(&client, &ns).await;
+        assert_stack_counts(&sim, 0);
     })
     .await;
-    let calls = api_calls(&sim);
-    println!(
-        "full stack: converged in {converged:?}; {calls} API calls for 6 objects; {:?}",
-        sim.request_count()
-    );
-
-    // A credential still used by a workspace is not deleted.
-    let creds = dynamic(&client, &ns, "DatabricksCredential");
-    creds
-        .delete("cross-account", &DeleteParams::default())
-        .await
-        .unwrap();
-    let held = wait_reason(
-        &client,
-        &ns,
-        "DatabricksCredential",
-        "cross-account",
-        "Ready",
-        "InUse",
-        30,
-    )
-    .await;
-    assert!(
-        condition(&held, "Ready")
-            .unwrap()
-            .message
-            .contains("DatabricksWorkspace/analytics")
-    );
-    assert_eq!(count(&sim.snapshot(), "credentials"), 1);
-
-    // Deleting the namespace removes everything in a valid order, with no manual step.
-    delete_namespace_and_wait(&client, &ns).await;
-    assert_stack_counts(&sim, 0);
 }
 
 /// A create whose answer is lost (committed, connection dropped) leaves exactly one remote object,
 /// adopted into status.
 #[tokio::test]
 async fn lost_create_response_is_adopted_not_duplicated() {
-    let (client, ns) = setup("lost").await;
-    let sim = start_sim(sim_config()).await;
-    sim.set_faults(Faults {
-        lost_response: Some(LostResponse {
-            count: 1,
-            route: Some("POST /credentials".into()),
-        }),
-        ..Faults::default()
-    });
-    let mut docs = samples_of(&sim, &["Secret", "DatabricksAccount"]);
-    docs.push(credential_doc("lost", "", ""));
-    apply(&client, &ns, &docs).await;
-    let obj = wait_ready(&client, &ns, "DatabricksCredential", "lost", 60).await;
-    let snap = sim.snapshot();
-    assert_eq!(count(&snap, "credentials"), 1, "{snap:#}");
-    assert_eq!(
-        obj.data["status"]["credentialsId"],
-        snap["credentials"][0]["credentials_id"]
-    );
-    assert!(
-        obj.data["status"]["pendingCreate"].is_null(),
-        "{:#}",
-        obj.data["status"]
-    );
-    assert_eq!(
-        sim.request_count().total("POST /credentials"),
-        1,
-        "no second create"
-    );
-    delete_namespace_and_wait(&client, &ns).await;
+    run_test(&["lost"], |env| async move {
+        let Env { client, ns, .. } = env;
+        let sim = start_sim(sim_config()).await;
+        sim.set_faults(Faults {
+            lost_response: Some(LostResponse {
+                count: 1,
+                route: Some("POST /credentials".into()),
+            }),
+            ..Faults::default()
+        });
+        let mut docs = samples_of(&sim, &["Secret", "DatabricksAccount"]);
+        docs.push(credential_doc("lost", "", ""));
+        apply(&client, &ns, &docs).await;
+        let obj = wait_ready(&client, &ns, "DatabricksCredential", "lost", 60).await;
+        let snap = sim.snapshot();
+        assert_eq!(count(&snap, "credentials"), 1, "{snap:#}");
+        assert_eq!(
+            obj.data["status"]["credentialsId"],
+            snap["credentials"][0]["credentials_id"]
+        );
+        assert!(
+            obj.data["status"]["pendingCreate"].is_null(),
+            "{:#}",
+            obj.data["status"]
+        );
+        assert_eq!(
+            sim.request_count().total("POST /credentials"),
+            1,
+            "no second create"
+        );
+        delete_namespace_and_wait(&client, &ns).await;
+    })
+    .await;
 }
 
 /// The state an operator killed between the create call and the status write leaves behind (a
@@ -408,673 +587,832 @@ async fn lost_create_response_is_adopted_not_duplicated() {
 /// instead of creating another or calling it a name conflict.
 #[tokio::test]
 async fn restart_after_a_crash_mid_create_adopts_the_object() {
-    let (client, ns) = setup("crash").await;
-    let sim = start_sim(sim_config()).await;
-    apply(
-        &client,
-        &ns,
-        &samples_of(&sim, &["Secret", "DatabricksAccount"]),
-    )
-    .await;
-    wait_ready(&client, &ns, "DatabricksAccount", "default", 30).await;
-    let paused = r#""account.databricks-operator.dev/paused": "true""#;
-    apply(&client, &ns, &[credential_doc("crashed", "", paused)]).await;
-    wait_reason(
-        &client,
-        &ns,
-        "DatabricksCredential",
-        "crashed",
-        "Synced",
-        "Paused",
-        30,
-    )
-    .await;
-
-    // What the crashed operator had done: marker stored, create sent and committed.
-    let creds = dynamic(&client, &ns, "DatabricksCredential");
-    let marker = serde_json::json!({
-        "apiVersion": "account.databricks-operator.dev/v1alpha1", "kind": "DatabricksCredential",
-        "status": {"pendingCreate": {"name": "crashed", "since": "2026-01-01T00:00:00Z"}}
-    });
-    creds
-        .patch_status(
-            "crashed",
-            &PatchParams::apply("crashed-operator").force(),
-            &Patch::Apply(&marker),
+    run_test(&["crash"], |env| async move {
+        let Env { client, ns, .. } = env;
+        let sim = start_sim(sim_config()).await;
+        apply(
+            &client,
+            &ns,
+            &samples_of(&sim, &["Secret", "DatabricksAccount"]),
         )
-        .await
-        .unwrap();
-    let remote: m::Credential = api_client(&sim)
-        .create::<m::Credential>(&m::CreateCredential {
-            credentials_name: "crashed".into(),
-            aws_credentials: m::AwsCredentials {
-                sts_role: m::StsRole {
-                    role_arn: "arn:aws:iam::123456789012:role/crashed".into(),
-                    external_id: None,
-                },
-            },
-        })
-        .await
-        .unwrap();
+        .await;
+        wait_ready(&client, &ns, "DatabricksAccount", "default", 30).await;
+        let paused = r#""account.databricks-operator.dev/paused": "true""#;
+        apply(&client, &ns, &[credential_doc("crashed", "", paused)]).await;
+        wait_reason(
+            &client,
+            &ns,
+            "DatabricksCredential",
+            "crashed",
+            "Synced",
+            "Paused",
+            30,
+        )
+        .await;
 
-    let unpause = serde_json::json!({"metadata": {"annotations": {"account.databricks-operator.dev/paused": null}}});
-    creds
-        .patch("crashed", &PatchParams::default(), &Patch::Merge(&unpause))
-        .await
-        .unwrap();
-    let obj = wait_ready(&client, &ns, "DatabricksCredential", "crashed", 30).await;
-    assert_eq!(
-        obj.data["status"]["credentialsId"].as_str(),
-        Some(remote.credentials_id.as_str())
-    );
-    assert_eq!(count(&sim.snapshot(), "credentials"), 1);
-    assert_eq!(
-        sim.request_count().total("POST /credentials"),
-        1,
-        "only the crashed operator's create"
-    );
-    delete_namespace_and_wait(&client, &ns).await;
+        // What the crashed operator had done: marker stored, create sent and committed.
+        let creds = dynamic(&client, &ns, "DatabricksCredential");
+        let marker = serde_json::json!({
+            "apiVersion": "account.databricks-operator.dev/v1alpha1", "kind": "DatabricksCredential",
+            "status": {"pendingCreate": {"name": "crashed", "since": "2026-01-01T00:00:00Z"}}
+        });
+        creds
+            .patch_status(
+                "crashed",
+                &PatchParams::apply("crashed-operator").force(),
+                &Patch::Apply(&marker),
+            )
+            .await
+            .unwrap();
+        let remote: m::Credential = api_client(&sim)
+            .create::<m::Credential>(&m::CreateCredential {
+                credentials_name: "crashed".into(),
+                aws_credentials: m::AwsCredentials {
+                    sts_role: m::StsRole {
+                        role_arn: "arn:aws:iam::123456789012:role/crashed".into(),
+                        external_id: None,
+                    },
+                },
+            })
+            .await
+            .unwrap();
+
+        let unpause = serde_json::json!({"metadata": {"annotations": {"account.databricks-operator.dev/paused": null}}});
+        creds
+            .patch("crashed", &PatchParams::default(), &Patch::Merge(&unpause))
+            .await
+            .unwrap();
+        let obj = wait_ready(&client, &ns, "DatabricksCredential", "crashed", 30).await;
+        assert_eq!(
+            obj.data["status"]["credentialsId"].as_str(),
+            Some(remote.credentials_id.as_str())
+        );
+        assert_eq!(count(&sim.snapshot(), "credentials"), 1);
+        assert_eq!(
+            sim.request_count().total("POST /credentials"),
+            1,
+            "only the crashed operator's create"
+        );
+        delete_namespace_and_wait(&client, &ns).await;
+    })
+    .await;
 }
 
 /// Storms of 429s and 503s slow the stack down but it converges, with no duplicate and no hot loop.
+/// Objects wait for a Ready account, so the account's check meets the whole storm; it honours each
+/// `Retry-After`, and once it is through, the stack makes exactly the requests it makes without
+/// faults.
 #[tokio::test]
 async fn rate_limit_and_server_error_storms_still_converge() {
-    let (client, ns) = setup("storm").await;
-    let sim = start_sim(sim_config()).await;
-    sim.set_faults(Faults {
-        rate_limit: Some(RateLimit {
-            count: 8,
-            retry_after_seconds: 1,
-            path_contains: None,
-        }),
-        server_error: Some(ServerError {
-            count: 5,
-            status: 503,
-            path_contains: None,
-        }),
-        ..Faults::default()
-    });
-    apply(&client, &ns, &samples(&sim)).await;
-    wait_ready(&client, &ns, "DatabricksWorkspace", "analytics", 120).await;
-    assert_stack_counts(&sim, 1);
-    let calls = api_calls(&sim);
-    println!("storm: {calls} API calls including 13 injected failures");
-    // Without faults the stack takes about 25 calls; the 13 failures add their retries, no more.
-    assert!(
-        calls < 70,
-        "a hot loop would show here: {calls} calls, {:?}",
-        sim.request_count()
-    );
-    delete_namespace_and_wait(&client, &ns).await;
+    run_test(&["storm"], |env| async move {
+        let Env { client, ns, .. } = env;
+        let sim = start_sim(sim_config()).await;
+        sim.set_faults(Faults {
+            rate_limit: Some(RateLimit {
+                count: 8,
+                retry_after_seconds: 1,
+                path_contains: None,
+            }),
+            server_error: Some(ServerError {
+                count: 5,
+                status: 503,
+                path_contains: None,
+            }),
+            ..Faults::default()
+        });
+        let started = std::time::Instant::now();
+        apply(&client, &ns, &samples(&sim)).await;
+        wait_ready(&client, &ns, "DatabricksAccount", "default", 120).await;
+        let through = started.elapsed();
+        wait_ready(&client, &ns, "DatabricksWorkspace", "analytics", 120).await;
+        assert_stack_counts(&sim, 1);
+        let counts = sim.request_count();
+        println!(
+            "storm: account Ready after {through:?}; {} API calls; {counts:?}",
+            api_calls(&sim)
+        );
+        assert_eq!(
+            (
+                counts.get("GET /credentials", 429),
+                counts.get("GET /credentials", 503)
+            ),
+            (8, 5),
+            "the account's check met the whole storm: {counts:?}"
+        );
+        // Eight `Retry-After: 1` in a row: the account cannot be through in less, however fast
+        // the machine; a loop that ignored them would be through in a fraction of a second.
+        assert!(
+            through >= Duration::from_secs(8),
+            "Retry-After ignored: through the storm in {through:?}"
+        );
+        assert_stack_requests(&counts);
+        delete_namespace_and_wait(&client, &ns).await;
+    })
+    .await;
 }
 
 /// A workspace that fails to provision is kept and explained with the network's errors; pointing
-/// it at a working credential patches it, and it reaches RUNNING without a second workspace.
+/// it at a working credential patches it once, and it reaches RUNNING without a second workspace.
 #[tokio::test]
 async fn failed_workspace_is_explained_then_fixed_by_a_spec_change() {
-    let (client, ns) = setup("failed").await;
-    let sim = start_sim(sim_config()).await;
-    sim.set_faults(Faults {
-        fail_workspaces: vec![FailRule {
-            workspace_name_contains: Some("analytics".into()),
-            while_initial_credentials: true,
-            ..FailRule::default()
-        }],
-        ..Faults::default()
-    });
-    apply(&client, &ns, &samples(&sim)).await;
-    let ws = wait_reason(
-        &client,
-        &ns,
-        "DatabricksWorkspace",
-        "analytics",
-        "Ready",
-        "ProvisioningFailed",
-        60,
-    )
-    .await;
-    let msg = condition(&ws, "Ready").unwrap().message;
-    assert!(
-        msg.contains("network errors") && msg.contains("securityGroup"),
-        "{msg}"
-    );
-    assert_eq!(ws.data["status"]["workspaceStatus"], "FAILED");
+    run_test(&["failed"], |env| async move {
+        let Env { client, ns, .. } = env;
+        let sim = start_sim(sim_config()).await;
+        sim.set_faults(Faults {
+            fail_workspaces: vec![FailRule {
+                workspace_name_contains: Some("analytics".into()),
+                while_initial_credentials: true,
+                ..FailRule::default()
+            }],
+            ..Faults::default()
+        });
+        apply(&client, &ns, &samples(&sim)).await;
+        let ws = wait_reason(
+            &client,
+            &ns,
+            "DatabricksWorkspace",
+            "analytics",
+            "Ready",
+            "ProvisioningFailed",
+            60,
+        )
+        .await;
+        let msg = condition(&ws, "Ready").unwrap().message;
+        assert!(
+            msg.contains("network errors") && msg.contains("securityGroup"),
+            "{msg}"
+        );
+        assert_eq!(ws.data["status"]["workspaceStatus"], "FAILED");
+        assert_eq!(sim.request_count().total("PATCH /workspaces/{id}"), 0);
 
-    apply(&client, &ns, &[credential_doc("cross-account-v2", "", "")]).await;
-    let v2 = wait_ready(&client, &ns, "DatabricksCredential", "cross-account-v2", 30).await;
-    let patch = serde_json::json!({"spec": {"credentials": {"name": "cross-account-v2"}}});
-    dynamic(&client, &ns, "DatabricksWorkspace")
-        .patch("analytics", &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-        .unwrap();
-    let ws = wait_ready(&client, &ns, "DatabricksWorkspace", "analytics", 60).await;
-    assert_eq!(ws.data["status"]["workspaceStatus"], "RUNNING");
-    let snap = sim.snapshot();
-    assert_eq!(count(&snap, "workspaces"), 1);
-    assert_eq!(
-        snap["workspaces"][0]["credentials_id"],
-        v2.data["status"]["credentialsId"]
-    );
-    assert!(sim.request_count().total("PATCH /workspaces/{id}") >= 1);
-    delete_namespace_and_wait(&client, &ns).await;
-}
-
-/// A request the API refuses is reported as `ApiRejected` and not retried in a loop, while the
-/// other objects of the namespace reconcile normally.
-#[tokio::test]
-async fn api_rejection_is_reported_without_a_retry_storm() {
-    let (client, ns) = setup("rejected").await;
-    // No deployment-name prefix: the sample's deploymentName is refused by the API.
-    let sim = start_sim(SimConfig {
-        deployment_prefix: None,
-        ..sim_config()
+        apply(&client, &ns, &[credential_doc("cross-account-v2", "", "")]).await;
+        let v2 = wait_ready(&client, &ns, "DatabricksCredential", "cross-account-v2", 30).await;
+        let patch = serde_json::json!({"spec": {"credentials": {"name": "cross-account-v2"}}});
+        dynamic(&client, &ns, "DatabricksWorkspace")
+            .patch("analytics", &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .unwrap();
+        let ws = wait_ready(&client, &ns, "DatabricksWorkspace", "analytics", 60).await;
+        assert_eq!(ws.data["status"]["workspaceStatus"], "RUNNING");
+        let snap = sim.snapshot();
+        assert_eq!(count(&snap, "workspaces"), 1);
+        assert_eq!(
+            snap["workspaces"][0]["credentials_id"],
+            v2.data["status"]["credentialsId"]
+        );
+        assert_eq!(
+            sim.request_count().total("POST /workspaces"),
+            1,
+            "repaired in place, not created again"
+        );
+        assert_once_each(&sim, &["PATCH /workspaces/{id}"]);
+        delete_namespace_and_wait(&client, &ns).await;
     })
     .await;
-    apply(&client, &ns, &samples(&sim)).await;
-    let ws = wait_reason(
-        &client,
-        &ns,
-        "DatabricksWorkspace",
-        "analytics",
-        "Synced",
-        "ApiRejected",
-        60,
-    )
+}
+
+/// A request the API refuses is reported as `ApiRejected` and not retried before the poll
+/// interval, however often the object is reconciled meanwhile, while the other objects of the
+/// namespace reconcile normally.
+#[tokio::test]
+async fn api_rejection_is_reported_without_a_retry_storm() {
+    run_test(&["rejected"], |env| async move {
+        let client = env.client.clone();
+        let ns = env.ns.clone();
+        // No deployment-name prefix: the sample's deploymentName is refused by the API.
+        let sim = start_sim(SimConfig {
+            deployment_prefix: None,
+            ..sim_config()
+        })
+        .await;
+        apply(&client, &ns, &samples(&sim)).await;
+        let ws = wait_reason(
+            &client,
+            &ns,
+            "DatabricksWorkspace",
+            "analytics",
+            "Synced",
+            "ApiRejected",
+            60,
+        )
+        .await;
+        let msg = condition(&ws, "Synced").unwrap().message;
+        assert!(msg.contains("deployment name prefix"), "{msg}");
+        assert_eq!(sim.request_count().get("POST /workspaces", 400), 1);
+
+        // Each annotation change makes the operator reconcile the workspace again.
+        let workspaces = dynamic(&client, &ns, "DatabricksWorkspace");
+        let before = env.reconciles("DatabricksWorkspace");
+        for i in 0..3 {
+            let touch =
+                serde_json::json!({"metadata": {"annotations": {"test/touched": i.to_string()}}});
+            workspaces
+                .patch("analytics", &PatchParams::default(), &Patch::Merge(&touch))
+                .await
+                .unwrap();
+            let target = before + i + 1;
+            eventually("the workspace to be reconciled again", 30, || async {
+                (env.reconciles("DatabricksWorkspace") >= target).then_some(())
+            })
+            .await;
+        }
+        assert_eq!(
+            sim.request_count().total("POST /workspaces"),
+            1,
+            "no retry before the poll interval: {:?}",
+            sim.request_count()
+        );
+        wait_ready(&client, &ns, "DatabricksNetwork", "workspace-vpc", 10).await;
+        assert_eq!(count(&sim.snapshot(), "workspaces"), 0);
+        delete_namespace_and_wait(&client, &ns).await;
+    })
     .await;
-    let msg = condition(&ws, "Synced").unwrap().message;
-    assert!(msg.contains("deployment name prefix"), "{msg}");
-    let creates = sim.request_count().total("POST /workspaces");
-    tokio::time::sleep(Duration::from_secs(6)).await;
-    assert_eq!(
-        sim.request_count().total("POST /workspaces"),
-        creates,
-        "no retries before the poll interval"
-    );
-    assert!(creates <= 2, "{creates} creates");
-    wait_ready(&client, &ns, "DatabricksNetwork", "workspace-vpc", 10).await;
-    assert_eq!(count(&sim.snapshot(), "workspaces"), 0);
-    delete_namespace_and_wait(&client, &ns).await;
 }
 
 /// A change to a field Databricks cannot change is reported, naming the field, even on an API
 /// server that ignores the CRD's transition rules; the remote object is left as it is.
 #[tokio::test]
 async fn immutable_field_change_is_reported() {
-    let (client, ns) = setup("immutable").await;
-    let sim = start_sim(sim_config()).await;
-    let mut docs = samples_of(&sim, &["Secret", "DatabricksAccount"]);
-    docs.push(credential_doc("cred", "", ""));
-    apply(&client, &ns, &docs).await;
-    wait_ready(&client, &ns, "DatabricksCredential", "cred", 30).await;
-    let patch = serde_json::json!({"spec": {"roleArn": "arn:aws:iam::123456789012:role/other"}});
-    match dynamic(&client, &ns, "DatabricksCredential")
-        .patch("cred", &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-    {
-        // A server with CEL (1.25+) refuses the change at admission.
-        Err(kube::Error::Api(e)) => {
-            assert!(e.message.contains("roleArn cannot be changed"), "{e:?}")
+    run_test(&["immutable"], |env| async move {
+        let Env { client, ns, .. } = env;
+        let sim = start_sim(sim_config()).await;
+        let mut docs = samples_of(&sim, &["Secret", "DatabricksAccount"]);
+        docs.push(credential_doc("cred", "", ""));
+        apply(&client, &ns, &docs).await;
+        wait_ready(&client, &ns, "DatabricksCredential", "cred", 30).await;
+        let patch =
+            serde_json::json!({"spec": {"roleArn": "arn:aws:iam::123456789012:role/other"}});
+        match dynamic(&client, &ns, "DatabricksCredential")
+            .patch("cred", &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            // A server with CEL (1.25+) refuses the change at admission.
+            Err(kube::Error::Api(e)) => {
+                assert!(e.message.contains("roleArn cannot be changed"), "{e:?}")
+            }
+            Err(e) => panic!("{e}"),
+            // An older server accepts it; the operator reports it.
+            Ok(_) => {
+                let obj = wait_reason(
+                    &client,
+                    &ns,
+                    "DatabricksCredential",
+                    "cred",
+                    "Synced",
+                    "ImmutableFieldChanged",
+                    30,
+                )
+                .await;
+                assert!(
+                    condition(&obj, "Synced")
+                        .unwrap()
+                        .message
+                        .contains("roleArn")
+                );
+                assert_eq!(
+                    condition(&obj, "Ready").unwrap().status,
+                    "True",
+                    "the credential itself still works"
+                );
+            }
         }
-        Err(e) => panic!("{e}"),
-        // An older server accepts it; the operator reports it.
-        Ok(_) => {
-            let obj = wait_reason(
-                &client,
-                &ns,
-                "DatabricksCredential",
-                "cred",
-                "Synced",
-                "ImmutableFieldChanged",
-                30,
-            )
-            .await;
-            assert!(
-                condition(&obj, "Synced")
-                    .unwrap()
-                    .message
-                    .contains("roleArn")
-            );
-            assert_eq!(
-                condition(&obj, "Ready").unwrap().status,
-                "True",
-                "the credential itself still works"
-            );
-        }
-    }
-    let snap = sim.snapshot();
-    assert_eq!(
-        snap["credentials"][0]["aws_credentials"]["sts_role"]["role_arn"],
-        "arn:aws:iam::123456789012:role/cred"
-    );
-    delete_namespace_and_wait(&client, &ns).await;
+        let snap = sim.snapshot();
+        assert_eq!(
+            snap["credentials"][0]["aws_credentials"]["sts_role"]["role_arn"],
+            "arn:aws:iam::123456789012:role/cred"
+        );
+        assert_once_each(&sim, &["POST /credentials"]);
+        delete_namespace_and_wait(&client, &ns).await;
+    })
+    .await;
 }
 
 /// `Orphan` leaves the remote object; `ObserveOnly` reads and never writes or deletes;
-/// `externalId` adopts an existing object; `paused` makes no API calls.
+/// `externalId` adopts an existing object.
 #[tokio::test]
-async fn policies_orphan_observe_only_external_id_and_paused() {
-    let (client, ns) = setup("policies").await;
-    let sim = start_sim(sim_config()).await;
-    let api = api_client(&sim);
-    let existing = |name: &str| m::CreateStorageConfiguration {
-        storage_configuration_name: name.into(),
-        root_bucket_info: m::RootBucketInfo {
-            bucket_name: "existing-bucket".into(),
-        },
-        role_arn: None,
-    };
-    let observed: m::StorageConfiguration = api
-        .create::<m::StorageConfiguration>(&existing("observed"))
-        .await
-        .unwrap();
-    let adopted: m::StorageConfiguration = api
-        .create::<m::StorageConfiguration>(&existing("legacy"))
-        .await
-        .unwrap();
-
-    let storage = |name: &str, extra: &str| {
-        format!(
-            "apiVersion: account.databricks-operator.dev/v1alpha1\nkind: DatabricksStorageConfig\nmetadata:\n  name: {name}\nspec:\n  bucketName: existing-bucket\n{extra}"
-        )
-    };
-    let mut docs = samples_of(&sim, &["Secret", "DatabricksAccount"]);
-    docs.push(credential_doc("orphaned", "  deletionPolicy: Orphan\n", ""));
-    docs.push(storage("observed", "  managementPolicy: ObserveOnly\n"));
-    docs.push(storage(
-        "adopt",
-        &format!(
-            "  externalId: {}\n  storageConfigurationName: legacy\n",
-            adopted.storage_configuration_id
-        ),
-    ));
-    apply(&client, &ns, &docs).await;
-
-    wait_ready(&client, &ns, "DatabricksCredential", "orphaned", 30).await;
-    let obs = wait_ready(&client, &ns, "DatabricksStorageConfig", "observed", 30).await;
-    assert_eq!(
-        obs.data["status"]["storageConfigurationId"].as_str(),
-        Some(observed.storage_configuration_id.as_str())
-    );
-    assert_eq!(condition(&obs, "Synced").unwrap().reason, "ObserveOnly");
-    let ad = wait_ready(&client, &ns, "DatabricksStorageConfig", "adopt", 30).await;
-    assert_eq!(
-        ad.data["status"]["storageConfigurationId"].as_str(),
-        Some(adopted.storage_configuration_id.as_str())
-    );
-    assert_eq!(
-        sim.request_count().total("POST /storage-configurations"),
-        2,
-        "only the two made by the test"
-    );
-
-    // Paused: not a single API call for it.
-    let before = sim.request_count().total("POST /credentials");
-    let paused = r#""account.databricks-operator.dev/paused": "true""#;
-    apply(&client, &ns, &[credential_doc("frozen", "", paused)]).await;
-    wait_reason(
-        &client,
-        &ns,
-        "DatabricksCredential",
-        "frozen",
-        "Synced",
-        "Paused",
-        30,
-    )
-    .await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(sim.request_count().total("POST /credentials"), before);
-    assert!(
-        sim.snapshot()["credentials"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|c| c["credentials_name"] != "frozen")
-    );
-
-    // A paused object's deletion waits too (no API calls): unpause it so the namespace can go.
-    let unpause = serde_json::json!({"metadata": {"annotations": {"account.databricks-operator.dev/paused": null}}});
-    dynamic(&client, &ns, "DatabricksCredential")
-        .patch("frozen", &PatchParams::default(), &Patch::Merge(&unpause))
-        .await
-        .unwrap();
-
-    // Deletes: Orphan and ObserveOnly leave the remote objects; the adopted one (Full, Delete) goes.
-    for (kind, name) in [
-        ("DatabricksCredential", "orphaned"),
-        ("DatabricksStorageConfig", "observed"),
-        ("DatabricksStorageConfig", "adopt"),
-    ] {
-        dynamic(&client, &ns, kind)
-            .delete(name, &DeleteParams::default())
+async fn policies_orphan_observe_only_and_external_id() {
+    run_test(&["policies"], |env| async move {
+        let Env { client, ns, .. } = env;
+        let sim = start_sim(sim_config()).await;
+        let api = api_client(&sim);
+        let existing = |name: &str| m::CreateStorageConfiguration {
+            storage_configuration_name: name.into(),
+            root_bucket_info: m::RootBucketInfo {
+                bucket_name: "existing-bucket".into(),
+            },
+            role_arn: None,
+        };
+        let observed: m::StorageConfiguration = api
+            .create::<m::StorageConfiguration>(&existing("observed"))
             .await
             .unwrap();
-        eventually(&format!("{kind}/{name} to go"), 30, || async {
+        let adopted: m::StorageConfiguration = api
+            .create::<m::StorageConfiguration>(&existing("legacy"))
+            .await
+            .unwrap();
+
+        let storage = |name: &str, extra: &str| {
+            format!(
+                "apiVersion: account.databricks-operator.dev/v1alpha1\nkind: DatabricksStorageConfig\nmetadata:\n  name: {name}\nspec:\n  bucketName: existing-bucket\n{extra}"
+            )
+        };
+        let mut docs = samples_of(&sim, &["Secret", "DatabricksAccount"]);
+        docs.push(credential_doc("orphaned", "  deletionPolicy: Orphan\n", ""));
+        docs.push(storage("observed", "  managementPolicy: ObserveOnly\n"));
+        docs.push(storage(
+            "adopt",
+            &format!(
+                "  externalId: {}\n  storageConfigurationName: legacy\n",
+                adopted.storage_configuration_id
+            ),
+        ));
+        apply(&client, &ns, &docs).await;
+
+        wait_ready(&client, &ns, "DatabricksCredential", "orphaned", 30).await;
+        let obs = wait_ready(&client, &ns, "DatabricksStorageConfig", "observed", 30).await;
+        assert_eq!(
+            obs.data["status"]["storageConfigurationId"].as_str(),
+            Some(observed.storage_configuration_id.as_str())
+        );
+        assert_eq!(condition(&obs, "Synced").unwrap().reason, "ObserveOnly");
+        let ad = wait_ready(&client, &ns, "DatabricksStorageConfig", "adopt", 30).await;
+        assert_eq!(
+            ad.data["status"]["storageConfigurationId"].as_str(),
+            Some(adopted.storage_configuration_id.as_str())
+        );
+        assert_eq!(
+            sim.request_count().total("POST /storage-configurations"),
+            2,
+            "only the two made by the test"
+        );
+
+        // Deletes: Orphan and ObserveOnly leave the remote objects; the adopted one (Full,
+        // Delete) goes.
+        for (kind, name) in [
+            ("DatabricksCredential", "orphaned"),
+            ("DatabricksStorageConfig", "observed"),
+            ("DatabricksStorageConfig", "adopt"),
+        ] {
             dynamic(&client, &ns, kind)
-                .get_opt(name)
+                .delete(name, &DeleteParams::default())
+                .await
+                .unwrap();
+            eventually(&format!("{kind}/{name} to go"), 30, || async {
+                dynamic(&client, &ns, kind)
+                    .get_opt(name)
+                    .await
+                    .unwrap()
+                    .is_none()
+                    .then_some(())
+            })
+            .await;
+        }
+        let snap = sim.snapshot();
+        let names = |kind: &str, field: &str| -> Vec<String> {
+            snap[kind]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|o| o[field].as_str().unwrap().to_string())
+                .collect()
+        };
+        assert_eq!(
+            names("credentials", "credentials_name"),
+            vec!["orphaned".to_string()]
+        );
+        assert_eq!(
+            names("storage-configurations", "storage_configuration_name"),
+            vec!["observed".to_string()]
+        );
+        let counts = sim.request_count();
+        assert_eq!(counts.total("DELETE /credentials/{id}"), 0, "{counts:?}");
+        assert_once_each(&sim, &["DELETE /storage-configurations/{id}"]);
+        delete_namespace_and_wait(&client, &ns).await;
+    })
+    .await;
+}
+
+/// A paused object costs no API request of any kind, neither while it exists nor when it is
+/// deleted, however often it is reconciled; unpaused, it is deleted.
+#[tokio::test]
+async fn paused_objects_make_no_api_calls() {
+    run_test(&["paused"], |env| async move {
+        let client = env.client.clone();
+        let ns = env.ns.clone();
+        let sim = start_sim(sim_config()).await;
+        apply(
+            &client,
+            &ns,
+            &samples_of(&sim, &["Secret", "DatabricksAccount"]),
+        )
+        .await;
+        wait_ready(&client, &ns, "DatabricksAccount", "default", 30).await;
+        // The account checks its credentials once more after it writes its Ready status; wait
+        // until it has settled (requeued for the poll interval), so that every request counted
+        // from here on would be the paused object's.
+        let mut last = u64::MAX;
+        eventually("the account to settle", 30, || {
+            let now = env.reconciles("DatabricksAccount");
+            let settled = now == last;
+            last = now;
+            async move {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                settled.then_some(())
+            }
+        })
+        .await;
+        let before = sim.request_count();
+
+        // Requeued every second: each of those reconciles would call the API were it not paused.
+        let paused = r#""account.databricks-operator.dev/paused": "true", "account.databricks-operator.dev/poll-interval": "1s""#;
+        apply(&client, &ns, &[credential_doc("frozen", "", paused)]).await;
+        wait_reason(
+            &client,
+            &ns,
+            "DatabricksCredential",
+            "frozen",
+            "Synced",
+            "Paused",
+            30,
+        )
+        .await;
+        env.wait_reconciles("DatabricksCredential", 3, 30).await;
+        assert_eq!(sim.request_count(), before, "no request while paused");
+
+        // Deleting it waits, still without a request.
+        let creds = dynamic(&client, &ns, "DatabricksCredential");
+        creds
+            .delete("frozen", &DeleteParams::default())
+            .await
+            .unwrap();
+        env.wait_reconciles("DatabricksCredential", 3, 30).await;
+        assert!(creds.get_opt("frozen").await.unwrap().is_some());
+        assert_eq!(
+            sim.request_count(),
+            before,
+            "no request for a paused deletion"
+        );
+
+        let unpause = serde_json::json!({"metadata": {"annotations": {"account.databricks-operator.dev/paused": null}}});
+        creds
+            .patch("frozen", &PatchParams::default(), &Patch::Merge(&unpause))
+            .await
+            .unwrap();
+        eventually("the unpaused object to go", 30, || async {
+            creds
+                .get_opt("frozen")
                 .await
                 .unwrap()
                 .is_none()
                 .then_some(())
         })
         .await;
-    }
-    let snap = sim.snapshot();
-    let names = |kind: &str, field: &str| -> Vec<String> {
-        snap[kind]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|o| o[field].as_str().unwrap().to_string())
-            .collect()
-    };
-    assert!(names("credentials", "credentials_name").contains(&"orphaned".to_string()));
-    assert_eq!(
-        names("storage-configurations", "storage_configuration_name"),
-        vec!["observed".to_string()]
-    );
-    assert_eq!(
-        sim.request_count()
-            .total("DELETE /storage-configurations/{id}"),
-        1
-    );
-    delete_namespace_and_wait(&client, &ns).await;
+        assert_eq!(count(&sim.snapshot(), "credentials"), 0);
+        delete_namespace_and_wait(&client, &ns).await;
+    })
+    .await;
 }
 
 /// The client secret in the account's Secret never appears in the operator's logs, in events, or
 /// in any status, neither when it works nor when it is refused.
 #[tokio::test]
 async fn secrets_never_reach_logs_events_or_status() {
-    let (client, ns) = setup("secrets").await;
-    let secret = format!("s3cr3t-{}", uuid::Uuid::new_v4().simple());
-    let wrong = format!("wr0ng-{}", uuid::Uuid::new_v4().simple());
-    let sim = start_sim(SimConfig {
-        client_secret: secret.clone(),
-        ..sim_config()
-    })
-    .await;
-    apply(&client, &ns, &samples(&sim)).await;
-    wait_ready(&client, &ns, "DatabricksWorkspace", "analytics", 90).await;
+    run_test(&["secrets", "secrets-bad"], |env| async move {
+        let client = env.client.clone();
+        let (ns, bad_ns) = (env.namespaces[0].clone(), env.namespaces[1].clone());
+        let secret = format!("s3cr3t-{}", uuid::Uuid::new_v4().simple());
+        let wrong = format!("wr0ng-{}", uuid::Uuid::new_v4().simple());
+        let sim = start_sim(SimConfig {
+            client_secret: secret.clone(),
+            ..sim_config()
+        })
+        .await;
+        apply(&client, &ns, &samples(&sim)).await;
+        wait_ready(&client, &ns, "DatabricksWorkspace", "analytics", 90).await;
 
-    // A second namespace with a wrong secret: refused, and the refusal is reported.
-    let bad_ns = common::namespace(&client, "secrets-bad").await;
-    let bad: Vec<String> = samples_of(&sim, &["Secret", "DatabricksAccount"])
-        .into_iter()
-        .map(|d| d.replace(&secret, &wrong))
-        .collect();
-    apply(&client, &bad_ns, &bad).await;
-    let refused = wait_reason(
-        &client,
-        &bad_ns,
-        "DatabricksAccount",
-        "default",
-        "Ready",
-        "AuthenticationFailed",
-        60,
-    )
-    .await;
-    assert!(
-        condition(&refused, "Ready")
-            .unwrap()
-            .message
-            .contains("credentials")
-    );
-
-    let mut haystack = logs();
-    for namespace in [&ns, &bad_ns] {
-        let events: Api<DynamicObject> = Api::namespaced_with(
-            client.clone(),
-            namespace,
-            &ApiResource::from_gvk(&GroupVersionKind::gvk("events.k8s.io", "v1", "Event")),
-        );
-        let events = events.list(&ListParams::default()).await.unwrap();
-        assert!(
-            !events.items.is_empty() || namespace == &bad_ns,
-            "the operator records events"
-        );
-        haystack.push_str(&serde_json::to_string(&events.items).unwrap());
-        for kind in [
+        // A second namespace with a wrong secret: refused, and the refusal is reported.
+        let bad: Vec<String> = samples_of(&sim, &["Secret", "DatabricksAccount"])
+            .into_iter()
+            .map(|d| d.replace(&secret, &wrong))
+            .collect();
+        apply(&client, &bad_ns, &bad).await;
+        let refused = wait_reason(
+            &client,
+            &bad_ns,
             "DatabricksAccount",
-            "DatabricksCredential",
-            "DatabricksStorageConfig",
-            "DatabricksKeyConfig",
-            "DatabricksNetwork",
-            "DatabricksWorkspace",
-        ] {
-            let objs = dynamic(&client, namespace, kind)
-                .list(&ListParams::default())
-                .await
-                .unwrap();
-            for o in objs {
-                haystack.push_str(&o.data["status"].to_string());
+            "default",
+            "Ready",
+            "AuthenticationFailed",
+            60,
+        )
+        .await;
+        assert!(
+            condition(&refused, "Ready")
+                .unwrap()
+                .message
+                .contains("credentials")
+        );
+
+        let mut haystack = logs();
+        for namespace in [&ns, &bad_ns] {
+            let events: Api<DynamicObject> = Api::namespaced_with(
+                client.clone(),
+                namespace,
+                &ApiResource::from_gvk(&GroupVersionKind::gvk("events.k8s.io", "v1", "Event")),
+            );
+            let events = events.list(&ListParams::default()).await.unwrap();
+            assert!(
+                !events.items.is_empty() || namespace == &bad_ns,
+                "the operator records events"
+            );
+            haystack.push_str(&serde_json::to_string(&events.items).unwrap());
+            for kind in common::KINDS {
+                let objs = dynamic(&client, namespace, kind)
+                    .list(&ListParams::default())
+                    .await
+                    .unwrap();
+                for o in objs {
+                    haystack.push_str(&o.data["status"].to_string());
+                }
             }
         }
-    }
-    assert!(haystack.len() > 1000, "there is something to scan");
-    assert!(!haystack.contains(&secret), "the client secret leaked");
-    assert!(!haystack.contains(&wrong), "the refused secret leaked");
-    delete_namespace_and_wait(&client, &ns).await;
-    delete_namespace_and_wait(&client, &bad_ns).await;
+        assert!(haystack.len() > 1000, "there is something to scan");
+        assert!(!haystack.contains(&secret), "the client secret leaked");
+        assert!(!haystack.contains(&wrong), "the refused secret leaked");
+        delete_namespace_and_wait(&client, &ns).await;
+        delete_namespace_and_wait(&client, &bad_ns).await;
+    })
+    .await;
 }
 
 /// The IAM-propagation error on a new role is retried with `CredentialValidationPending` until
 /// Databricks can use the role, then the credential is created once.
 #[tokio::test]
 async fn credential_validation_is_retried_while_iam_propagates() {
-    let (client, ns) = setup("iam").await;
-    let sim = start_sim(sim_config()).await;
-    sim.set_faults(Faults {
-        credential_propagation: Some(CredentialPropagation {
-            seconds: 4,
-            role_arn: None,
-        }),
-        ..Faults::default()
-    });
-    let mut docs = samples_of(&sim, &["Secret", "DatabricksAccount"]);
-    docs.push(credential_doc("fresh-role", "", ""));
-    apply(&client, &ns, &docs).await;
-    let pending = wait_reason(
-        &client,
-        &ns,
-        "DatabricksCredential",
-        "fresh-role",
-        "Ready",
-        "CredentialValidationPending",
-        30,
-    )
+    run_test(&["iam"], |env| async move {
+        let Env { client, ns, .. } = env;
+        let sim = start_sim(sim_config()).await;
+        sim.set_faults(Faults {
+            credential_propagation: Some(CredentialPropagation {
+                seconds: 4,
+                role_arn: None,
+            }),
+            ..Faults::default()
+        });
+        let mut docs = samples_of(&sim, &["Secret", "DatabricksAccount"]);
+        docs.push(credential_doc("fresh-role", "", ""));
+        apply(&client, &ns, &docs).await;
+        let pending = wait_reason(
+            &client,
+            &ns,
+            "DatabricksCredential",
+            "fresh-role",
+            "Ready",
+            "CredentialValidationPending",
+            30,
+        )
+        .await;
+        assert!(
+            condition(&pending, "Ready")
+                .unwrap()
+                .message
+                .contains("propagate")
+        );
+        wait_ready(&client, &ns, "DatabricksCredential", "fresh-role", 60).await;
+        assert_eq!(count(&sim.snapshot(), "credentials"), 1);
+        let counts = sim.request_count();
+        assert_eq!(counts.get("POST /credentials", 200), 1, "{counts:?}");
+        // The 4 s window starts at the first attempt, which it refuses. The retries follow the
+        // per-object backoff, at least 0.8 s, 1.6 s and 3.2 s apart (1 s doubling, -20 %
+        // jitter): at most three attempts fall in the window, fewer on a slow machine. Retries
+        // without backoff would be refused many more times.
+        let refused = counts.get("POST /credentials", 400);
+        assert!(
+            (1..=3).contains(&refused),
+            "retried with backoff, not hammered: {counts:?}"
+        );
+        assert_eq!(counts.total("POST /credentials"), refused + 1, "{counts:?}");
+        delete_namespace_and_wait(&client, &ns).await;
+    })
     .await;
-    assert!(
-        condition(&pending, "Ready")
-            .unwrap()
-            .message
-            .contains("propagate")
-    );
-    wait_ready(&client, &ns, "DatabricksCredential", "fresh-role", 60).await;
-    assert_eq!(count(&sim.snapshot(), "credentials"), 1);
-    let refused = sim.request_count().get("POST /credentials", 400);
-    assert!(
-        (1..=6).contains(&refused),
-        "retried with backoff, not hammered: {refused}"
-    );
-    delete_namespace_and_wait(&client, &ns).await;
 }
 
 /// An object deleted in Databricks behind the operator's back is created again, and an event
 /// says so.
 #[tokio::test]
 async fn remote_object_deleted_outside_kubernetes_is_recreated() {
-    let (client, ns) = setup("drift").await;
-    let sim = start_sim(sim_config()).await;
-    let mut docs = samples_of(&sim, &["Secret", "DatabricksAccount"]);
-    docs.push(credential_doc(
-        "drifting",
-        "",
-        r#""account.databricks-operator.dev/poll-interval": "2s""#,
-    ));
-    apply(&client, &ns, &docs).await;
-    let first = wait_ready(&client, &ns, "DatabricksCredential", "drifting", 30).await;
-    let first_id = first.data["status"]["credentialsId"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    api_client(&sim)
-        .delete::<m::Credential>(&first_id)
-        .await
-        .unwrap();
-
-    let second_id = eventually("a new credential", 30, || async {
-        let obj = dynamic(&client, &ns, "DatabricksCredential")
-            .get("drifting")
+    run_test(&["drift"], |env| async move {
+        let Env { client, ns, .. } = env;
+        let sim = start_sim(sim_config()).await;
+        let mut docs = samples_of(&sim, &["Secret", "DatabricksAccount"]);
+        docs.push(credential_doc(
+            "drifting",
+            "",
+            r#""account.databricks-operator.dev/poll-interval": "2s""#,
+        ));
+        apply(&client, &ns, &docs).await;
+        let first = wait_ready(&client, &ns, "DatabricksCredential", "drifting", 30).await;
+        let first_id = first.data["status"]["credentialsId"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        api_client(&sim)
+            .delete::<m::Credential>(&first_id)
             .await
-            .ok()?;
-        let id = obj.data["status"]["credentialsId"].as_str()?.to_string();
-        (id != first_id && condition(&obj, "Ready")?.status == "True").then_some(id)
+            .unwrap();
+
+        let second_id = eventually("a new credential", 30, || async {
+            let obj = dynamic(&client, &ns, "DatabricksCredential")
+                .get("drifting")
+                .await
+                .ok()?;
+            let id = obj.data["status"]["credentialsId"].as_str()?.to_string();
+            (id != first_id && condition(&obj, "Ready")?.status == "True").then_some(id)
+        })
+        .await;
+        let snap = sim.snapshot();
+        assert_eq!(count(&snap, "credentials"), 1);
+        assert_eq!(
+            snap["credentials"][0]["credentials_id"].as_str(),
+            Some(second_id.as_str())
+        );
+        assert_eq!(
+            sim.request_count().total("POST /credentials"),
+            2,
+            "created, then created again once"
+        );
+        let events: Api<DynamicObject> = Api::namespaced_with(
+            client.clone(),
+            &ns,
+            &ApiResource::from_gvk(&GroupVersionKind::gvk("events.k8s.io", "v1", "Event")),
+        );
+        let reasons: Vec<String> = events
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .filter_map(|e| e.data["reason"].as_str().map(str::to_string))
+            .collect();
+        assert!(reasons.iter().any(|r| r == "RemoteDeleted"), "{reasons:?}");
+        delete_namespace_and_wait(&client, &ns).await;
     })
     .await;
-    let snap = sim.snapshot();
-    assert_eq!(count(&snap, "credentials"), 1);
-    assert_eq!(
-        snap["credentials"][0]["credentials_id"].as_str(),
-        Some(second_id.as_str())
-    );
-    let events: Api<DynamicObject> = Api::namespaced_with(
-        client.clone(),
-        &ns,
-        &ApiResource::from_gvk(&GroupVersionKind::gvk("events.k8s.io", "v1", "Event")),
-    );
-    let reasons: Vec<String> = events
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-        .iter()
-        .filter_map(|e| e.data["reason"].as_str().map(str::to_string))
-        .collect();
-    assert!(reasons.iter().any(|r| r == "RemoteDeleted"), "{reasons:?}");
-    delete_namespace_and_wait(&client, &ns).await;
 }
 
 /// Observation at rest costs one list per kind per account per poll interval, however many
-/// objects there are: 20 credentials polled every 3 s make about one list call every 3 s.
+/// objects there are: 20 credentials polled every 3 s make one list call every 3 s.
 #[tokio::test]
 async fn steady_state_observation_does_not_grow_with_the_number_of_objects() {
-    let (client, ns) = setup("scale").await;
-    let sim = start_sim(sim_config()).await;
-    let mut docs = samples_of(&sim, &["Secret", "DatabricksAccount"]);
-    let poll = r#""account.databricks-operator.dev/poll-interval": "3s""#;
-    for i in 0..20 {
-        docs.push(credential_doc(&format!("cred-{i:02}"), "", poll));
-    }
-    apply(&client, &ns, &docs).await;
-    for i in 0..20 {
-        wait_ready(
-            &client,
-            &ns,
-            "DatabricksCredential",
-            &format!("cred-{i:02}"),
-            60,
-        )
-        .await;
-    }
-    tokio::time::sleep(Duration::from_secs(4)).await;
-    let before = sim.request_count();
-    let window = Duration::from_secs(12);
-    tokio::time::sleep(window).await;
-    let after = sim.request_count();
-    let delta = |route: &str| after.total(route) - before.total(route);
-    let lists = delta("GET /credentials");
-    let gets = delta("GET /credentials/{id}");
-    println!(
-        "steady state over {window:?}: {lists} list calls, {gets} single reads for 20 objects"
-    );
-    assert!((2..=8).contains(&lists), "about one list per 3 s: {lists}");
-    assert_eq!(gets, 0, "no per-object reads at rest");
-    assert_eq!(delta("POST /credentials"), 0);
-    delete_namespace_and_wait(&client, &ns).await;
+    run_test(&["scale"], |env| async move {
+        let Env { client, ns, .. } = env;
+        let sim = start_sim(sim_config()).await;
+        let mut docs = samples_of(&sim, &["Secret", "DatabricksAccount"]);
+        let poll = Duration::from_secs(3);
+        let annotation = r#""account.databricks-operator.dev/poll-interval": "3s""#;
+        for i in 0..20 {
+            docs.push(credential_doc(&format!("cred-{i:02}"), "", annotation));
+        }
+        apply(&client, &ns, &docs).await;
+        for i in 0..20 {
+            wait_ready(
+                &client,
+                &ns,
+                "DatabricksCredential",
+                &format!("cred-{i:02}"),
+                60,
+            )
+            .await;
+        }
+        // Past the first poll of every object, the window sees only polls at rest.
+        tokio::time::sleep(poll + Duration::from_secs(1)).await;
+        let before = sim.request_count();
+        let started = std::time::Instant::now();
+        tokio::time::sleep(4 * poll).await;
+        let after = sim.request_count();
+        let window = started.elapsed();
+        let delta = |route: &str| after.total(route) - before.total(route);
+        let lists = delta("GET /credentials");
+        let gets = delta("GET /credentials/{id}");
+        println!(
+            "steady state over {window:?}: {lists} list calls, {gets} single reads for 20 objects"
+        );
+        // The shared list is refreshed only once it is older than the poll interval: at most once
+        // per interval (one more for the window's edges), however slow the machine. And at least
+        // once per two intervals: every object is requeued each interval, and the first of them
+        // after the list expired refreshes it.
+        let intervals = window.as_secs_f64() / poll.as_secs_f64();
+        assert!(
+            lists as f64 <= intervals.floor() + 1.0,
+            "at most one list per poll interval: {lists} in {window:?}"
+        );
+        assert!(
+            lists as f64 >= (intervals / 2.0).floor(),
+            "about one list per poll interval: {lists} in {window:?}"
+        );
+        assert_eq!(gets, 0, "no per-object reads at rest");
+        assert_eq!(
+            after.entries.len(),
+            before.entries.len(),
+            "no other route: {after:?}"
+        );
+        assert_eq!(delta("POST /credentials"), 0);
+        delete_namespace_and_wait(&client, &ns).await;
+    })
+    .await;
 }
 
 /// A workspace and its dependencies must be managed through the same account; a mismatch is a
 /// clear spec error, not an endless wait.
 #[tokio::test]
 async fn dependencies_of_another_account_are_refused() {
-    let (client, ns) = setup("accounts").await;
-    let sim = start_sim(sim_config()).await;
-    let mut docs = samples(&sim);
-    docs.push(credential_doc(
-        "elsewhere",
-        "  accountRef: {name: other}\n",
-        "",
-    ));
-    docs.retain(|d| !d.contains("kind: DatabricksWorkspace\n"));
-    docs.push(samples_of(&sim, &["DatabricksWorkspace"])[0].replace(
-        "credentials: {name: cross-account}",
-        "credentials: {name: elsewhere}",
-    ));
-    apply(&client, &ns, &docs).await;
-    let ws = wait_reason(
-        &client,
-        &ns,
-        "DatabricksWorkspace",
-        "analytics",
-        "Ready",
-        "InvalidSpec",
-        30,
-    )
+    run_test(&["accounts"], |env| async move {
+        let Env { client, ns, .. } = env;
+        let sim = start_sim(sim_config()).await;
+        let mut docs = samples(&sim);
+        docs.push(credential_doc(
+            "elsewhere",
+            "  accountRef: {name: other}\n",
+            "",
+        ));
+        docs.retain(|d| !d.contains("kind: DatabricksWorkspace\n"));
+        docs.push(samples_of(&sim, &["DatabricksWorkspace"])[0].replace(
+            "credentials: {name: cross-account}",
+            "credentials: {name: elsewhere}",
+        ));
+        apply(&client, &ns, &docs).await;
+        let ws = wait_reason(
+            &client,
+            &ns,
+            "DatabricksWorkspace",
+            "analytics",
+            "Ready",
+            "InvalidSpec",
+            30,
+        )
+        .await;
+        let msg = condition(&ws, "Ready").unwrap().message;
+        assert!(
+            msg.contains("\"other\"") && msg.contains("same account"),
+            "{msg}"
+        );
+        assert_eq!(count(&sim.snapshot(), "workspaces"), 0);
+        assert_eq!(sim.request_count().total("POST /workspaces"), 0);
+        delete_namespace_and_wait(&client, &ns).await;
+    })
     .await;
-    let msg = condition(&ws, "Ready").unwrap().message;
-    assert!(
-        msg.contains("\"other\"") && msg.contains("same account"),
-        "{msg}"
-    );
-    assert_eq!(count(&sim.snapshot(), "workspaces"), 0);
-    delete_namespace_and_wait(&client, &ns).await;
 }
 
 /// Token federation (a JWT from a file, no static secret) and legacy basic auth both make an
 /// account Ready.
 #[tokio::test]
 async fn federation_and_basic_auth_accounts_become_ready() {
-    let (client, ns) = setup("auth").await;
-    let sim = start_sim(sim_config()).await;
-    let token = federation_token_file();
-    // header {"alg":"RS256"} . payload {"sub":"system:serviceaccount:ns:sa"} . signature
-    std::fs::write(
-        &token,
-        "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJzeXN0ZW06c2VydmljZWFjY291bnQ6bnM6c2EifQ.c2ln",
-    )
-    .unwrap();
-    let c = sim.config();
-    let docs = vec![
-        format!(
-            "apiVersion: account.databricks-operator.dev/v1alpha1\nkind: DatabricksAccount\nmetadata:\n  name: federated\nspec:\n  host: {}\n  accountId: {}\n  auth:\n    federation:\n      clientId: {}\n",
-            sim.base_url(),
-            c.account_id,
-            c.client_id,
-        ),
-        format!(
-            "apiVersion: v1\nkind: Secret\nmetadata:\n  name: admin\n  labels: {{account.databricks-operator.dev/account-secret: \"true\"}}\nstringData:\n  username: {}\n  password: {}\n",
-            c.username, c.password
-        ),
-        format!(
-            "apiVersion: account.databricks-operator.dev/v1alpha1\nkind: DatabricksAccount\nmetadata:\n  name: legacy\nspec:\n  host: {}\n  accountId: {}\n  auth:\n    basic:\n      secretRef: {{name: admin}}\n",
-            sim.base_url(),
-            c.account_id
-        ),
-    ];
-    apply(&client, &ns, &docs).await;
-    for name in ["federated", "legacy"] {
-        let acct = wait_ready(&client, &ns, "DatabricksAccount", name, 30).await;
-        let method = acct.data["status"]["authMethod"]
-            .as_str()
-            .unwrap()
-            .to_string();
-        assert_eq!(
-            method,
-            if name == "federated" {
-                "oauth-federation"
-            } else {
-                "basic"
-            }
-        );
-    }
-    delete_namespace_and_wait(&client, &ns).await;
+    run_test(&["auth"], |env| async move {
+        let Env { client, ns, .. } = env;
+        let sim = start_sim(sim_config()).await;
+        // The operator's own token file: the custom resource cannot name one.
+        let token = federation_token_file();
+        // header {"alg":"RS256"} . payload {"sub":"system:serviceaccount:ns:sa"} . signature
+        std::fs::write(
+            &token,
+            "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJzeXN0ZW06c2VydmljZWFjY291bnQ6bnM6c2EifQ.c2ln",
+        )
+        .unwrap();
+        let c = sim.config();
+        let docs = vec![
+            format!(
+                "apiVersion: account.databricks-operator.dev/v1alpha1\nkind: DatabricksAccount\nmetadata:\n  name: federated\nspec:\n  host: {}\n  accountId: {}\n  auth:\n    federation:\n      clientId: {}\n",
+                sim.base_url(),
+                c.account_id,
+                c.client_id,
+            ),
+            secret_doc(
+                "admin",
+                &[("username", &c.username), ("password", &c.password)],
+            ),
+            format!(
+                "apiVersion: account.databricks-operator.dev/v1alpha1\nkind: DatabricksAccount\nmetadata:\n  name: legacy\nspec:\n  host: {}\n  accountId: {}\n  auth:\n    basic:\n      secretRef: {{name: admin}}\n",
+                sim.base_url(),
+                c.account_id
+            ),
+        ];
+        apply(&client, &ns, &docs).await;
+        for name in ["federated", "legacy"] {
+            let acct = wait_ready(&client, &ns, "DatabricksAccount", name, 30).await;
+            let method = acct.data["status"]["authMethod"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            assert_eq!(
+                method,
+                if name == "federated" {
+                    "oauth-federation"
+                } else {
+                    "basic"
+                }
+            );
+        }
+        delete_namespace_and_wait(&client, &ns).await;
+    })
+    .await;
 }

@@ -30,6 +30,10 @@ impl Reply {
     }
 }
 
+/// How long a wait for a workspace's next state may take before the test fails: many times the
+/// provisioning and deletion times below.
+const WAIT: Duration = Duration::from_secs(30);
+
 fn fast_config() -> SimConfig {
     SimConfig {
         provisioning: Duration::from_millis(600),
@@ -164,8 +168,11 @@ impl Sim {
         net["network_id"].as_str().unwrap().to_string()
     }
 
+    /// Polls the workspace until it has `wanted` (a deadline, not a number of polls: a slow
+    /// machine makes fewer polls in the same time).
     async fn wait_status(&self, ws_id: i64, wanted: &str) -> Value {
-        for _ in 0..100 {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while tokio::time::Instant::now() < deadline {
             let ws = self.get(&format!("/workspaces/{ws_id}")).await;
             if ws["workspace_status"] == wanted {
                 return ws;
@@ -176,7 +183,8 @@ impl Sim {
     }
 
     async fn wait_gone(&self, ws_id: i64) {
-        for _ in 0..100 {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while tokio::time::Instant::now() < deadline {
             let r = self
                 .call(reqwest::Method::GET, &format!("/workspaces/{ws_id}"), None)
                 .await;
@@ -797,8 +805,11 @@ async fn vpc_endpoints_become_available() {
 /// Access tokens expire after the configured lifetime, and the control API can expire them early.
 #[tokio::test]
 async fn expired_tokens_are_refused() {
+    // Long enough that the first call, right after the token is issued, is inside it on any
+    // machine; the second call comes after it whatever the load.
+    let ttl = Duration::from_secs(2);
     let s = start(SimConfig {
-        token_ttl: Duration::from_millis(400),
+        token_ttl: ttl,
         ..fast_config()
     })
     .await;
@@ -808,7 +819,7 @@ async fn expired_tokens_are_refused() {
             .status,
         200
     );
-    tokio::time::sleep(Duration::from_millis(450)).await;
+    tokio::time::sleep(ttl + Duration::from_millis(50)).await;
     let r = s.call(reqwest::Method::GET, "/credentials", None).await;
     assert_eq!(r.status, 401);
     assert_eq!(r.json()["error_code"], "UNAUTHENTICATED");

@@ -90,6 +90,138 @@ pub async fn delete_namespace(client: &Client, name: &str) {
         .await;
 }
 
+/// The kinds of this operator, whose objects carry its finalizers.
+pub const KINDS: [&str; 8] = [
+    "DatabricksAccount",
+    "DatabricksCredential",
+    "DatabricksStorageConfig",
+    "DatabricksKeyConfig",
+    "DatabricksNetwork",
+    "DatabricksVpcEndpoint",
+    "DatabricksPrivateAccessSettings",
+    "DatabricksWorkspace",
+];
+
+/// The API resource of one of this operator's kinds (its plural is not always the kind plus "s").
+pub fn resource(kind: &str) -> ApiResource {
+    let lower = kind.to_lowercase();
+    let plural = if lower.ends_with("settings") {
+        lower
+    } else {
+        format!("{lower}s")
+    };
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("account.databricks-operator.dev", "v1alpha1", kind),
+        &plural,
+    )
+}
+
+/// Whether a namespace still exists. A read error is retried, never taken for "gone".
+async fn namespace_exists(client: &Client, name: &str) -> bool {
+    let api = Api::<Namespace>::all(client.clone());
+    let mut last = None;
+    for _ in 0..20 {
+        match api.get_opt(name).await {
+            Ok(found) => return found.is_some(),
+            Err(e) => last = Some(e),
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    panic!("cannot read namespace {name}: {last:?}");
+}
+
+async fn wait_gone(client: &Client, name: &str, patience: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + patience;
+    loop {
+        if !namespace_exists(client, name).await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Deletes a namespace and waits until it is gone. If it is still there after `patience` (its
+/// objects' finalizers were not released: the operator that owns them stopped, or cannot reach
+/// its simulator any more), removes the finalizers of this operator's objects so the namespace
+/// goes anyway, and returns an error saying so. Either way no namespace is left Terminating for
+/// the next test.
+pub async fn remove_namespace(
+    client: &Client,
+    name: &str,
+    patience: Duration,
+) -> Result<(), String> {
+    let api = Api::<Namespace>::all(client.clone());
+    match api.delete(name, &DeleteParams::default()).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(e)) if e.code == 404 => return Ok(()),
+        // Already terminating.
+        Err(kube::Error::Api(e)) if e.code == 409 => {}
+        Err(e) => panic!("cannot delete namespace {name}: {e}"),
+    }
+    if wait_gone(client, name, patience).await {
+        return Ok(());
+    }
+    let mut stuck = Vec::new();
+    for kind in KINDS {
+        let objs: Api<DynamicObject> = Api::namespaced_with(client.clone(), name, &resource(kind));
+        let list = match objs.list(&Default::default()).await {
+            Ok(list) => list,
+            Err(e) => panic!("cannot list {kind} in {name}: {e}"),
+        };
+        for o in list.items.iter().filter(|o| !o.finalizers().is_empty()) {
+            stuck.push(format!("{kind}/{}", o.name_any()));
+            let unfinalize = serde_json::json!({"metadata": {"finalizers": null}});
+            let _ = objs
+                .patch(
+                    &o.name_any(),
+                    &PatchParams::default(),
+                    &Patch::Merge(&unfinalize),
+                )
+                .await;
+        }
+    }
+    let gone = wait_gone(client, name, Duration::from_secs(60)).await;
+    if gone && stuck.is_empty() {
+        // Nothing held it: the namespace controller was just slow.
+        return Ok(());
+    }
+    Err(format!(
+        "namespace {name} was not gone {patience:?} after its deletion; removed the finalizers of {stuck:?}{}",
+        if gone { "" } else { ", and it is still there" }
+    ))
+}
+
+/// Runs a test's body as a task of its own; then, whether the body passed or panicked, removes
+/// the test's namespaces (`remove_namespace`, waiting `patience` for the operator to release its
+/// finalizers after a panic), and fails with the body's panic, or if the body left a namespace
+/// behind. Bodies delete their namespaces themselves, while their operator and simulator run.
+pub async fn run_then_remove<F>(client: &Client, namespaces: &[String], patience: Duration, body: F)
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    let outcome = tokio::spawn(body).await;
+    let mut left = Vec::new();
+    for ns in namespaces {
+        if namespace_exists(client, ns).await {
+            left.push(ns.clone());
+            if let Err(e) = remove_namespace(client, ns, patience).await {
+                eprintln!("cleanup: {e}");
+            }
+        }
+    }
+    match outcome {
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(e) => panic!("the test body did not finish: {e}"),
+        Ok(()) => assert!(
+            left.is_empty(),
+            "the test left its namespaces {left:?} behind"
+        ),
+    }
+}
+
 /// The documents of `config/samples/`, pointed at the simulator.
 pub fn samples(sim: &SimHandle) -> Vec<String> {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/samples");

@@ -2,7 +2,7 @@
 //! `/metrics` endpoint, its log file and its memory as the kernel counts it.
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
 /// A free port on loopback.
