@@ -53,6 +53,9 @@ pub struct Settings {
     pub min_annotated_poll_interval: Duration,
     /// Time limit of one HTTP exchange with the Account API (a trickling server is cut off).
     pub api_timeout: Duration,
+    /// Reconciles of one kind running at once. Unbounded, a thousand new objects start a thousand
+    /// reconciles and as many connections to the API server, which stay open afterwards.
+    pub concurrency: u16,
 }
 
 impl Default for Settings {
@@ -71,6 +74,7 @@ impl Default for Settings {
             fence: WriteFence::open(),
             min_annotated_poll_interval: crate::bounds::POLL_INTERVAL_MIN,
             api_timeout: Duration::from_secs(60),
+            concurrency: 16,
         }
     }
 }
@@ -267,6 +271,7 @@ impl Context {
     /// Forgets the list of a kind (after a create or delete).
     pub fn invalidate<R: RemoteResource>(&self, account: &str) {
         lock(&self.lists).remove(&(account.to_string(), R::COLLECTION));
+        self.track();
     }
 
     /// Records a failure and returns the backoff before the next attempt.
@@ -447,7 +452,7 @@ mod runner {
     use futures::{FutureExt, StreamExt};
     use k8s_openapi::api::core::v1::Secret as KubeSecret;
     use kube::api::Api;
-    use kube::runtime::controller::{Action, Controller};
+    use kube::runtime::controller::{self, Action, Controller};
     use kube::runtime::reflector::{self, ObjectRef, Store, reflector};
     use kube::runtime::{WatchStreamExt, watcher};
     use kube::{Resource, ResourceExt};
@@ -590,7 +595,8 @@ mod runner {
     async fn run_kind<K: Managed>(ctx: Arc<Context>, ns: Option<String>, shutdown: Shutdown) {
         let client = ctx.client.clone();
         let ns_ref = ns.as_deref();
-        let c = Controller::new(api::<K>(&client, ns_ref), watcher::Config::default());
+        let c = Controller::new(api::<K>(&client, ns_ref), watcher::Config::default())
+            .with_config(controller::Config::default().concurrency(ctx.settings.concurrency));
         let store = c.store();
         let sweeper = sweep::<K>(ctx.clone(), ns.clone(), store.clone(), shutdown.clone());
         let c = watch_other::<K, DatabricksAccount>(c, &client, ns_ref, store.clone());
@@ -645,7 +651,8 @@ mod runner {
         let c = Controller::new(
             api::<DatabricksAccount>(&client, ns.as_deref()),
             watcher::Config::default(),
-        );
+        )
+        .with_config(controller::Config::default().concurrency(ctx.settings.concurrency));
         let store = c.store();
         let sweeper =
             sweep::<DatabricksAccount>(ctx.clone(), ns.clone(), store.clone(), shutdown.clone());

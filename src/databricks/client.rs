@@ -358,29 +358,13 @@ impl AccountClient {
         } else {
             crate::bounds::MAX_BODY_BYTES
         };
-        if method != Method::GET
-            && let Some(gate) = &inner.gate
-            && !gate.allows_writes()
-        {
-            return Err(Error::Fenced {
-                method: method.to_string(),
-                path: path.to_string(),
-            });
-        }
+        self.fence(&method, path)?;
         let mut attempt = 0u32;
         let mut reauthenticated = false;
         loop {
             let throttled = inner.limiter.acquire().await;
             // Checked again after the wait: the lease may have gone meanwhile.
-            if method != Method::GET
-                && let Some(gate) = &inner.gate
-                && !gate.allows_writes()
-            {
-                return Err(Error::Fenced {
-                    method: method.to_string(),
-                    path: path.to_string(),
-                });
-            }
+            self.fence(&method, path)?;
             let outcome = self.exchange(&method, &url, path, query, body, limit).await;
             let elapsed = started.elapsed();
             let mut sent_auth = None;
@@ -451,6 +435,17 @@ impl AccountClient {
         }
     }
 
+    /// Refuses a write the [`WriteGate`] does not allow now.
+    fn fence(&self, method: &Method, path: &str) -> Result<(), Error> {
+        match &self.inner.gate {
+            Some(gate) if *method != Method::GET && !gate.allows_writes() => Err(Error::Fenced {
+                method: method.to_string(),
+                path: path.to_string(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
     /// One HTTP exchange. Returns status, body, `Retry-After` and the `Authorization` header sent,
     /// or a transport error classified by whether the request may have reached the server.
     async fn exchange<B: Serialize + ?Sized>(
@@ -464,6 +459,8 @@ impl AccountClient {
     ) -> Result<(u16, Vec<u8>, Option<Duration>, String), Error> {
         let inner = &self.inner;
         let auth = inner.tokens.header().await?;
+        // Fetching a token can take a while: the lease may have gone meanwhile.
+        self.fence(method, path)?;
         let mut req = inner
             .http
             .request(method.clone(), url)
