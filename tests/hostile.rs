@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use common::process::OperatorProcess;
-use common::{apply, condition, eventually, ours, wait_condition};
+use common::{apply, condition, eventually, resource, wait_condition};
 use databricks_account_operator::sim::{self, SimConfig};
 use kube::Client;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
@@ -514,7 +514,7 @@ async fn write_reply(sock: &mut TcpStream, reply: Reply) -> std::io::Result<()> 
 // Kubernetes helpers
 
 fn dynamic(client: &Client, ns: &str, kind: &str) -> Api<DynamicObject> {
-    Api::namespaced_with(client.clone(), ns, &ours(kind))
+    Api::namespaced_with(client.clone(), ns, &resource(kind))
 }
 
 /// Waits until `kind/name` has condition `type_` with `reason` and returns the object.

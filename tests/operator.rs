@@ -11,7 +11,7 @@
 
 mod common;
 
-use common::{apply, eventually, samples, samples_of};
+use common::{apply, condition, eventually, samples, samples_of};
 
 use std::future::Future;
 use std::io::Write;
@@ -253,27 +253,6 @@ fn dynamic(client: &Client, ns: &str, kind: &str) -> Api<DynamicObject> {
     Api::namespaced_with(client.clone(), ns, &common::resource(kind))
 }
 
-#[derive(Debug, Clone)]
-struct Cond {
-    status: String,
-    reason: String,
-    message: String,
-}
-
-fn condition(obj: &DynamicObject, type_: &str) -> Option<Cond> {
-    let c = obj
-        .data
-        .pointer("/status/conditions")?
-        .as_array()?
-        .iter()
-        .find(|c| c["type"] == type_)?;
-    Some(Cond {
-        status: c["status"].as_str()?.into(),
-        reason: c["reason"].as_str()?.into(),
-        message: c["message"].as_str()?.into(),
-    })
-}
-
 /// Waits until the object's `type_` condition has `reason`, and returns the object.
 async fn wait_reason(
     client: &Client,
@@ -284,24 +263,7 @@ async fn wait_reason(
     reason: &str,
     secs: u64,
 ) -> DynamicObject {
-    let api = dynamic(client, ns, kind);
-    let mut last = None;
-    let what = format!("{kind}/{name} {type_}={reason}");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Ok(obj) = api.get(name).await {
-            let c = condition(&obj, type_);
-            if c.as_ref().is_some_and(|c| c.reason == reason) {
-                return obj;
-            }
-            last = c;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}; last condition: {last:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    common::wait_condition(client, ns, kind, name, type_, reason, secs).await
 }
 
 async fn wait_ready(client: &Client, ns: &str, kind: &str, name: &str, secs: u64) -> DynamicObject {

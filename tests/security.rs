@@ -8,7 +8,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::process::OperatorProcess;
-use common::{apply, condition, eventually, ours, samples_of, wait_condition};
+use common::{apply, condition, eventually, resource, samples_of, wait_condition};
 use databricks_account_operator::databricks::models as m;
 use databricks_account_operator::databricks::{AccountClient, AccountConfig, Credentials, Secret};
 use databricks_account_operator::sim::{self, SimConfig, SimHandle};
@@ -47,7 +47,7 @@ fn api_client(sim: &SimHandle) -> AccountClient {
 }
 
 fn dynamic(client: &Client, ns: &str, kind: &str) -> Api<DynamicObject> {
-    Api::namespaced_with(client.clone(), ns, &ours(kind))
+    Api::namespaced_with(client.clone(), ns, &resource(kind))
 }
 
 fn credential(name: &str, spec: &str, annotations: &str) -> String {

@@ -102,18 +102,20 @@ pub const KINDS: [&str; 8] = [
     "DatabricksWorkspace",
 ];
 
-/// The API resource of one of this operator's kinds (its plural is not always the kind plus "s").
+/// One of our kinds, for dynamic access, with the plural its CRD declares.
 pub fn resource(kind: &str) -> ApiResource {
-    let lower = kind.to_lowercase();
-    let plural = if lower.ends_with("settings") {
-        lower
-    } else {
-        format!("{lower}s")
-    };
-    ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("account.databricks-operator.dev", "v1alpha1", kind),
-        &plural,
-    )
+    let mut ar = ApiResource::from_gvk(&GroupVersionKind::gvk(
+        "account.databricks-operator.dev",
+        "v1alpha1",
+        kind,
+    ));
+    if let Some(crd) = databricks_account_operator::crd::all()
+        .into_iter()
+        .find(|c| c.spec.names.kind == kind)
+    {
+        ar.plural = crd.spec.names.plural;
+    }
+    ar
 }
 
 /// Whether a namespace still exists. A read error is retried, never taken for "gone".
@@ -302,23 +304,6 @@ where
     }
 }
 
-/// One of our kinds, for dynamic access, with the plural its CRD declares (guessing it from the
-/// kind gets `DatabricksPrivateAccessSettings` wrong).
-pub fn ours(kind: &str) -> ApiResource {
-    let mut ar = ApiResource::from_gvk(&GroupVersionKind::gvk(
-        "account.databricks-operator.dev",
-        "v1alpha1",
-        kind,
-    ));
-    if let Some(crd) = databricks_account_operator::crd::all()
-        .into_iter()
-        .find(|c| c.spec.names.kind == kind)
-    {
-        ar.plural = crd.spec.names.plural;
-    }
-    ar
-}
-
 /// A condition as the tests read it.
 #[derive(Debug, Clone)]
 pub struct Cond {
@@ -353,7 +338,7 @@ pub async fn wait_condition(
     reason: &str,
     secs: u64,
 ) -> DynamicObject {
-    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &ours(kind));
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &resource(kind));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
     let mut last = None;
     loop {
