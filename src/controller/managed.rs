@@ -7,10 +7,9 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use kube::api::{Api, ApiResource, DynamicObject, ListParams, Patch, PatchParams};
+use kube::api::{Api, ApiResource, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::core::NamespaceResourceScope;
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType};
 use kube::{Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -347,6 +346,9 @@ fn paused<K: Resource>(obj: &K) -> bool {
         .is_some_and(|v| v == "true")
 }
 
+/// Publishes an `events.k8s.io/v1` Event about `obj`: one object per event, so each names what
+/// it reports (a second `Created` shows the new ID instead of joining the first one's series), and
+/// nothing is cached per object (kube-runtime's recorder keeps every event for minutes).
 async fn publish<K: Resource<DynamicType = ()>>(
     ctx: &Context,
     obj: &K,
@@ -355,19 +357,39 @@ async fn publish<K: Resource<DynamicType = ()>>(
     action: &str,
     note: String,
 ) {
+    use k8s_openapi::api::events::v1::Event;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+    let ns = obj.namespace().unwrap_or_default();
     let ev = Event {
-        type_: if warning {
-            EventType::Warning
-        } else {
-            EventType::Normal
+        metadata: ObjectMeta {
+            // `name.<random>` as kubectl names events (a `generateName` ending in "." is refused).
+            // Object names are ASCII, at most 253 long; the event's must fit in 253 too.
+            name: Some(format!(
+                "{}.{}",
+                obj.name_any().chars().take(200).collect::<String>(),
+                &uuid::Uuid::new_v4().simple().to_string()[..16]
+            )),
+            namespace: Some(ns.clone()),
+            ..ObjectMeta::default()
         },
-        reason: reason.into(),
+        event_time: Some(MicroTime(k8s_openapi::jiff::Timestamp::now())),
+        type_: Some(if warning { "Warning" } else { "Normal" }.into()),
+        reason: Some(reason.into()),
+        action: Some(action.into()),
         note: Some(bounds::message(&note)),
-        action: action.into(),
-        secondary: None,
+        regarding: Some(obj.object_ref(&())),
+        reporting_controller: Some(crate::crd::FIELD_MANAGER.into()),
+        reporting_instance: Some(bounds::truncate(&ctx.instance, 128)),
+        ..Event::default()
     };
-    if let Err(e) = ctx.recorder.publish(&ev, &obj.object_ref(&())).await {
-        tracing::warn!(error = %e, "cannot publish event");
+    let events: Api<Event> = Api::namespaced(ctx.client.clone(), &ns);
+    match events.create(&PostParams::default(), &ev).await {
+        Ok(_) => {}
+        // A namespace being deleted takes no new events: nothing is wrong.
+        Err(kube::Error::Api(e)) if e.code == 403 && e.message.contains("being terminated") => {
+            tracing::debug!(namespace = %ns, reason, "no event: the namespace is being deleted");
+        }
+        Err(e) => tracing::warn!(error = %e, reason, "cannot publish event"),
     }
 }
 

@@ -12,7 +12,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Secret as KubeSecret;
-use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, Resource, ResourceExt};
 use tokio::time::Instant;
@@ -136,8 +135,6 @@ pub struct Context {
     pub client: Client,
     /// Settings.
     pub settings: Settings,
-    /// Event recorder.
-    pub recorder: Recorder,
     /// Prometheus metrics.
     pub metrics: Arc<crate::metrics::Metrics>,
     /// This replica's identity (its pod name), also sent in the Account API `User-Agent`.
@@ -165,18 +162,10 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl Context {
     /// A context for the controllers.
     pub fn new(client: Client, settings: Settings, instance: String) -> Arc<Self> {
-        let recorder = Recorder::new(
-            client.clone(),
-            Reporter {
-                controller: "databricks-account-operator".into(),
-                instance: Some(instance.clone()),
-            },
-        );
         let (account_nudges, _) = tokio::sync::broadcast::channel(1024);
         Arc::new(Self {
             client,
             settings,
-            recorder,
             metrics: Arc::default(),
             instance,
             accounts: Mutex::default(),
