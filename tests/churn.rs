@@ -26,27 +26,6 @@ const RSS_GROWTH_LIMIT_PERCENT: u64 = 75;
 /// Objects created at once; the API server and etcd share two cores with everything else.
 const CHUNK: usize = 50;
 
-/// The account Secret and a `DatabricksAccount` on the simulator, with the client-side rate limit
-/// raised to the maximum so the churn measures the operator, not its throttle.
-fn account_docs(sim: &SimHandle) -> Vec<String> {
-    let c = sim.config();
-    vec![
-        format!(
-            "apiVersion: v1\nkind: Secret\nmetadata:\n  name: databricks-sp\n  labels:\n    \
-             account.databricks-operator.dev/account-secret: \"true\"\ntype: Opaque\nstringData:\n  \
-             client-id: {}\n  client-secret: {}\n",
-            c.client_id, c.client_secret
-        ),
-        format!(
-            "apiVersion: account.databricks-operator.dev/v1alpha1\nkind: DatabricksAccount\n\
-             metadata:\n  name: default\nspec:\n  host: {}\n  accountId: {}\n  rateLimit: 1000\n  \
-             auth:\n    oauthM2M:\n      secretRef:\n        name: databricks-sp\n",
-            sim.base_url(),
-            c.account_id
-        ),
-    ]
-}
-
 fn credential(name: &str) -> DatabricksCredential {
     serde_json::from_value(serde_json::json!({
         "apiVersion": "account.databricks-operator.dev/v1alpha1",
@@ -183,7 +162,8 @@ async fn a_thousand_objects_come_and_go_without_leaving_state_or_memory_behind()
         .await
         .unwrap();
     let op = OperatorProcess::start("churn", &ns, &["--poll-interval", "1h"]);
-    apply(&client, &ns, &account_docs(&sim)).await;
+    // The client-side rate limit at its maximum, so the churn measures the operator, not its throttle.
+    apply(&client, &ns, &common::account_docs(&sim, 1000)).await;
     let api: Api<DatabricksCredential> = Api::namespaced(client.clone(), &ns);
 
     // Warm-up: the first objects grow the allocator's arenas, the connection pools and the

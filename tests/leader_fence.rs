@@ -13,7 +13,7 @@ use std::process::{Child, Command, ExitStatus};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use databricks_account_operator::crd::{DatabricksAccount, DatabricksCredential};
-use databricks_account_operator::sim::{self, Faults, LoggedRequest, SimConfig, SimHandle};
+use databricks_account_operator::sim::{self, Faults, LoggedRequest, SimConfig};
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use kube::Client;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
@@ -129,26 +129,6 @@ async fn holder(client: &Client, ns: &str, name: &str) -> Option<String> {
         .filter(|h| !h.is_empty())
 }
 
-fn account_docs(sim: &SimHandle) -> Vec<String> {
-    let c = sim.config();
-    vec![
-        format!(
-            "apiVersion: v1\nkind: Secret\nmetadata:\n  name: databricks-sp\n  labels:\n    \
-             account.databricks-operator.dev/account-secret: \"true\"\ntype: Opaque\nstringData:\n  \
-             client-id: {}\n  client-secret: {}\n",
-            c.client_id, c.client_secret
-        ),
-        // One request per second, so that writes queue in the client-side rate limiter too.
-        format!(
-            "apiVersion: account.databricks-operator.dev/v1alpha1\nkind: DatabricksAccount\n\
-             metadata:\n  name: default\nspec:\n  host: {}\n  accountId: {}\n  rateLimit: 1\n  \
-             auth:\n    oauthM2M:\n      secretRef:\n        name: databricks-sp\n",
-            sim.base_url(),
-            c.account_id
-        ),
-    ]
-}
-
 fn credential(name: &str) -> DatabricksCredential {
     serde_json::from_value(serde_json::json!({
         "apiVersion": "account.databricks-operator.dev/v1alpha1",
@@ -209,7 +189,8 @@ async fn a_leader_paused_past_its_lease_sends_no_write_after_the_takeover() {
     let (mut old, new) = if first == a.name { (a, b) } else { (b, a) };
     assert_eq!(first, old.name, "the holder is one of the two replicas");
 
-    apply(&client, &ns, &account_docs(&sim)).await;
+    // One request per second, so that writes queue in the client-side rate limiter too.
+    apply(&client, &ns, &common::account_docs(&sim, 1)).await;
     let accounts: Api<DatabricksAccount> = Api::namespaced(client.clone(), &ns);
     eventually("the account Ready", 60, || async {
         let acct = accounts.get_opt("default").await.unwrap()?;

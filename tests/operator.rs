@@ -19,10 +19,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use databricks_account_operator::controller::{self, Context, Settings};
+use databricks_account_operator::databricks::AllowedHosts;
 use databricks_account_operator::databricks::models as m;
-use databricks_account_operator::databricks::{
-    AccountClient, AccountConfig, AllowedHosts, Credentials, Secret,
-};
 use databricks_account_operator::sim::{
     self, CredentialPropagation, FailRule, Faults, LostResponse, RateLimit, RequestCounts,
     ServerError, SimConfig, SimHandle,
@@ -233,20 +231,6 @@ async fn start_sim(config: SimConfig) -> SimHandle {
     sim::start(config, "127.0.0.1:0".parse().unwrap(), None)
         .await
         .unwrap()
-}
-
-/// A client of the simulator, to arrange remote state behind the operator's back.
-fn api_client(sim: &SimHandle) -> AccountClient {
-    let c = sim.config();
-    AccountClient::new(AccountConfig::new(
-        sim.base_url(),
-        c.account_id.clone(),
-        Credentials::OAuthM2M {
-            client_id: c.client_id.clone(),
-            client_secret: Secret::new(c.client_secret.clone()),
-        },
-    ))
-    .unwrap()
 }
 
 fn dynamic(client: &Client, ns: &str, kind: &str) -> Api<DynamicObject> {
@@ -586,7 +570,7 @@ async fn restart_after_a_crash_mid_create_adopts_the_object() {
             )
             .await
             .unwrap();
-        let remote: m::Credential = api_client(&sim)
+        let remote: m::Credential = common::api_client(&sim)
             .create::<m::Credential>(&m::CreateCredential {
                 credentials_name: "crashed".into(),
                 aws_credentials: m::AwsCredentials {
@@ -856,7 +840,7 @@ async fn policies_orphan_observe_only_and_external_id() {
     run_test(&["policies"], |env| async move {
         let Env { client, ns, .. } = env;
         let sim = start_sim(sim_config()).await;
-        let api = api_client(&sim);
+        let api = common::api_client(&sim);
         let existing = |name: &str| m::CreateStorageConfiguration {
             storage_configuration_name: name.into(),
             root_bucket_info: m::RootBucketInfo {
@@ -1178,7 +1162,7 @@ async fn remote_object_deleted_outside_kubernetes_is_recreated() {
             .as_str()
             .unwrap()
             .to_string();
-        api_client(&sim)
+        common::api_client(&sim)
             .delete::<m::Credential>(&first_id)
             .await
             .unwrap();

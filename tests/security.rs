@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 use common::process::OperatorProcess;
 use common::{apply, condition, eventually, resource, samples_of, wait_condition};
 use databricks_account_operator::databricks::models as m;
-use databricks_account_operator::databricks::{AccountClient, AccountConfig, Credentials, Secret};
 use databricks_account_operator::sim::{self, SimConfig, SimHandle};
 use k8s_openapi::api::core::v1::Secret as KubeSecret;
 use kube::Client;
@@ -31,19 +30,6 @@ async fn start_sim(account_id: Option<&str>) -> SimHandle {
     sim::start(config, "127.0.0.1:0".parse().unwrap(), None)
         .await
         .unwrap()
-}
-
-fn api_client(sim: &SimHandle) -> AccountClient {
-    let c = sim.config();
-    AccountClient::new(AccountConfig::new(
-        sim.base_url(),
-        c.account_id.clone(),
-        Credentials::OAuthM2M {
-            client_id: c.client_id.clone(),
-            client_secret: Secret::new(c.client_secret.clone()),
-        },
-    ))
-    .unwrap()
 }
 
 fn dynamic(client: &Client, ns: &str, kind: &str) -> Api<DynamicObject> {
@@ -378,7 +364,7 @@ async fn a_huge_poll_interval_cannot_panic_the_operator() {
     let mut op = OperatorProcess::start("annot", &ns, &[]);
     // Names already taken in the account, by objects this namespace never created.
     for name in ["taken", "taken-too"] {
-        let c = api_client(&sim);
+        let c = common::api_client(&sim);
         c.create::<m::Credential>(&m::CreateCredential {
             credentials_name: name.into(),
             aws_credentials: m::AwsCredentials {

@@ -356,3 +356,41 @@ pub async fn wait_condition(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// The opted-in Secret and the `DatabricksAccount` named `default` on the simulator, with a
+/// client-side rate limit of `rate_limit` requests per second.
+pub fn account_docs(sim: &SimHandle, rate_limit: u32) -> Vec<String> {
+    let c = sim.config();
+    vec![
+        format!(
+            "apiVersion: v1\nkind: Secret\nmetadata:\n  name: databricks-sp\n  labels:\n    \
+             account.databricks-operator.dev/account-secret: \"true\"\ntype: Opaque\nstringData:\n  \
+             client-id: {}\n  client-secret: {}\n",
+            c.client_id, c.client_secret
+        ),
+        format!(
+            "apiVersion: account.databricks-operator.dev/v1alpha1\nkind: DatabricksAccount\n\
+             metadata:\n  name: default\nspec:\n  host: {}\n  accountId: {}\n  rateLimit: {rate_limit}\n  \
+             auth:\n    oauthM2M:\n      secretRef:\n        name: databricks-sp\n",
+            sim.base_url(),
+            c.account_id
+        ),
+    ]
+}
+
+/// A client of the simulator, to arrange remote state behind the operator's back.
+pub fn api_client(sim: &SimHandle) -> databricks_account_operator::databricks::AccountClient {
+    use databricks_account_operator::databricks::{
+        AccountClient, AccountConfig, Credentials, Secret,
+    };
+    let c = sim.config();
+    AccountClient::new(AccountConfig::new(
+        sim.base_url(),
+        c.account_id.clone(),
+        Credentials::OAuthM2M {
+            client_id: c.client_id.clone(),
+            client_secret: Secret::new(c.client_secret.clone()),
+        },
+    ))
+    .unwrap()
+}
