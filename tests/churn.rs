@@ -26,19 +26,6 @@ const RSS_GROWTH_LIMIT_PERCENT: u64 = 75;
 /// Objects created at once; the API server and etcd share two cores with everything else.
 const CHUNK: usize = 50;
 
-fn credential(name: &str) -> DatabricksCredential {
-    serde_json::from_value(serde_json::json!({
-        "apiVersion": "account.databricks-operator.dev/v1alpha1",
-        "kind": "DatabricksCredential",
-        "metadata": {"name": name},
-        "spec": {
-            "roleArn": format!("arn:aws:iam::123456789012:role/{name}"),
-            "deletionPolicy": "Delete",
-        },
-    }))
-    .unwrap()
-}
-
 fn remote_credentials(sim: &SimHandle) -> usize {
     sim.snapshot()["credentials"]
         .as_array()
@@ -70,7 +57,7 @@ async fn create_all(
     let names: Vec<String> = (0..n).map(|i| format!("{prefix}-{i:04}")).collect();
     futures::stream::iter(names)
         .map(|name| async move {
-            api.create(&PostParams::default(), &credential(&name))
+            api.create(&PostParams::default(), &common::credential(&name))
                 .await
                 .unwrap_or_else(|e| panic!("create {name}: {e}"))
         })

@@ -517,18 +517,6 @@ fn dynamic(client: &Client, ns: &str, kind: &str) -> Api<DynamicObject> {
     Api::namespaced_with(client.clone(), ns, &resource(kind))
 }
 
-/// Waits until `kind/name` has condition `type_` with `reason` and returns the object.
-async fn wait_reason(
-    client: &Client,
-    ns: &str,
-    kind: &str,
-    name: &str,
-    type_: &str,
-    reason: &str,
-) -> DynamicObject {
-    wait_condition(client, ns, kind, name, type_, reason, 90).await
-}
-
 /// Asserts a condition's status, reason and a part of its message.
 async fn expect(
     client: &Client,
@@ -537,7 +525,7 @@ async fn expect(
     (type_, status, reason): (&str, &str, &str),
     message_part: &str,
 ) -> DynamicObject {
-    let obj = wait_reason(client, ns, kind, name, type_, reason).await;
+    let obj = wait_condition(client, ns, kind, name, type_, reason, 90).await;
     let c = condition(&obj, type_).unwrap();
     assert_eq!(c.status, status, "{kind}/{name} {type_}: {c:?}");
     assert!(

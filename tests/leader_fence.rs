@@ -129,19 +129,6 @@ async fn holder(client: &Client, ns: &str, name: &str) -> Option<String> {
         .filter(|h| !h.is_empty())
 }
 
-fn credential(name: &str) -> DatabricksCredential {
-    serde_json::from_value(serde_json::json!({
-        "apiVersion": "account.databricks-operator.dev/v1alpha1",
-        "kind": "DatabricksCredential",
-        "metadata": {"name": name},
-        "spec": {
-            "roleArn": format!("arn:aws:iam::123456789012:role/{name}"),
-            "deletionPolicy": "Delete",
-        },
-    }))
-    .unwrap()
-}
-
 fn is_write(r: &LoggedRequest) -> bool {
     ["POST ", "PATCH ", "PUT ", "DELETE "]
         .iter()
@@ -208,7 +195,10 @@ async fn a_leader_paused_past_its_lease_sends_no_write_after_the_takeover() {
     let creds: Api<DatabricksCredential> = Api::namespaced(client.clone(), &ns);
     for i in 0..CREDENTIALS {
         creds
-            .create(&PostParams::default(), &credential(&format!("cred-{i}")))
+            .create(
+                &PostParams::default(),
+                &common::credential(&format!("cred-{i}")),
+            )
             .await
             .unwrap();
     }

@@ -394,3 +394,17 @@ pub fn api_client(sim: &SimHandle) -> databricks_account_operator::databricks::A
     ))
     .unwrap()
 }
+
+/// A `DatabricksCredential` named `name` with its own role and `deletionPolicy: Delete`.
+pub fn credential(name: &str) -> databricks_account_operator::crd::DatabricksCredential {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "account.databricks-operator.dev/v1alpha1",
+        "kind": "DatabricksCredential",
+        "metadata": {"name": name},
+        "spec": {
+            "roleArn": format!("arn:aws:iam::123456789012:role/{name}"),
+            "deletionPolicy": "Delete",
+        },
+    }))
+    .unwrap()
+}
