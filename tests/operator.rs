@@ -237,21 +237,8 @@ fn dynamic(client: &Client, ns: &str, kind: &str) -> Api<DynamicObject> {
     Api::namespaced_with(client.clone(), ns, &common::resource(kind))
 }
 
-/// Waits until the object's `type_` condition has `reason`, and returns the object.
-async fn wait_reason(
-    client: &Client,
-    ns: &str,
-    kind: &str,
-    name: &str,
-    type_: &str,
-    reason: &str,
-    secs: u64,
-) -> DynamicObject {
-    common::wait_condition(client, ns, kind, name, type_, reason, secs).await
-}
-
 async fn wait_ready(client: &Client, ns: &str, kind: &str, name: &str, secs: u64) -> DynamicObject {
-    wait_reason(client, ns, kind, name, "Ready", "Available", secs).await
+    common::wait_condition(client, ns, kind, name, "Ready", "Available", secs).await
 }
 
 fn count(snapshot: &serde_json::Value, kind: &str) -> usize {
@@ -343,7 +330,9 @@ fn assert_stack_requests(counts: &RequestCounts) {
         ("GET /credentials", 4..=4),
         ("GET /storage-configurations", 2..=2),
         ("GET /customer-managed-keys", 2..=2),
-        ("GET /workspaces", 2..=2),
+        // The workspace's list after its create comes with its first reconcile once it is Ready,
+        // which may fall after the counts are read (seen twice on a just-started control plane).
+        ("GET /workspaces", 1..=2),
         // The network lists again after each change of the workspace's status (at most three:
         // created, provisioning, running), fewer when one reconcile sees several changes.
         ("GET /networks", 2..=5),
@@ -464,7 +453,7 @@ async fn full_stack_converges_and_namespace_delete_cleans_up() {
             .delete("cross-account", &DeleteParams::default())
             .await
             .unwrap();
-        let held = wait_reason(
+        let held = common::wait_condition(
             &client,
             &ns,
             "DatabricksCredential",
@@ -545,7 +534,7 @@ async fn restart_after_a_crash_mid_create_adopts_the_object() {
         wait_ready(&client, &ns, "DatabricksAccount", "default", 30).await;
         let paused = r#""account.databricks-operator.dev/paused": "true""#;
         apply(&client, &ns, &[credential_doc("crashed", "", paused)]).await;
-        wait_reason(
+        common::wait_condition(
             &client,
             &ns,
             "DatabricksCredential",
@@ -673,7 +662,7 @@ async fn failed_workspace_is_explained_then_fixed_by_a_spec_change() {
             ..Faults::default()
         });
         apply(&client, &ns, &samples(&sim)).await;
-        let ws = wait_reason(
+        let ws = common::wait_condition(
             &client,
             &ns,
             "DatabricksWorkspace",
@@ -732,7 +721,7 @@ async fn api_rejection_is_reported_without_a_retry_storm() {
         })
         .await;
         apply(&client, &ns, &samples(&sim)).await;
-        let ws = wait_reason(
+        let ws = common::wait_condition(
             &client,
             &ns,
             "DatabricksWorkspace",
@@ -799,7 +788,7 @@ async fn immutable_field_change_is_reported() {
             Err(e) => panic!("{e}"),
             // An older server accepts it; the operator reports it.
             Ok(_) => {
-                let obj = wait_reason(
+                let obj = common::wait_condition(
                     &client,
                     &ns,
                     "DatabricksCredential",
@@ -972,7 +961,7 @@ async fn paused_objects_make_no_api_calls() {
         // Requeued every second: each of those reconciles would call the API were it not paused.
         let paused = r#""account.databricks-operator.dev/paused": "true", "account.databricks-operator.dev/poll-interval": "1s""#;
         apply(&client, &ns, &[credential_doc("frozen", "", paused)]).await;
-        wait_reason(
+        common::wait_condition(
             &client,
             &ns,
             "DatabricksCredential",
@@ -1042,7 +1031,7 @@ async fn secrets_never_reach_logs_events_or_status() {
             .map(|d| d.replace(&secret, &wrong))
             .collect();
         apply(&client, &bad_ns, &bad).await;
-        let refused = wait_reason(
+        let refused = common::wait_condition(
             &client,
             &bad_ns,
             "DatabricksAccount",
@@ -1108,7 +1097,7 @@ async fn credential_validation_is_retried_while_iam_propagates() {
         let mut docs = samples_of(&sim, &["Secret", "DatabricksAccount"]);
         docs.push(credential_doc("fresh-role", "", ""));
         apply(&client, &ns, &docs).await;
-        let pending = wait_reason(
+        let pending = common::wait_condition(
             &client,
             &ns,
             "DatabricksCredential",
@@ -1287,7 +1276,7 @@ async fn dependencies_of_another_account_are_refused() {
             "credentials: {name: elsewhere}",
         ));
         apply(&client, &ns, &docs).await;
-        let ws = wait_reason(
+        let ws = common::wait_condition(
             &client,
             &ns,
             "DatabricksWorkspace",
