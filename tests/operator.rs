@@ -325,9 +325,10 @@ fn assert_stack_requests(counts: &RequestCounts) {
         ("POST /networks", 1..=1),
         ("POST /workspaces", 1..=1),
         // Each kind lists before its create (nothing to adopt) and after it (the create
-        // invalidates the shared list); GET /credentials is also the account's check, made when
-        // it becomes Ready and once more after it writes that status.
-        ("GET /credentials", 4..=4),
+        // invalidates the shared list); GET /credentials is also the account's check, made once:
+        // credentials that worked a moment ago are not checked again when its status write
+        // wakes it.
+        ("GET /credentials", 3..=3),
         ("GET /storage-configurations", 2..=2),
         ("GET /customer-managed-keys", 2..=2),
         // The workspace's list after its create comes with its first reconcile once it is Ready,
@@ -942,7 +943,7 @@ async fn paused_objects_make_no_api_calls() {
         )
         .await;
         wait_ready(&client, &ns, "DatabricksAccount", "default", 30).await;
-        // The account checks its credentials once more after it writes its Ready status; wait
+        // The account is reconciled again after it writes its Ready status; wait
         // until it has settled (requeued for the poll interval), so that every request counted
         // from here on would be the paused object's.
         let mut last = u64::MAX;

@@ -10,7 +10,7 @@ use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 
-use super::managed::{Error, referrers_of_account, set_finalizer, write_status};
+use super::managed::{Error, set_finalizer, write_status};
 use super::{AccountEntry, Context, ObjKey};
 use crate::bounds;
 use crate::crd::account::{AccountStatus, DatabricksAccount};
@@ -211,6 +211,8 @@ async fn build_config(
 
 /// Reconciles one `DatabricksAccount`.
 pub async fn reconcile(acct: Arc<DatabricksAccount>, ctx: Arc<Context>) -> Result<Action, Error> {
+    // A restart must not read "Secret not found" or "no users" from caches that have not listed.
+    ctx.caches_ready().await;
     let ns = acct.namespace().unwrap_or_default();
     let api: Api<DatabricksAccount> = Api::namespaced(ctx.client.clone(), &ns);
     let has_finalizer = acct.finalizers().iter().any(|f| f == FINALIZER);
@@ -231,8 +233,6 @@ pub async fn reconcile(acct: Arc<DatabricksAccount>, ctx: Arc<Context>) -> Resul
         set_finalizer(&api, &*acct, true).await?;
         return Ok(Action::requeue(Duration::from_millis(200)));
     }
-    // A restart must not read "Secret not found" from a cache that has not listed yet.
-    ctx.secrets_ready().await;
     apply(acct, ctx, &ns).await
 }
 
@@ -253,7 +253,7 @@ async fn apply(acct: Arc<DatabricksAccount>, ctx: Arc<Context>, ns: &str) -> Res
     };
 
     // The account stays bound to the host and account ID its objects were created in.
-    let users = referrers_of_account(&ctx.client, ns, &acct.name_any()).await?;
+    let users = ctx.account_users(ns, &acct.name_any());
     status.in_use_by = Some(u32::try_from(users.len()).unwrap_or(u32::MAX));
     let moved = [
         ("host", status.host.as_deref(), acct.spec.host.as_str()),
@@ -297,6 +297,23 @@ async fn apply(acct: Arc<DatabricksAccount>, ctx: Arc<Context>, ns: &str) -> Res
     };
     status.auth_method = Some(config.credentials.method().to_string());
     let existing = ctx.account(&key).filter(|e| e.fingerprint == fingerprint);
+    // Credentials that worked a moment ago are not checked again: the account's own status
+    // writes wake it, and each check is an Account API call.
+    if let Some(at) = existing
+        .as_ref()
+        .filter(|e| e.ready)
+        .and_then(|e| e.checked)
+        && at.elapsed() < poll / 2
+        && status
+            .common
+            .condition("Ready")
+            .is_some_and(|c| c.status == "True" && c.observed_generation == generation)
+    {
+        write_account_status(&ctx, &acct, ns, status).await?;
+        return Ok(Action::requeue(bounds::requeue(
+            poll.saturating_sub(at.elapsed()),
+        )));
+    }
     let fence: Arc<dyn crate::databricks::WriteGate> = Arc::new(ctx.settings.fence.clone());
     let client = match existing {
         Some(e) => e.client,
@@ -347,6 +364,7 @@ async fn apply(acct: Arc<DatabricksAccount>, ctx: Arc<Context>, ns: &str) -> Res
             fingerprint,
             ready,
             message: bounds::message(&message),
+            checked: ready.then(tokio::time::Instant::now),
         },
     );
     if ready != was_ready {
@@ -378,12 +396,11 @@ async fn cleanup(
 ) -> Result<Option<Duration>, Error> {
     let name = acct.name_any();
     let key = format!("{ns}/{name}");
-    let users = referrers_of_account(&ctx.client, ns, &name).await?;
+    let users = ctx.account_users(ns, &name);
     if !users.is_empty() {
         // The objects are deleted through this account: make sure it has a client (after a
         // restart none was built yet).
         if ctx.account(&key).is_none() {
-            ctx.secrets_ready().await;
             match build_config(&ctx, &acct, ns).await {
                 Ok((config, fingerprint)) => {
                     let fence: Arc<dyn crate::databricks::WriteGate> =
@@ -398,6 +415,7 @@ async fn cleanup(
                                 fingerprint,
                                 ready: false,
                                 message: "the account is being deleted".into(),
+                                checked: None,
                             },
                         );
                     }

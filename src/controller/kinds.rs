@@ -34,6 +34,9 @@ macro_rules! status_access {
         fn common(status: &mut Self::Status) -> &mut CommonStatus {
             &mut status.common
         }
+        fn common_ref(status: &Self::Status) -> &CommonStatus {
+            &status.common
+        }
         fn remote_id(status: &Self::Status) -> Option<String> {
             status.$id.clone()
         }
@@ -606,6 +609,9 @@ impl Managed for DatabricksWorkspace {
     }
     fn common(status: &mut Self::Status) -> &mut CommonStatus {
         &mut status.common
+    }
+    fn common_ref(status: &Self::Status) -> &CommonStatus {
+        &status.common
     }
     fn remote_id(status: &Self::Status) -> Option<String> {
         status.workspace_id.map(|i| i.to_string())

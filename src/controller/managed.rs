@@ -7,7 +7,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use kube::api::{Api, ApiResource, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::core::NamespaceResourceScope;
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
@@ -17,7 +17,7 @@ use serde::de::DeserializeOwned;
 use super::{Context, ObjKey};
 use crate::bounds;
 use crate::crd::{
-    CommonStatus, DeletionPolicy, DependencyRef, FIELD_MANAGER, FINALIZER, GROUP, Management,
+    CommonStatus, DeletionPolicy, DependencyRef, FIELD_MANAGER, FINALIZER, Management,
     ManagementPolicy, PAUSED_ANNOTATION, POLL_INTERVAL_ANNOTATION, PendingCreate, Reason,
     SECRET_LABEL,
 };
@@ -78,38 +78,6 @@ impl DepKind {
             Self::VpcEndpoint => "DatabricksVpcEndpoint",
             Self::PrivateAccess => "DatabricksPrivateAccessSettings",
         }
-    }
-
-    /// The status field holding the Databricks ID.
-    fn id_field(self) -> &'static str {
-        match self {
-            Self::Credential => "credentialsId",
-            Self::Storage => "storageConfigurationId",
-            Self::Key => "customerManagedKeyId",
-            Self::Network => "networkId",
-            Self::VpcEndpoint => "vpcEndpointId",
-            Self::PrivateAccess => "privateAccessSettingsId",
-        }
-    }
-
-    /// Kinds whose objects can reference this kind.
-    pub fn referrer_kinds(self) -> &'static [&'static str] {
-        match self {
-            Self::VpcEndpoint => &["DatabricksNetwork", "DatabricksPrivateAccessSettings"],
-            _ => &["DatabricksWorkspace"],
-        }
-    }
-}
-
-/// The API resource of one of our kinds, by kind name.
-pub fn api_resource(kind: &str) -> ApiResource {
-    let plural = format!("{}s", kind.to_ascii_lowercase()).replace("settingss", "settings");
-    ApiResource {
-        group: GROUP.into(),
-        version: "v1alpha1".into(),
-        api_version: format!("{GROUP}/v1alpha1"),
-        kind: kind.into(),
-        plural,
     }
 }
 
@@ -187,6 +155,8 @@ pub trait Managed:
     fn current_status(&self) -> Option<&Self::Status>;
     /// The shared part of a status.
     fn common(status: &mut Self::Status) -> &mut CommonStatus;
+    /// The shared part of a status, to read.
+    fn common_ref(status: &Self::Status) -> &CommonStatus;
     /// The Databricks ID in a status.
     fn remote_id(status: &Self::Status) -> Option<String>;
     /// Sets the Databricks ID in a status.
@@ -393,180 +363,65 @@ async fn publish<K: Resource<DynamicType = ()>>(
     }
 }
 
-/// Resolves the dependencies: the IDs, or why not (a dependency that is missing or not Ready, or
-/// one managed through another account).
-async fn resolve(
+/// Resolves the dependencies from the caches: the IDs, or why not (a dependency that is missing
+/// or not Ready, or one managed through another account).
+fn resolve(
     ctx: &Context,
     ns: &str,
     account: &str,
     deps: &[Dep],
-) -> Result<Result<Resolved, (Reason, String)>, Error> {
+) -> Result<Resolved, (Reason, String)> {
     let mut resolved = Resolved::default();
     for dep in deps {
         let id = match (&dep.reference.id, &dep.reference.name) {
             (Some(id), None) => id.clone(),
             (None, Some(name)) => {
-                let api: Api<DynamicObject> =
-                    Api::namespaced_with(ctx.client.clone(), ns, &api_resource(dep.kind.kind()));
-                let Some(obj) = api.get_opt(name).await? else {
-                    return Ok(Err((
+                let kind = dep.kind.kind();
+                let field = dep.field;
+                let Some(view) = ctx.dependency(ns, dep.kind, name) else {
+                    return Err((
                         Reason::WaitingForDependency,
-                        format!(
-                            "{} {name:?} (spec.{}) does not exist in namespace {ns}",
-                            dep.kind.kind(),
-                            dep.field
-                        ),
-                    )));
+                        format!("{kind} {name:?} (spec.{field}) does not exist in namespace {ns}"),
+                    ));
                 };
-                let dep_account = obj
-                    .data
-                    .pointer("/spec/accountRef/name")
-                    .and_then(|v| v.as_str())
-                    .unwrap_or("default");
-                if dep_account != account {
-                    return Ok(Err((
+                if view.account != account {
+                    return Err((
                         Reason::InvalidSpec,
                         format!(
-                            "{} {name:?} (spec.{}) is managed through DatabricksAccount {dep_account:?}, but this object uses {account:?}; both must use the same account",
-                            dep.kind.kind(),
-                            dep.field
+                            "{kind} {name:?} (spec.{field}) is managed through DatabricksAccount {:?}, but this object uses {account:?}; both must use the same account",
+                            view.account
                         ),
-                    )));
+                    ));
                 }
-                let status = obj.data.get("status");
-                let ready = status
-                    .and_then(|s| s.get("conditions"))
-                    .and_then(|c| c.as_array())
-                    .and_then(|c| {
-                        c.iter()
-                            .find(|c| c.get("type").and_then(|t| t.as_str()) == Some("Ready"))
-                    })
-                    .cloned();
-                let id = status
-                    .and_then(|s| s.get(dep.kind.id_field()))
-                    .and_then(|v| v.as_str());
-                match (ready, id) {
-                    (Some(r), Some(id))
-                        if r.get("status").and_then(|s| s.as_str()) == Some("True") =>
-                    {
-                        id.to_string()
-                    }
-                    (r, _) => {
-                        let why = r
-                            .and_then(|r| {
-                                r.get("message")
-                                    .and_then(|m| m.as_str())
-                                    .map(str::to_string)
-                            })
-                            .unwrap_or_else(|| "not reconciled yet".into());
-                        return Ok(Err((
+                match view.id {
+                    Some(id) if view.ready => id,
+                    _ => {
+                        let why = view.message.unwrap_or_else(|| "not reconciled yet".into());
+                        return Err((
                             Reason::WaitingForDependency,
                             format!(
-                                "waiting for {} {name:?} (spec.{}) to be Ready: {why}",
-                                dep.kind.kind(),
-                                dep.field
+                                "waiting for {kind} {name:?} (spec.{field}) to be Ready: {why}"
                             ),
-                        )));
+                        ));
                     }
                 }
             }
             _ => {
-                return Ok(Err((
+                return Err((
                     Reason::InvalidSpec,
                     format!("spec.{}: set exactly one of name and id", dep.field),
-                )));
+                ));
             }
         };
         resolved.0.entry(dep.field).or_default().push(id);
     }
-    Ok(Ok(resolved))
-}
-
-/// Objects in the namespace that reference `name` of `kind`.
-async fn referrers(
-    ctx: &Context,
-    ns: &str,
-    kind: DepKind,
-    name: &str,
-) -> Result<Vec<String>, Error> {
-    let mut out = Vec::new();
-    for referrer in kind.referrer_kinds() {
-        let api: Api<DynamicObject> =
-            Api::namespaced_with(ctx.client.clone(), ns, &api_resource(referrer));
-        for obj in api.list(&ListParams::default()).await? {
-            let spec = obj.data.get("spec").cloned().unwrap_or_default();
-            if references(&spec, kind, name) {
-                out.push(format!("{referrer}/{}", obj.name_any()));
-            }
-        }
-    }
-    Ok(out)
-}
-
-/// Whether a spec (as JSON) references `name` of `kind`.
-pub fn references(spec: &serde_json::Value, kind: DepKind, name: &str) -> bool {
-    let by_name = |v: &serde_json::Value| v.get("name").and_then(|n| n.as_str()) == Some(name);
-    let fields: &[&str] = match kind {
-        DepKind::Credential => &["credentials"],
-        DepKind::Storage => &["storageConfiguration"],
-        DepKind::Key => &["managedServicesKey", "storageKey"],
-        DepKind::Network => &["network"],
-        DepKind::PrivateAccess => &["privateAccessSettings"],
-        DepKind::VpcEndpoint => {
-            let lists = [
-                spec.pointer("/vpcEndpoints/restApi"),
-                spec.pointer("/vpcEndpoints/dataplaneRelay"),
-                spec.get("allowedVpcEndpoints"),
-            ];
-            return lists
-                .iter()
-                .flatten()
-                .filter_map(|l| l.as_array())
-                .any(|l| l.iter().any(by_name));
-        }
-    };
-    fields.iter().any(|f| spec.get(*f).is_some_and(by_name))
-}
-
-/// Objects of any managed kind in the namespace that use the account `name`: they name it in
-/// `accountRef`, or their Databricks ID belongs to it.
-pub async fn referrers_of_account(
-    client: &kube::Client,
-    ns: &str,
-    name: &str,
-) -> Result<Vec<String>, Error> {
-    let mut out = Vec::new();
-    for kind in [
-        "DatabricksCredential",
-        "DatabricksStorageConfig",
-        "DatabricksKeyConfig",
-        "DatabricksNetwork",
-        "DatabricksVpcEndpoint",
-        "DatabricksPrivateAccessSettings",
-        "DatabricksWorkspace",
-    ] {
-        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &api_resource(kind));
-        for obj in api.list(&ListParams::default()).await? {
-            let account = obj
-                .data
-                .pointer("/spec/accountRef/name")
-                .and_then(|v| v.as_str())
-                .unwrap_or("default");
-            // An object whose ID belongs to this account uses it, whatever accountRef says now.
-            let bound = obj
-                .data
-                .pointer("/status/accountName")
-                .and_then(|v| v.as_str());
-            if account == name || bound == Some(name) {
-                out.push(format!("{kind}/{}", obj.name_any()));
-            }
-        }
-    }
-    Ok(out)
+    Ok(resolved)
 }
 
 /// Reconciles one object of a managed kind.
 pub async fn reconcile<K: Managed>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Action, Error> {
+    // Dependencies, referrers and accounts come from the caches: wait for their first list.
+    ctx.caches_ready().await;
     let ns = obj.namespace().unwrap_or_default();
     let api: Api<K> = Api::namespaced(ctx.client.clone(), &ns);
     if obj.meta().deletion_timestamp.is_some() {
@@ -774,7 +629,7 @@ async fn apply<K: Managed>(obj: &K, ctx: &Context, api: &Api<K>, ns: &str) -> Re
     if let Some(left) = ctx.gated(&run.key, generation) {
         return Ok(Step::Requeue(left));
     }
-    let deps = match resolve(ctx, ns, &mgmt.account_ref.name, &obj.dependencies()).await? {
+    let deps = match resolve(ctx, ns, &mgmt.account_ref.name, &obj.dependencies()) {
         Ok(d) => d,
         Err((reason, msg)) => {
             run.set("Ready", false, reason, &msg);
@@ -1100,7 +955,7 @@ async fn cleanup<K: Managed>(
         return Ok(Step::Release);
     }
     if let Some(kind) = K::dep_kind() {
-        let users = referrers(ctx, ns, kind, &obj.name_any()).await?;
+        let users = ctx.referrers(ns, kind, &obj.name_any());
         if !users.is_empty() {
             let msg = format!(
                 "cannot delete yet: still used by {}; it is deleted once they are gone",
@@ -1119,8 +974,7 @@ async fn cleanup<K: Managed>(
     // Any client of the account serves a delete, even one whose account is not Ready any more
     // (its Secret was removed first in a namespace delete): the API says if it refuses.
     let Some(account) = ctx.account(&account_key) else {
-        let accounts: Api<crate::crd::DatabricksAccount> = Api::namespaced(ctx.client.clone(), ns);
-        if accounts.get_opt(&bound_account).await?.is_none() {
+        if ctx.account_object(ns, &bound_account).is_none() {
             // The account is gone: the remote object cannot be reached; never wedge the delete.
             let id = K::remote_id(&run.status).unwrap_or_else(|| "(pending create)".into());
             run.event(
@@ -1222,31 +1076,32 @@ async fn cleanup<K: Managed>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::crd::DatabricksWorkspace;
 
-    /// Deleting a credential must wait for the workspaces that name it, and only those.
+    /// Deleting a credential must wait for the workspaces that name it, and only those: the
+    /// dependencies a workspace declares are exactly the fields its spec names.
     #[test]
-    fn references_find_named_dependencies() {
-        let ws = serde_json::json!({"credentials": {"name": "cred"}, "storageConfiguration": {"id": "s-1"},
-            "managedServicesKey": {"name": "key"}});
-        assert!(references(&ws, DepKind::Credential, "cred"));
-        assert!(!references(&ws, DepKind::Credential, "other"));
-        assert!(
-            !references(&ws, DepKind::Storage, "s-1"),
-            "a literal ID is not a reference to a CR"
+    fn dependencies_follow_the_named_fields() {
+        let ws: DatabricksWorkspace = serde_json::from_value(serde_json::json!({
+            "apiVersion": "account.databricks-operator.dev/v1alpha1", "kind": "DatabricksWorkspace",
+            "metadata": {"name": "w", "namespace": "ns"},
+            "spec": {"workspaceName": "w", "awsRegion": "us-west-2",
+                     "credentials": {"name": "cred"}, "storageConfiguration": {"id": "s-1"},
+                     "managedServicesKey": {"name": "key"}}
+        }))
+        .unwrap();
+        let deps: Vec<(DepKind, &str, Option<String>)> = ws
+            .dependencies()
+            .into_iter()
+            .map(|d| (d.kind, d.field, d.reference.name))
+            .collect();
+        assert_eq!(
+            deps,
+            vec![
+                (DepKind::Credential, "credentials", Some("cred".into())),
+                (DepKind::Storage, "storageConfiguration", None),
+                (DepKind::Key, "managedServicesKey", Some("key".into())),
+            ]
         );
-        assert!(references(&ws, DepKind::Key, "key"));
-        let net = serde_json::json!({"vpcEndpoints": {"restApi": [{"name": "front"}], "dataplaneRelay": [{"name": "relay"}]}});
-        assert!(references(&net, DepKind::VpcEndpoint, "relay"));
-        let pas = serde_json::json!({"allowedVpcEndpoints": [{"name": "front"}]});
-        assert!(references(&pas, DepKind::VpcEndpoint, "front"));
-    }
-
-    /// Plurals built for dynamic access must match the CRDs.
-    #[test]
-    fn api_resources_match_the_crds() {
-        for crd in crate::crd::all() {
-            let ar = api_resource(&crd.spec.names.kind);
-            assert_eq!(ar.plural, crd.spec.names.plural);
-        }
     }
 }

@@ -1,6 +1,7 @@
 //! The controllers: one per kind, sharing one Account API client per `DatabricksAccount`.
 
 pub mod account;
+pub mod cache;
 pub mod kinds;
 pub mod leader;
 pub mod managed;
@@ -12,14 +13,16 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Secret as KubeSecret;
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::ObjectRef;
 use kube::{Client, Resource, ResourceExt};
 use tokio::time::Instant;
 
-use crate::crd::DeletionPolicy;
+use crate::crd::{DatabricksAccount, DeletionPolicy};
 use crate::databricks::{
     AccountClient, AllowedHosts, Error as ApiCallError, models::Resource as RemoteResource,
 };
+use cache::DepView;
+use managed::DepKind;
 
 /// Operator settings.
 #[derive(Clone, Debug)]
@@ -92,6 +95,9 @@ pub struct AccountEntry {
     pub ready: bool,
     /// Why it is not ready.
     pub message: String,
+    /// When the credentials were last checked and worked; `None` asks for a check at the next
+    /// reconcile (after a 401 elsewhere).
+    pub checked: Option<Instant>,
 }
 
 /// The identity of one object: kind, namespace, name and uid. Per-object state is keyed by it, so
@@ -141,8 +147,8 @@ pub struct Context {
     pub instance: String,
     /// Account clients by `namespace/name`.
     pub accounts: Mutex<HashMap<String, AccountEntry>>,
-    /// The opted-in Secrets, one store per watched scope.
-    secrets: Mutex<Vec<Store<KubeSecret>>>,
+    /// The shared caches, one set per watched scope.
+    caches: Mutex<Vec<Arc<cache::ScopeCaches>>>,
     /// Asks the account controllers to look at an account again (`namespace`, `name`).
     account_nudges: tokio::sync::broadcast::Sender<(String, String)>,
     /// One list per kind per account, shared by every object of that kind.
@@ -169,7 +175,7 @@ impl Context {
             metrics: Arc::default(),
             instance,
             accounts: Mutex::default(),
-            secrets: Mutex::default(),
+            caches: Mutex::default(),
             account_nudges,
             lists: Mutex::default(),
             failures: Mutex::default(),
@@ -208,24 +214,67 @@ impl Context {
     /// Asks the account controller to check `namespace/name` again now (after its credentials
     /// were refused somewhere, or its Secret changed).
     pub fn nudge_account(&self, namespace: &str, name: &str) {
+        if let Some(e) = lock(&self.accounts).get_mut(&format!("{namespace}/{name}")) {
+            e.checked = None;
+        }
         let _ = self
             .account_nudges
             .send((namespace.to_string(), name.to_string()));
     }
 
-    /// An opted-in Secret from the watched stores.
-    pub fn secret(&self, namespace: &str, name: &str) -> Option<Arc<KubeSecret>> {
-        let key = ObjectRef::<KubeSecret>::new(name).within(namespace);
-        lock(&self.secrets).iter().find_map(|s| s.get(&key))
+    /// Makes a scope's caches available to the reconciles.
+    pub(crate) fn register_scope(&self, caches: Arc<cache::ScopeCaches>) {
+        lock(&self.caches).push(caches);
     }
 
-    /// Waits until every Secret store has its first full list, so that a restart never reads
-    /// "Secret not found" from an empty cache.
-    pub async fn secrets_ready(&self) {
-        let stores: Vec<Store<KubeSecret>> = lock(&self.secrets).clone();
-        for s in stores {
-            let _ = s.wait_until_ready().await;
+    /// The caches of the scope that watches `namespace`.
+    pub fn scope(&self, namespace: &str) -> Option<Arc<cache::ScopeCaches>> {
+        lock(&self.caches)
+            .iter()
+            .find(|c| c.covers(namespace))
+            .cloned()
+    }
+
+    /// Waits until every cache has its first full list, so that a restart never reads "not
+    /// found" (a Secret, a dependency) from a cache that has not listed yet.
+    pub async fn caches_ready(&self) {
+        let scopes: Vec<Arc<cache::ScopeCaches>> = lock(&self.caches).clone();
+        for s in scopes {
+            s.ready().await;
         }
+    }
+
+    /// An opted-in Secret, from the cache.
+    pub fn secret(&self, namespace: &str, name: &str) -> Option<Arc<KubeSecret>> {
+        let key = ObjectRef::<KubeSecret>::new(name).within(namespace);
+        self.scope(namespace)?.secrets.get(&key)
+    }
+
+    /// A DatabricksAccount, from the cache.
+    pub fn account_object(&self, namespace: &str, name: &str) -> Option<Arc<DatabricksAccount>> {
+        let key = ObjectRef::<DatabricksAccount>::new(name).within(namespace);
+        self.scope(namespace)?.accounts.get(&key)
+    }
+
+    /// An object of `kind` as a dependency, from the cache.
+    pub fn dependency(&self, namespace: &str, kind: DepKind, name: &str) -> Option<DepView> {
+        self.scope(namespace)?
+            .kind(kind.kind())?
+            .view(namespace, name)
+    }
+
+    /// `Kind/name` of the objects in `namespace` that name `name` of `kind`, from the caches.
+    pub fn referrers(&self, namespace: &str, kind: DepKind, name: &str) -> Vec<String> {
+        self.scope(namespace)
+            .map(|s| s.referrers(namespace, kind, name))
+            .unwrap_or_default()
+    }
+
+    /// `Kind/name` of the objects in `namespace` that use the account `name`, from the caches.
+    pub fn account_users(&self, namespace: &str, name: &str) -> Vec<String> {
+        self.scope(namespace)
+            .map(|s| s.account_users(namespace, name))
+            .unwrap_or_default()
     }
 
     /// All objects of a kind in an account, from a list no older than `max_age`.
@@ -436,19 +485,37 @@ pub fn parse_flag_duration(s: &str) -> Result<Duration, String> {
 }
 
 mod runner {
-    use std::sync::Arc;
+    //! One watch per kind per scope feeds a store that every controller reads, and a fan-out that
+    //! wakes exactly the objects an event concerns: the object itself, and, when what others see
+    //! of it changed (readiness, ID, deletion, references), its dependents, its dependencies and
+    //! its account. Wakes go through unbounded channels, so no controller can hold a watch back.
 
-    use futures::{FutureExt, StreamExt};
+    use std::collections::HashMap;
+    use std::hash::{Hash, Hasher};
+    use std::sync::{Arc, Mutex};
+
+    use futures::{FutureExt, Stream, StreamExt};
     use k8s_openapi::api::core::v1::Secret as KubeSecret;
     use kube::api::Api;
     use kube::runtime::controller::{self, Action, Controller};
-    use kube::runtime::reflector::{self, ObjectRef, Store, reflector};
+    use kube::runtime::reflector::{self, ObjectRef, Store};
     use kube::runtime::{WatchStreamExt, watcher};
     use kube::{Resource, ResourceExt};
+    use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
+    use super::cache::{KindCache, ScopeCaches};
     use super::managed::{Error, Managed, reconcile};
-    use super::{Context, lock};
+    use super::{Context, ObjKey, lock};
     use crate::crd::*;
+
+    type Shutdown = futures::future::Shared<
+        std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + Sync>>,
+    >;
+    type Driver = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+    /// The annotation `kubectl apply` keeps a copy of the object in.
+    const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+    /// `(namespace, name)` of an object to reconcile.
+    type Wake = (String, String);
 
     fn api<K>(client: &kube::Client, ns: Option<&str>) -> Api<K>
     where
@@ -480,7 +547,7 @@ mod runner {
         err: &Error,
         ctx: Arc<Context>,
     ) -> Action {
-        let key = super::ObjKey::of(&*obj);
+        let key = ObjKey::of(&*obj);
         if err.is_conflict() {
             // Started from a cached object older than the last write: look again with the newer one.
             tracing::debug!(object = %key, "status write conflicted with a newer version; retrying");
@@ -493,159 +560,260 @@ mod runner {
     /// Forgets, every `sweep_interval`, the per-object state of objects of `K` no longer in `store`.
     async fn sweep<K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static>(
         ctx: Arc<Context>,
-        ns: Option<String>,
+        caches: Arc<ScopeCaches>,
         store: Store<K>,
-        shutdown: Shutdown,
     ) {
         let kind = K::kind(&()).into_owned();
         let every = ctx.settings.sweep_interval;
-        let run = async {
-            loop {
-                tokio::time::sleep(every).await;
-                if store.wait_until_ready().await.is_err() {
-                    return;
+        let ns = caches.namespace.clone();
+        loop {
+            tokio::time::sleep(every).await;
+            caches.ready().await;
+            ctx.sweep(&kind, ns.as_deref(), |k| {
+                store
+                    .get(&ObjectRef::new(&k.name).within(&k.namespace))
+                    .is_some_and(|o| o.uid().as_deref() == Some(k.uid.as_str()))
+            });
+        }
+    }
+
+    /// Routes wakes to the controllers of one scope.
+    struct Fanout {
+        caches: Arc<ScopeCaches>,
+        /// One channel per kind, by kind name.
+        senders: HashMap<String, UnboundedSender<Wake>>,
+        /// What other objects last saw of each object (a hash), so that an event that changes
+        /// nothing they depend on wakes only the object itself.
+        seen: Mutex<HashMap<(String, String, String), u64>>,
+    }
+
+    impl Fanout {
+        fn wake(&self, kind: &str, ns: &str, name: &str) {
+            if let Some(tx) = self.senders.get(kind) {
+                let _ = tx.send((ns.to_string(), name.to_string()));
+            }
+        }
+
+        /// Wakes `Kind/name` entries as returned by the caches.
+        fn wake_all(&self, ns: &str, objects: &[String]) {
+            for o in objects {
+                if let Some((kind, name)) = o.split_once('/') {
+                    self.wake(kind, ns, name);
                 }
-                ctx.sweep(&kind, ns.as_deref(), |k| {
-                    store
-                        .get(&ObjectRef::new(&k.name).within(&k.namespace))
-                        .is_some_and(|o| o.uid().as_deref() == Some(k.uid.as_str()))
-                });
             }
-        };
-        tokio::select! {
-            () = run => {}
-            () = shutdown => {}
+        }
+
+        /// Records what others see of an object; true when it changed.
+        fn changed(&self, kind: &str, ns: &str, name: &str, view: impl Hash) -> bool {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            view.hash(&mut h);
+            let h = h.finish();
+            let key = (kind.to_string(), ns.to_string(), name.to_string());
+            lock(&self.seen).insert(key, h) != Some(h)
+        }
+
+        fn forget(&self, kind: &str, ns: &str, name: &str) {
+            lock(&self.seen).remove(&(kind.to_string(), ns.to_string(), name.to_string()));
+        }
+
+        /// Wakes what depends on a managed object, what it depends on, and its account(s).
+        fn wake_related<K: Managed>(&self, o: &K) {
+            let ns = o.namespace().unwrap_or_default();
+            let name = o.name_any();
+            if let Some(dk) = K::dep_kind() {
+                self.wake_all(&ns, &self.caches.referrers(&ns, dk, &name));
+            }
+            for d in o.dependencies() {
+                if let Some(dep) = d.reference.name.as_deref() {
+                    self.wake(d.kind.kind(), &ns, dep);
+                }
+            }
+            self.wake_deleting_account(&ns, &o.management().account_ref.name);
+            if let Some(bound) = o
+                .current_status()
+                .and_then(|s| K::common_ref(s).account_name.clone())
+            {
+                self.wake_deleting_account(&ns, &bound);
+            }
+        }
+
+        /// Wakes an account that is being deleted (it waits for its users to go). Others are
+        /// not woken by their users: each account reconcile checks the credentials with a call.
+        fn wake_deleting_account(&self, ns: &str, name: &str) {
+            let key = ObjectRef::<DatabricksAccount>::new(name).within(ns);
+            if self
+                .caches
+                .accounts
+                .get(&key)
+                .is_some_and(|a| a.meta().deletion_timestamp.is_some())
+            {
+                self.wake("DatabricksAccount", ns, name);
+            }
+        }
+
+        fn on_managed<K: Managed>(&self, event: &watcher::Event<K>) {
+            let kind = K::kind(&());
+            match event {
+                watcher::Event::Apply(o) | watcher::Event::InitApply(o) => {
+                    let ns = o.namespace().unwrap_or_default();
+                    let name = o.name_any();
+                    self.wake(&kind, &ns, &name);
+                    let status = o.current_status();
+                    let ready = status.and_then(|s| K::common_ref(s).condition("Ready"));
+                    let view = (
+                        ready.map(|c| (c.status.clone(), c.message.clone())),
+                        status.and_then(K::remote_id),
+                        status.and_then(|s| K::common_ref(s).account_name.clone()),
+                        o.meta().deletion_timestamp.is_some(),
+                        o.meta().generation,
+                        o.finalizers().len(),
+                    );
+                    if self.changed(&kind, &ns, &name, view) {
+                        self.wake_related(o);
+                    }
+                }
+                watcher::Event::Delete(o) => {
+                    let ns = o.namespace().unwrap_or_default();
+                    self.forget(&kind, &ns, &o.name_any());
+                    self.wake_related(o);
+                }
+                watcher::Event::Init | watcher::Event::InitDone => {}
+            }
+        }
+
+        fn on_account(&self, event: &watcher::Event<DatabricksAccount>) {
+            const KIND: &str = "DatabricksAccount";
+            match event {
+                watcher::Event::Apply(a) | watcher::Event::InitApply(a) => {
+                    let ns = a.namespace().unwrap_or_default();
+                    let name = a.name_any();
+                    self.wake(KIND, &ns, &name);
+                    let ready = a
+                        .status
+                        .as_ref()
+                        .and_then(|s| s.common.condition("Ready"))
+                        .map(|c| (c.status.clone(), c.message.clone()));
+                    let view = (
+                        ready,
+                        a.meta().deletion_timestamp.is_some(),
+                        a.meta().generation,
+                    );
+                    if self.changed(KIND, &ns, &name, view) {
+                        self.wake_all(&ns, &self.caches.account_users(&ns, &name));
+                    }
+                }
+                watcher::Event::Delete(a) => {
+                    let ns = a.namespace().unwrap_or_default();
+                    let name = a.name_any();
+                    self.forget(KIND, &ns, &name);
+                    self.wake_all(&ns, &self.caches.account_users(&ns, &name));
+                }
+                watcher::Event::Init | watcher::Event::InitDone => {}
+            }
+        }
+
+        fn on_secret(&self, event: &watcher::Event<KubeSecret>) {
+            let (watcher::Event::Apply(s)
+            | watcher::Event::InitApply(s)
+            | watcher::Event::Delete(s)) = event
+            else {
+                return;
+            };
+            let ns = s.namespace();
+            let name = s.name_any();
+            for a in self.caches.accounts.state() {
+                if a.namespace() == ns && a.spec.auth.secret_name() == Some(name.as_str()) {
+                    self.wake(
+                        "DatabricksAccount",
+                        &a.namespace().unwrap_or_default(),
+                        &a.name_any(),
+                    );
+                }
+            }
         }
     }
 
-    /// Objects of `K` in `other`'s namespace that reference `other` or are referenced by it, or use
-    /// it as their account.
-    fn related<K: Managed, O: Resource<DynamicType = ()> + serde::Serialize + Send + Sync>(
-        store: &Store<K>,
-        other: &O,
-    ) -> Vec<ObjectRef<K>> {
-        let ns = other.namespace();
-        let other_kind = O::kind(&()).to_string();
-        let other_name = other.name_any();
-        let spec_of = |o: &O| {
-            serde_json::to_value(o)
-                .ok()
-                .and_then(|v| v.get("spec").cloned())
-                .unwrap_or_default()
-        };
-        let other_spec = spec_of(other);
-        let mut out = Vec::new();
-        for k in store.state() {
-            if k.namespace() != ns {
-                continue;
-            }
-            let uses_it = other_kind == "DatabricksAccount"
-                && k.management().account_ref.name == other_name
-                || k.dependencies().iter().any(|d| {
-                    d.kind.kind() == other_kind
-                        && d.reference.name.as_deref() == Some(other_name.as_str())
-                });
-            let used_by_it = K::dep_kind()
-                .is_some_and(|dk| super::managed::references(&other_spec, dk, &k.name_any()));
-            if uses_it || used_by_it {
-                out.push(ObjectRef::from_obj(&*k));
-            }
-        }
-        out
-    }
-
-    fn watch_other<K: Managed, O>(
-        c: Controller<K>,
+    /// Runs one kind's watch into its store, handing each event to `on_event` after the store
+    /// has applied it.
+    fn watch<K, F>(
         client: &kube::Client,
         ns: Option<&str>,
-        store: Store<K>,
-    ) -> Controller<K>
+        config: watcher::Config,
+        writer: reflector::store::Writer<K>,
+        listed: &Arc<tokio::sync::watch::Sender<usize>>,
+        on_event: F,
+    ) -> Driver
     where
-        O: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+        K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
             + Clone
             + std::fmt::Debug
             + serde::de::DeserializeOwned
-            + serde::Serialize
             + Send
             + Sync
             + 'static,
+        F: Fn(&watcher::Event<K>) + Send + 'static,
     {
-        c.watches(
-            api::<O>(client, ns),
-            watcher::Config::default(),
-            move |o: O| related(&store, &o),
-        )
+        // The caches keep what reconciles read: managed fields and the last-applied copy of the
+        // object are dropped, which halves what a thousand objects cost.
+        let events = watcher(api::<K>(client, ns), config)
+            .default_backoff()
+            .modify(|o| {
+                o.meta_mut().managed_fields = None;
+                if let Some(a) = o.meta_mut().annotations.as_mut() {
+                    a.remove(LAST_APPLIED);
+                }
+            });
+        let listed = listed.clone();
+        let mut first_list = true;
+        reflector::reflector(writer, events)
+            .for_each(move |ev| {
+                if let Ok(ev) = ev {
+                    if first_list && matches!(ev, watcher::Event::InitDone) {
+                        first_list = false;
+                        listed.send_modify(|n| *n += 1);
+                    }
+                    on_event(&ev);
+                }
+                futures::future::ready(())
+            })
+            .boxed()
     }
 
-    type Shutdown = futures::future::Shared<
-        std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + Sync>>,
-    >;
+    /// The wakes of one kind as a stream of references.
+    fn wakes<K: Resource<DynamicType = ()>>(
+        rx: UnboundedReceiver<Wake>,
+    ) -> impl Stream<Item = ObjectRef<K>> + Send + 'static {
+        futures::stream::unfold(rx, |mut rx| async move {
+            let (ns, name) = rx.recv().await?;
+            Some((ObjectRef::new(&name).within(&ns), rx))
+        })
+    }
 
-    async fn run_kind<K: Managed>(ctx: Arc<Context>, ns: Option<String>, shutdown: Shutdown) {
-        let client = ctx.client.clone();
-        let ns_ref = ns.as_deref();
-        let c = Controller::new(api::<K>(&client, ns_ref), watcher::Config::default())
-            .with_config(controller::Config::default().concurrency(ctx.settings.concurrency));
-        let store = c.store();
-        let sweeper = sweep::<K>(ctx.clone(), ns.clone(), store.clone(), shutdown.clone());
-        let c = watch_other::<K, DatabricksAccount>(c, &client, ns_ref, store.clone());
-        let c = watch_other::<K, DatabricksCredential>(c, &client, ns_ref, store.clone());
-        let c = watch_other::<K, DatabricksStorageConfig>(c, &client, ns_ref, store.clone());
-        let c = watch_other::<K, DatabricksKeyConfig>(c, &client, ns_ref, store.clone());
-        let c = watch_other::<K, DatabricksNetwork>(c, &client, ns_ref, store.clone());
-        let c = watch_other::<K, DatabricksVpcEndpoint>(c, &client, ns_ref, store.clone());
-        let c =
-            watch_other::<K, DatabricksPrivateAccessSettings>(c, &client, ns_ref, store.clone());
-        let c = watch_other::<K, DatabricksWorkspace>(c, &client, ns_ref, store);
-        let controller = c
+    fn controller<K: Managed>(
+        ctx: Arc<Context>,
+        store: Store<K>,
+        rx: UnboundedReceiver<Wake>,
+        shutdown: Shutdown,
+    ) -> Driver {
+        Controller::for_stream(futures::stream::empty(), store)
+            .with_config(controller::Config::default().concurrency(ctx.settings.concurrency))
+            .reconcile_on(wakes::<K>(rx))
             .graceful_shutdown_on(shutdown)
             .run(
                 |obj, ctx: Arc<Context>| measured::<K, _>(ctx.clone(), reconcile::<K>(obj, ctx)),
                 error_policy::<K>,
                 ctx,
             )
-            .for_each(|_| futures::future::ready(()));
-        tokio::join!(controller, sweeper);
+            .for_each(|_| futures::future::ready(()))
+            .boxed()
     }
 
-    /// Accounts whose spec names the Secret `secret` (in its namespace).
-    fn accounts_using_secret(
-        store: &Store<DatabricksAccount>,
-        secret: &KubeSecret,
-    ) -> Vec<ObjectRef<DatabricksAccount>> {
-        let ns = secret.namespace();
-        let name = secret.name_any();
-        store
-            .state()
-            .iter()
-            .filter(|a| a.namespace() == ns && a.spec.auth.secret_name() == Some(name.as_str()))
-            .map(|a| ObjectRef::from_obj(&**a))
-            .collect()
-    }
-
-    async fn run_accounts(ctx: Arc<Context>, ns: Option<String>, shutdown: Shutdown) {
-        let client = ctx.client.clone();
-        // Only Secrets that opt in are watched, so nothing else is ever read or cached.
-        let (secrets, writer) = reflector::store::<KubeSecret>();
-        lock(&ctx.secrets).push(secrets);
-        let secret_events = reflector(
-            writer,
-            watcher::watcher(
-                api::<KubeSecret>(&client, ns.as_deref()),
-                watcher::Config::default().labels(&format!("{SECRET_LABEL}=true")),
-            ),
-        )
-        .default_backoff()
-        .touched_objects();
-        let c = Controller::new(
-            api::<DatabricksAccount>(&client, ns.as_deref()),
-            watcher::Config::default(),
-        )
-        .with_config(controller::Config::default().concurrency(ctx.settings.concurrency));
-        let store = c.store();
-        let sweeper =
-            sweep::<DatabricksAccount>(ctx.clone(), ns.clone(), store.clone(), shutdown.clone());
-        let by_secret = store.clone();
+    fn account_controller(
+        ctx: Arc<Context>,
+        store: Store<DatabricksAccount>,
+        rx: UnboundedReceiver<Wake>,
+        shutdown: Shutdown,
+    ) -> Driver {
         let by_nudge = store.clone();
         let nudges = futures::stream::unfold(ctx.account_nudges.subscribe(), |mut rx| async {
             loop {
@@ -660,10 +828,9 @@ mod runner {
             let r = ObjectRef::<DatabricksAccount>::new(&name).within(&ns);
             futures::future::ready(by_nudge.get(&r).map(|_| r))
         });
-        let controller = c
-            .watches_stream(secret_events, move |s: KubeSecret| {
-                accounts_using_secret(&by_secret, &s)
-            })
+        Controller::for_stream(futures::stream::empty(), store)
+            .with_config(controller::Config::default().concurrency(ctx.settings.concurrency))
+            .reconcile_on(wakes::<DatabricksAccount>(rx))
             .reconcile_on(nudges)
             .graceful_shutdown_on(shutdown)
             .run(
@@ -676,21 +843,167 @@ mod runner {
                 error_policy::<DatabricksAccount>,
                 ctx,
             )
-            .for_each(|_| futures::future::ready(()));
-        tokio::join!(controller, sweeper);
+            .for_each(|_| futures::future::ready(()))
+            .boxed()
     }
 
-    async fn run_scope(ctx: Arc<Context>, ns: Option<String>, shutdown: Shutdown) {
-        tokio::join!(
-            run_accounts(ctx.clone(), ns.clone(), shutdown.clone()),
-            run_kind::<DatabricksCredential>(ctx.clone(), ns.clone(), shutdown.clone()),
-            run_kind::<DatabricksStorageConfig>(ctx.clone(), ns.clone(), shutdown.clone()),
-            run_kind::<DatabricksKeyConfig>(ctx.clone(), ns.clone(), shutdown.clone()),
-            run_kind::<DatabricksNetwork>(ctx.clone(), ns.clone(), shutdown.clone()),
-            run_kind::<DatabricksVpcEndpoint>(ctx.clone(), ns.clone(), shutdown.clone()),
-            run_kind::<DatabricksPrivateAccessSettings>(ctx.clone(), ns.clone(), shutdown.clone()),
-            run_kind::<DatabricksWorkspace>(ctx, ns, shutdown),
-        );
+    /// A managed kind's store, watch, controller and sweeper, wired to the scope's fan-out.
+    struct KindParts<K: Managed> {
+        store: Store<K>,
+        writer: reflector::store::Writer<K>,
+        tx: UnboundedSender<Wake>,
+        rx: UnboundedReceiver<Wake>,
+    }
+
+    impl<K: Managed> KindParts<K> {
+        fn new() -> Self {
+            let (store, writer) = reflector::store::<K>();
+            let (tx, rx) = unbounded_channel();
+            Self {
+                store,
+                writer,
+                tx,
+                rx,
+            }
+        }
+
+        fn cache(&self) -> Arc<dyn KindCache> {
+            Arc::new(self.store.clone())
+        }
+
+        fn sender(&self) -> (String, UnboundedSender<Wake>) {
+            (K::kind(&()).into_owned(), self.tx.clone())
+        }
+
+        fn start(
+            self,
+            ctx: &Arc<Context>,
+            fanout: &Arc<Fanout>,
+            listed: &Arc<tokio::sync::watch::Sender<usize>>,
+            shutdown: &Shutdown,
+        ) -> Vec<Driver> {
+            let f = fanout.clone();
+            let caches = fanout.caches.clone();
+            vec![
+                watch(
+                    &ctx.client,
+                    caches.namespace.as_deref(),
+                    watcher::Config::default(),
+                    self.writer,
+                    listed,
+                    move |ev| f.on_managed::<K>(ev),
+                ),
+                controller::<K>(ctx.clone(), self.store.clone(), self.rx, shutdown.clone()),
+                sweep::<K>(ctx.clone(), caches, self.store).boxed(),
+            ]
+        }
+    }
+
+    macro_rules! kinds {
+        ($m:ident) => {
+            $m!(
+                DatabricksCredential,
+                DatabricksStorageConfig,
+                DatabricksKeyConfig,
+                DatabricksNetwork,
+                DatabricksVpcEndpoint,
+                DatabricksPrivateAccessSettings,
+                DatabricksWorkspace
+            )
+        };
+    }
+
+    fn run_scope(ctx: Arc<Context>, ns: Option<String>, shutdown: Shutdown) -> Driver {
+        let client = ctx.client.clone();
+        let nsr = ns.as_deref();
+        let (accounts, accounts_writer) = reflector::store::<DatabricksAccount>();
+        // Only Secrets that opt in are watched, so nothing else is ever read or cached.
+        let (secrets, secrets_writer) = reflector::store::<KubeSecret>();
+        let (accounts_tx, accounts_rx) = unbounded_channel::<Wake>();
+        let (listed, listed_rx) = tokio::sync::watch::channel(0usize);
+        let listed = Arc::new(listed);
+        macro_rules! parts {
+            ($($k:ident),*) => {
+                ($(KindParts::<$k>::new(),)*)
+            };
+        }
+        let (cred, storage, key, network, endpoint, access, workspace) = kinds!(parts);
+        let caches = Arc::new(ScopeCaches {
+            namespace: ns.clone(),
+            accounts: accounts.clone(),
+            secrets,
+            kinds: vec![
+                cred.cache(),
+                storage.cache(),
+                key.cache(),
+                network.cache(),
+                endpoint.cache(),
+                access.cache(),
+                workspace.cache(),
+            ],
+            listed: listed_rx,
+        });
+        ctx.register_scope(caches.clone());
+        let mut senders: HashMap<String, UnboundedSender<Wake>> = [
+            cred.sender(),
+            storage.sender(),
+            key.sender(),
+            network.sender(),
+            endpoint.sender(),
+            access.sender(),
+            workspace.sender(),
+        ]
+        .into_iter()
+        .collect();
+        senders.insert("DatabricksAccount".into(), accounts_tx);
+        let fanout = Arc::new(Fanout {
+            caches,
+            senders,
+            seen: Mutex::default(),
+        });
+        let mut drivers: Vec<Driver> = Vec::new();
+        let f = fanout.clone();
+        drivers.push(watch(
+            &client,
+            nsr,
+            watcher::Config::default(),
+            accounts_writer,
+            &listed,
+            move |ev| f.on_account(ev),
+        ));
+        let f = fanout.clone();
+        drivers.push(watch(
+            &client,
+            nsr,
+            watcher::Config::default().labels(&format!("{SECRET_LABEL}=true")),
+            secrets_writer,
+            &listed,
+            move |ev| f.on_secret(ev),
+        ));
+        drivers.push(account_controller(
+            ctx.clone(),
+            accounts.clone(),
+            accounts_rx,
+            shutdown.clone(),
+        ));
+        drivers
+            .push(sweep::<DatabricksAccount>(ctx.clone(), fanout.caches.clone(), accounts).boxed());
+        drivers.extend(cred.start(&ctx, &fanout, &listed, &shutdown));
+        drivers.extend(storage.start(&ctx, &fanout, &listed, &shutdown));
+        drivers.extend(key.start(&ctx, &fanout, &listed, &shutdown));
+        drivers.extend(network.start(&ctx, &fanout, &listed, &shutdown));
+        drivers.extend(endpoint.start(&ctx, &fanout, &listed, &shutdown));
+        drivers.extend(access.start(&ctx, &fanout, &listed, &shutdown));
+        drivers.extend(workspace.start(&ctx, &fanout, &listed, &shutdown));
+        async move {
+            // The controllers end on shutdown; the watches and sweepers run until then.
+            let all = futures::future::join_all(drivers);
+            tokio::select! {
+                _ = all => {}
+                () = shutdown => {}
+            }
+        }
+        .boxed()
     }
 
     /// Runs every controller, over all namespaces or over each of `settings.watch_namespaces`,

@@ -1,0 +1,143 @@
+//! The shared caches: one reflector per kind per watched scope, fed by one watch and read by every
+//! controller. Reconciles read dependencies, referrers and account users from here, typed, and
+//! never from the API server.
+
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::Secret as KubeSecret;
+use kube::ResourceExt;
+use kube::runtime::reflector::{ObjectRef, Store};
+
+use super::managed::{DepKind, Managed};
+use crate::crd::DatabricksAccount;
+
+/// What an object shows to the objects that depend on it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DepView {
+    /// The DatabricksAccount it is managed through.
+    pub account: String,
+    /// Whether its `Ready` condition is true.
+    pub ready: bool,
+    /// Its `Ready` message, if any.
+    pub message: Option<String>,
+    /// Its Databricks ID, if it has one.
+    pub id: Option<String>,
+}
+
+/// The questions the controllers ask about the objects of one managed kind.
+pub trait KindCache: Send + Sync {
+    /// The kind.
+    fn kind(&self) -> String;
+    /// The object `namespace/name` as a dependency.
+    fn view(&self, namespace: &str, name: &str) -> Option<DepView>;
+    /// `Kind/name` of the objects in `namespace` that name `name` of `dep` in their spec.
+    fn referrers(&self, namespace: &str, dep: DepKind, name: &str) -> Vec<String>;
+    /// `Kind/name` of the objects in `namespace` that use the account `account`: they name it in
+    /// `accountRef`, or their Databricks ID belongs to it.
+    fn account_users(&self, namespace: &str, account: &str) -> Vec<String>;
+}
+
+impl<K: Managed> KindCache for Store<K> {
+    fn kind(&self) -> String {
+        K::kind(&()).into_owned()
+    }
+
+    fn view(&self, namespace: &str, name: &str) -> Option<DepView> {
+        let o = self.get(&ObjectRef::new(name).within(namespace))?;
+        let status = o.current_status();
+        let ready = status.and_then(|s| K::common_ref(s).condition("Ready"));
+        Some(DepView {
+            account: o.management().account_ref.name.clone(),
+            ready: ready.is_some_and(|c| c.status == "True"),
+            message: ready.map(|c| c.message.clone()),
+            id: status.and_then(K::remote_id),
+        })
+    }
+
+    fn referrers(&self, namespace: &str, dep: DepKind, name: &str) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .state()
+            .iter()
+            .filter(|o| o.namespace().as_deref() == Some(namespace))
+            .filter(|o| {
+                o.dependencies()
+                    .iter()
+                    .any(|d| d.kind == dep && d.reference.name.as_deref() == Some(name))
+            })
+            .map(|o| format!("{}/{}", K::kind(&()), o.name_any()))
+            .collect();
+        out.sort();
+        out
+    }
+
+    fn account_users(&self, namespace: &str, account: &str) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .state()
+            .iter()
+            .filter(|o| o.namespace().as_deref() == Some(namespace))
+            .filter(|o| {
+                o.management().account_ref.name == account
+                    || o.current_status()
+                        .and_then(|s| K::common_ref(s).account_name.as_deref())
+                        == Some(account)
+            })
+            .map(|o| format!("{}/{}", K::kind(&()), o.name_any()))
+            .collect();
+        out.sort();
+        out
+    }
+}
+
+/// The caches of one watched scope (every namespace, or one).
+pub struct ScopeCaches {
+    /// The namespace, or `None` for all.
+    pub namespace: Option<String>,
+    /// DatabricksAccounts.
+    pub accounts: Store<DatabricksAccount>,
+    /// Secrets that opt in (label-selected: no other Secret is cached).
+    pub secrets: Store<KubeSecret>,
+    /// Every managed kind.
+    pub kinds: Vec<Arc<dyn KindCache>>,
+    /// How many of the scope's watches have listed in full at least once.
+    pub listed: tokio::sync::watch::Receiver<usize>,
+}
+
+/// The watches of a scope: accounts, opted-in Secrets and the seven managed kinds.
+pub const WATCHES_PER_SCOPE: usize = 9;
+
+impl ScopeCaches {
+    /// Whether this scope watches `namespace`.
+    pub fn covers(&self, namespace: &str) -> bool {
+        self.namespace.as_deref().is_none_or(|ns| ns == namespace)
+    }
+
+    /// The cache of a kind.
+    pub fn kind(&self, kind: &str) -> Option<&Arc<dyn KindCache>> {
+        self.kinds.iter().find(|c| c.kind() == kind)
+    }
+
+    /// Resolves once every watch of the scope has listed in full once.
+    ///
+    /// This never waits on a `Store` itself: a store's readiness signal wakes only the last of
+    /// several concurrent waiters, and the controller's own runner is already one of them.
+    pub async fn ready(&self) {
+        let mut rx = self.listed.clone();
+        let _ = rx.wait_for(|n| *n >= WATCHES_PER_SCOPE).await;
+    }
+
+    /// Every object of any managed kind in `namespace` that uses `account`.
+    pub fn account_users(&self, namespace: &str, account: &str) -> Vec<String> {
+        self.kinds
+            .iter()
+            .flat_map(|k| k.account_users(namespace, account))
+            .collect()
+    }
+
+    /// Every object in `namespace` that names `name` of `dep`.
+    pub fn referrers(&self, namespace: &str, dep: DepKind, name: &str) -> Vec<String> {
+        self.kinds
+            .iter()
+            .flat_map(|k| k.referrers(namespace, dep, name))
+            .collect()
+    }
+}
