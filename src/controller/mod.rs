@@ -577,6 +577,9 @@ mod runner {
         }
     }
 
+    /// `(kind, namespace, name)` of an object whose view the fan-out remembers.
+    type Seen = (String, String, String);
+
     /// Routes wakes to the controllers of one scope.
     struct Fanout {
         caches: Arc<ScopeCaches>,
@@ -584,7 +587,7 @@ mod runner {
         senders: HashMap<String, UnboundedSender<Wake>>,
         /// What other objects last saw of each object (a hash), so that an event that changes
         /// nothing they depend on wakes only the object itself.
-        seen: Mutex<HashMap<(String, String, String), u64>>,
+        seen: Mutex<HashMap<Seen, (u64, u64)>>,
     }
 
     impl Fanout {
@@ -603,26 +606,45 @@ mod runner {
             }
         }
 
-        /// Records what others see of an object; true when it changed.
-        fn changed(&self, kind: &str, ns: &str, name: &str, view: impl Hash) -> bool {
-            let mut h = std::collections::hash_map::DefaultHasher::new();
-            view.hash(&mut h);
-            let h = h.finish();
+        /// Records what others see of an object: what its dependents read (`view`) and what
+        /// its dependencies and account wait on (`shape`). Returns which of the two changed.
+        fn changed(
+            &self,
+            kind: &str,
+            ns: &str,
+            name: &str,
+            view: impl Hash,
+            shape: impl Hash,
+        ) -> (bool, bool) {
+            let hash = |v: &dyn Fn(&mut std::collections::hash_map::DefaultHasher)| {
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                v(&mut h);
+                h.finish()
+            };
+            let now = (hash(&|h| view.hash(h)), hash(&|h| shape.hash(h)));
             let key = (kind.to_string(), ns.to_string(), name.to_string());
-            lock(&self.seen).insert(key, h) != Some(h)
+            match lock(&self.seen).insert(key, now) {
+                Some(was) => (was.0 != now.0, was.1 != now.1),
+                None => (true, true),
+            }
         }
 
         fn forget(&self, kind: &str, ns: &str, name: &str) {
             lock(&self.seen).remove(&(kind.to_string(), ns.to_string(), name.to_string()));
         }
 
-        /// Wakes what depends on a managed object, what it depends on, and its account(s).
-        fn wake_related<K: Managed>(&self, o: &K) {
+        /// Wakes the objects that name a managed object (they wait for it to be Ready).
+        fn wake_dependents<K: Managed>(&self, o: &K) {
             let ns = o.namespace().unwrap_or_default();
-            let name = o.name_any();
             if let Some(dk) = K::dep_kind() {
-                self.wake_all(&ns, &self.caches.referrers(&ns, dk, &name));
+                self.wake_all(&ns, &self.caches.referrers(&ns, dk, &o.name_any()));
             }
+        }
+
+        /// Wakes what a managed object names and its account(s): they wait, to be deleted, for
+        /// it to go or to stop naming them.
+        fn wake_dependencies<K: Managed>(&self, o: &K) {
+            let ns = o.namespace().unwrap_or_default();
             for d in o.dependencies() {
                 if let Some(dep) = d.reference.name.as_deref() {
                     self.wake(d.kind.kind(), &ns, dep);
@@ -664,18 +686,32 @@ mod runner {
                         ready.map(|c| (c.status.clone(), c.message.clone())),
                         status.and_then(K::remote_id),
                         status.and_then(|s| K::common_ref(s).account_name.clone()),
+                        o.management().account_ref.name.clone(),
+                    );
+                    // A network's remote state follows the workspace that uses it (VALID once
+                    // it runs), so dependencies also look again when a dependent gets an ID or
+                    // becomes Ready; not at every message of its provisioning.
+                    let shape = (
                         o.meta().deletion_timestamp.is_some(),
                         o.meta().generation,
-                        o.finalizers().len(),
+                        status.and_then(|s| K::common_ref(s).account_name.clone()),
+                        status.and_then(K::remote_id),
+                        ready.map(|c| c.status.clone()),
                     );
-                    if self.changed(&kind, &ns, &name, view) {
-                        self.wake_related(o);
+                    let (view_changed, shape_changed) =
+                        self.changed(&kind, &ns, &name, view, shape);
+                    if view_changed {
+                        self.wake_dependents(o);
+                    }
+                    if shape_changed {
+                        self.wake_dependencies(o);
                     }
                 }
                 watcher::Event::Delete(o) => {
                     let ns = o.namespace().unwrap_or_default();
                     self.forget(&kind, &ns, &o.name_any());
-                    self.wake_related(o);
+                    self.wake_dependents(o);
+                    self.wake_dependencies(o);
                 }
                 watcher::Event::Init | watcher::Event::InitDone => {}
             }
@@ -698,7 +734,7 @@ mod runner {
                         a.meta().deletion_timestamp.is_some(),
                         a.meta().generation,
                     );
-                    if self.changed(KIND, &ns, &name, view) {
+                    if self.changed(KIND, &ns, &name, view, ()).0 {
                         self.wake_all(&ns, &self.caches.account_users(&ns, &name));
                     }
                 }
