@@ -617,6 +617,35 @@ async fn rate_limited_calls_get_429_with_retry_after() {
     assert_eq!(counts.get("GET /credentials", 200), 1);
 }
 
+/// With a server-side rate limit, a burst beyond one second's worth gets 429 with
+/// `Retry-After: 1`, and the budget refills at the configured rate.
+#[tokio::test]
+async fn the_account_rate_limit_refuses_a_burst_and_refills() {
+    let s = start(SimConfig {
+        rate_limit: Some(5),
+        ..fast_config()
+    })
+    .await;
+    let mut statuses = Vec::new();
+    for _ in 0..8 {
+        let r = s.call(reqwest::Method::GET, "/credentials", None).await;
+        if r.status == 429 {
+            assert_eq!(r.retry_after.as_deref(), Some("1"));
+            assert_eq!(r.json()["error_code"], "REQUEST_LIMIT_EXCEEDED");
+        }
+        statuses.push(r.status);
+    }
+    let ok = statuses.iter().filter(|s| **s == 200).count();
+    // Five in the burst, and at most one more refilled while the eight calls ran.
+    assert!((5..=6).contains(&ok), "{statuses:?}");
+    assert_eq!(statuses[..5], [200; 5], "{statuses:?}");
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    for _ in 0..5 {
+        let r = s.call(reqwest::Method::GET, "/credentials", None).await;
+        assert_eq!(r.status, 200, "refilled after a second");
+    }
+}
+
 /// A 503 fault fails the next call without creating anything, through the control API too.
 #[tokio::test]
 async fn a_server_error_fault_returns_503_and_commits_nothing() {

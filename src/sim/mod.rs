@@ -76,6 +76,10 @@ pub struct SimConfig {
     pub token_ttl: Duration,
     /// How long the objects of a removed workspace stay "in use" (default 0).
     pub in_use_linger: Duration,
+    /// Account API requests per second the account accepts; beyond it, 429
+    /// `REQUEST_LIMIT_EXCEEDED` with `Retry-After: 1` (default: no limit). Bursts up to one
+    /// second's worth. The token endpoint is not limited.
+    pub rate_limit: Option<u32>,
 }
 
 impl Default for SimConfig {
@@ -92,6 +96,7 @@ impl Default for SimConfig {
             deployment_prefix: None,
             token_ttl: Duration::from_secs(3600),
             in_use_linger: Duration::ZERO,
+            rate_limit: None,
         }
     }
 }
@@ -293,6 +298,10 @@ pub struct SimArgs {
     /// Seconds the objects of a deleted workspace stay "in use" after it is gone.
     #[arg(long, default_value_t = 0.0)]
     pub in_use_linger_seconds: f64,
+    /// Account API requests per second the account accepts (429 beyond it, `Retry-After: 1`);
+    /// 0 for no limit.
+    #[arg(long, default_value_t = 0)]
+    pub rate_limit: u32,
     /// Access token lifetime in seconds.
     #[arg(long, default_value_t = 3600)]
     pub token_ttl_seconds: u64,
@@ -338,6 +347,7 @@ impl SimArgs {
             deployment_prefix: self.deployment_prefix.clone(),
             token_ttl: Duration::from_secs(self.token_ttl_seconds),
             in_use_linger: secs(self.in_use_linger_seconds),
+            rate_limit: (self.rate_limit > 0).then_some(self.rate_limit),
         }
     }
 

@@ -92,6 +92,8 @@ pub(crate) struct Shared {
     tokens: Mutex<HashMap<String, Instant>>,
     counts: Mutex<BTreeMap<(String, u16), u64>>,
     log: Mutex<std::collections::VecDeque<LoggedRequest>>,
+    /// The account's request budget: tokens left and when they were counted.
+    budget: Mutex<(f64, Instant)>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -107,6 +109,7 @@ fn now_ms() -> u64 {
 
 impl Shared {
     pub fn new(config: SimConfig, base_url: String, store: Store) -> Self {
+        let config_burst = f64::from(config.rate_limit.unwrap_or(0));
         Self {
             config,
             base_url,
@@ -115,6 +118,26 @@ impl Shared {
             tokens: Mutex::new(HashMap::new()),
             counts: Mutex::new(BTreeMap::new()),
             log: Mutex::new(std::collections::VecDeque::new()),
+            budget: Mutex::new((config_burst, Instant::now())),
+        }
+    }
+
+    /// Takes one request from the account's budget; false when it is spent.
+    fn within_rate_limit(&self) -> bool {
+        let Some(rate) = self.config.rate_limit.filter(|r| *r > 0) else {
+            return true;
+        };
+        let rate = f64::from(rate);
+        let burst = rate;
+        let mut b = lock(&self.budget);
+        let now = Instant::now();
+        let refill = now.saturating_duration_since(b.1).as_secs_f64() * rate;
+        *b = ((b.0 + refill).min(burst), now);
+        if b.0 >= 1.0 {
+            b.0 -= 1.0;
+            true
+        } else {
+            false
         }
     }
 
@@ -518,7 +541,9 @@ async fn api(
     if faults.latency_ms > 0 {
         tokio::time::sleep(Duration::from_millis(faults.latency_ms)).await;
     }
-    let injected = lock(&shared.faults).take_injected(path);
+    let injected = lock(&shared.faults).take_injected(path).or_else(|| {
+        (!shared.within_rate_limit()).then_some(Injected::RateLimited { retry_after: 1 })
+    });
     let resp = match injected {
         Some(Injected::RateLimited { retry_after }) => {
             let mut r = error_json(

@@ -25,7 +25,7 @@ pub struct OperatorProcess {
 
 impl OperatorProcess {
     /// Starts `databricks-account-operator run` watching `namespace` only, allowed to call
-    /// 127.0.0.1, with a 1 s busy poll, plus `extra` arguments. `POD_NAME` is `name` (also its
+    /// 127.0.0.1, with a 1 s busy poll unless `extra` sets one, plus `extra` arguments. `POD_NAME` is `name` (also its
     /// `User-Agent` comment) and `POD_NAMESPACE` is `namespace`.
     pub fn start(name: &str, namespace: &str, extra: &[&str]) -> Self {
         let port = free_port();
@@ -34,13 +34,13 @@ impl OperatorProcess {
         let stderr = std::fs::File::create(&log).expect("log file");
         let stdout = stderr.try_clone().expect("log file handle");
         let child = Command::new(env!("CARGO_BIN_EXE_databricks-account-operator"))
-            .args([
-                "run",
-                "--busy-poll-interval",
-                "1s",
-                "--watch-namespaces",
-                namespace,
-            ])
+            .args(["run", "--watch-namespaces", namespace])
+            .args(
+                (!extra.contains(&"--busy-poll-interval"))
+                    .then_some(["--busy-poll-interval", "1s"])
+                    .into_iter()
+                    .flatten(),
+            )
             .args(["--allowed-hosts", "127.0.0.1"])
             .args(["--metrics-addr", &format!("127.0.0.1:{port}")])
             .args(extra)
