@@ -1198,8 +1198,9 @@ async fn a_429_waits_for_retry_after_then_succeeds() {
     s.shutdown().await;
 }
 
-/// Two 503s then a 200: the call succeeds after backing off, in three attempts. A 504 is retried
-/// too. The clock is paused: only the client's own sleeps advance it.
+/// Two 503s then a 200: a read succeeds after backing off, in three attempts. A 504 is retried
+/// too. (A create is not: see `a_create_answered_with_a_5xx_is_outcome_unknown_and_not_retried`.)
+/// The clock is paused: only the client's own sleeps advance it.
 #[tokio::test(start_paused = true)]
 async fn a_503_twice_then_200_succeeds_with_backoff() {
     let s = start_sim().await;
@@ -1214,13 +1215,16 @@ async fn a_503_twice_then_200_succeeds_with_backoff() {
         ..Faults::default()
     });
     let start = tokio::time::Instant::now();
-    let cred: Credential = c.create(&credential_request("after-503")).await.unwrap();
+    let creds: Vec<Credential> = c.list().await.unwrap();
     let elapsed = start.elapsed();
-    assert_eq!(cred.credentials_name, "after-503");
+    assert!(creds.is_empty());
     let counts = s.request_count();
-    assert_eq!(counts.get("POST /credentials", 503), 2);
-    assert_eq!(counts.get("POST /credentials", 200), 1);
-    assert_eq!(snapshot_len(&s, "credentials"), 1);
+    assert_eq!(counts.get("GET /credentials", 503), 2);
+    assert_eq!(
+        counts.get("GET /credentials", 200),
+        2,
+        "the check, then the list"
+    );
     // Backoff: 500 ms, then 1 s, each with 50-100 % jitter; the timer rounds each sleep up to
     // its next millisecond.
     assert!(
@@ -1314,6 +1318,7 @@ async fn a_lost_create_response_is_outcome_unknown_and_not_retried() {
         lost_response: Some(LostResponse {
             count: 1,
             route: Some("POST /credentials".into()),
+            status: 0,
         }),
         ..Faults::default()
     });
@@ -1328,6 +1333,67 @@ async fn a_lost_create_response_is_outcome_unknown_and_not_retried() {
     let found: Vec<Credential> = c.list().await.unwrap();
     assert_eq!(found.len(), 1);
     assert_eq!(found[0].credentials_name, "lost");
+    s.shutdown().await;
+}
+
+/// A create committed before the server answered 503 (or 500, 502, 504) is `OutcomeUnknown` and
+/// sent once: retrying it would make a second object.
+#[tokio::test]
+async fn a_create_answered_with_a_5xx_is_outcome_unknown_and_not_retried() {
+    for (i, status) in [500u16, 502, 503, 504].into_iter().enumerate() {
+        let s = start_sim().await;
+        let c = sim_client(&s, m2m());
+        c.check().await.unwrap();
+        s.set_faults(Faults {
+            lost_response: Some(LostResponse {
+                count: 1,
+                route: Some("POST /credentials".into()),
+                status,
+            }),
+            ..Faults::default()
+        });
+        let err = c
+            .create::<Credential>(&credential_request(&format!("committed-{i}")))
+            .await
+            .unwrap_err();
+        assert!(err.is_outcome_unknown(), "{status}: {err:?}");
+        assert_eq!(err.api().map(|a| a.status), Some(status));
+        assert_eq!(
+            s.request_count().total("POST /credentials"),
+            1,
+            "{status}: sent once"
+        );
+        assert_eq!(
+            snapshot_len(&s, "credentials"),
+            1,
+            "{status}: committed once"
+        );
+        s.shutdown().await;
+    }
+}
+
+/// A 429 on a create is not an unknown outcome: the server refused it before doing anything,
+/// so the client waits and sends it again.
+#[tokio::test]
+async fn a_rate_limited_create_is_retried() {
+    let s = start_sim().await;
+    let c = sim_client(&s, m2m());
+    c.check().await.unwrap();
+    s.set_faults(Faults {
+        rate_limit: Some(RateLimit {
+            count: 1,
+            retry_after_seconds: 1,
+            path_contains: Some("/credentials".into()),
+        }),
+        ..Faults::default()
+    });
+    c.create::<Credential>(&credential_request("throttled"))
+        .await
+        .unwrap();
+    let counts = s.request_count();
+    assert_eq!(counts.get("POST /credentials", 429), 1);
+    assert_eq!(counts.get("POST /credentials", 200), 1);
+    assert_eq!(snapshot_len(&s, "credentials"), 1);
     s.shutdown().await;
 }
 

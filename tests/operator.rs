@@ -324,28 +324,27 @@ fn assert_stack_requests(counts: &RequestCounts) {
         ("POST /customer-managed-keys", 1..=1),
         ("POST /networks", 1..=1),
         ("POST /workspaces", 1..=1),
-        // Each kind lists before its create (nothing to adopt) and after it (the create
-        // invalidates the shared list); GET /credentials is also the account's check, made once:
-        // credentials that worked a moment ago are not checked again when its status write
-        // wakes it.
-        ("GET /credentials", 3..=3),
-        ("GET /storage-configurations", 2..=2),
-        ("GET /customer-managed-keys", 2..=2),
-        // The workspace's list after its create comes with its first reconcile once it is Ready,
-        // which may fall after the counts are read (seen twice on a just-started control plane).
-        ("GET /workspaces", 1..=2),
-        // The network lists again after each change of the workspace's status (at most three:
-        // created, provisioning, running), fewer when one reconcile sees several changes.
-        ("GET /networks", 2..=5),
-        // An object reconciled between its create and its Ready status write reads itself by ID:
-        // whether a watch event falls in that gap is timing.
+        // Each kind lists once before its create (nothing to adopt); the create adds the new
+        // object to that shared list instead of discarding it. GET /credentials is also the
+        // account's check, made once: credentials that worked a moment ago are not checked again
+        // when its status write wakes it.
+        ("GET /credentials", 2..=2),
+        ("GET /storage-configurations", 1..=1),
+        ("GET /customer-managed-keys", 1..=1),
+        // The workspace lists before its create, and reads itself from the shared list, no older
+        // than the busy poll (1 s), while it provisions for 1 s: how many polls fall in that
+        // second is timing.
+        ("GET /workspaces", 1..=4),
+        // The network lists again after the workspace gets its ID and after it runs (its state
+        // follows the workspace's use of it), fewer when one list serves both.
+        ("GET /networks", 1..=5),
+        // An object reads itself by ID only when the shared list predates it, which the create
+        // prevents; timing may still leave one.
         ("GET /credentials/{id}", 0..=1),
         ("GET /storage-configurations/{id}", 0..=1),
         ("GET /customer-managed-keys/{id}", 0..=1),
         ("GET /networks/{id}", 0..=1),
-        // The workspace provisions for 1 s and is read every second (the busy poll) until it
-        // runs, and after its own status writes.
-        ("GET /workspaces/{id}", 1..=4),
+        ("GET /workspaces/{id}", 0..=1),
     ];
     for (route, range) in &expected {
         let n = counts.get(route, 200);
@@ -490,6 +489,7 @@ async fn lost_create_response_is_adopted_not_duplicated() {
             lost_response: Some(LostResponse {
                 count: 1,
                 route: Some("POST /credentials".into()),
+                status: 0,
             }),
             ..Faults::default()
         });
@@ -512,6 +512,48 @@ async fn lost_create_response_is_adopted_not_duplicated() {
             sim.request_count().total("POST /credentials"),
             1,
             "no second create"
+        );
+        delete_namespace_and_wait(&client, &ns).await;
+    })
+    .await;
+}
+
+/// A create committed before the server answered 503 (a proxy giving up on a slow backend) is
+/// not sent again: the next attempt lists afresh and adopts it. Storage configuration names are
+/// not unique in an account, so a blind retry would make a second one.
+#[tokio::test]
+async fn a_create_committed_before_a_503_is_adopted_not_duplicated() {
+    run_test(&["committed"], |env| async move {
+        let Env { client, ns, .. } = env;
+        let sim = start_sim(sim_config()).await;
+        sim.set_faults(Faults {
+            lost_response: Some(LostResponse {
+                count: 1,
+                route: Some("POST /storage-configurations".into()),
+                status: 503,
+            }),
+            ..Faults::default()
+        });
+        let docs = samples_of(
+            &sim,
+            &["Secret", "DatabricksAccount", "DatabricksStorageConfig"],
+        );
+        apply(&client, &ns, &docs).await;
+        let obj = wait_ready(&client, &ns, "DatabricksStorageConfig", "root-bucket", 60).await;
+        let snap = sim.snapshot();
+        assert_eq!(count(&snap, "storage-configurations"), 1, "{snap:#}");
+        assert_eq!(
+            obj.data["status"]["storageConfigurationId"],
+            snap["storage-configurations"][0]["storage_configuration_id"]
+        );
+        let counts = sim.request_count();
+        assert_eq!(
+            (
+                counts.get("POST /storage-configurations", 503),
+                counts.get("POST /storage-configurations", 200)
+            ),
+            (1, 0),
+            "one create, answered 503 and never repeated: {counts:?}"
         );
         delete_namespace_and_wait(&client, &ns).await;
     })

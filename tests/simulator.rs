@@ -697,6 +697,7 @@ async fn a_lost_response_commits_the_create_but_closes_the_connection() {
         lost_response: Some(LostResponse {
             count: 1,
             route: Some("POST /credentials".into()),
+            status: 0,
         }),
         ..Faults::default()
     });

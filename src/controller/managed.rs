@@ -644,14 +644,20 @@ async fn apply<K: Managed>(obj: &K, ctx: &Context, api: &Api<K>, ns: &str) -> Re
     let mut remote: Option<K::Remote> = None;
     let known_id = K::remote_id(&run.status).or_else(|| mgmt.external_id.clone());
     if let Some(id) = &known_id {
-        // Objects at rest share one list per kind; an object in flight (not Ready) is read on its own.
-        if K::common(&mut run.status).is_ready() {
-            let listed = match ctx.list::<K::Remote>(&account_key, client, poll).await {
-                Ok(l) => l,
-                Err(e) => return run.api_failure(&e, "list").await,
-            };
-            remote = listed.iter().find(|r| &r.id() == id).cloned();
-        }
+        // Objects share one list per kind: at rest, no older than the poll interval; in flight
+        // (not Ready: a workspace provisioning, an endpoint pending), no older than the busy
+        // poll, so that a hundred workspaces provisioning cost one list per busy poll rather
+        // than a read each.
+        let max_age = if K::common(&mut run.status).is_ready() {
+            poll
+        } else {
+            ctx.settings.busy_poll_interval.min(poll)
+        };
+        let listed = match ctx.list::<K::Remote>(&account_key, client, max_age).await {
+            Ok(l) => l,
+            Err(e) => return run.api_failure(&e, "list").await,
+        };
+        remote = listed.iter().find(|r| &r.id() == id).cloned();
         if remote.is_none() {
             // The shared list may predate the object: confirm with a read of its own.
             match client.get::<K::Remote>(id).await {
@@ -854,7 +860,8 @@ async fn create<K: Managed>(
             K::common(&mut run.status).account_name = Some(run.account.clone());
             run.set("Synced", true, Reason::Synced, "created");
             run.write().await?;
-            ctx.invalidate::<K::Remote>(account_key);
+            // The shared list stays usable for the next create: it gains what was just created.
+            ctx.remember(account_key, &created).await;
             ctx.propagation_done(&run.key);
             run.event(
                 false,

@@ -306,6 +306,29 @@ impl Context {
         Ok(fresh)
     }
 
+    /// Adds an object this replica just created to the shared list of its kind, if one is
+    /// cached, so that the next create in the account does not list again to see it.
+    pub async fn remember<R: RemoteResource + Clone>(&self, account: &str, created: &R) {
+        let slot = lock(&self.lists)
+            .get(&(account.to_string(), R::COLLECTION))
+            .cloned();
+        let Some(slot) = slot else {
+            return;
+        };
+        let mut guard = slot.lock().await;
+        if let Some((at, any)) = guard.as_ref()
+            && let Ok(list) = any.clone().downcast::<Vec<R>>()
+        {
+            if !list.iter().any(|r| r.id() == created.id()) {
+                let mut list = (*list).clone();
+                list.push(created.clone());
+                *guard = Some((*at, Arc::new(list)));
+            }
+        } else {
+            *guard = None;
+        }
+    }
+
     /// Forgets the list of a kind (after a create or delete).
     pub fn invalidate<R: RemoteResource>(&self, account: &str) {
         lock(&self.lists).remove(&(account.to_string(), R::COLLECTION));

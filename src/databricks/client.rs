@@ -414,6 +414,9 @@ impl AccountClient {
                 }
             }
             let retry = match &err {
+                // A create that may have been committed is resolved by the caller, which looks
+                // it up before it tries again.
+                _ if err.is_outcome_unknown() => false,
                 Error::OutcomeUnknown { .. } | Error::Decode { .. } | Error::Fenced { .. } => false,
                 Error::Api(api) => api.is_retryable(),
                 Error::Transport { .. } => true,

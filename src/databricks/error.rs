@@ -431,12 +431,15 @@ impl Error {
         self.api().and_then(|e| e.retry_after)
     }
 
-    /// Whether the request was a create whose outcome is unknown: no usable answer came, or the
-    /// answer could not be read or named no object.
+    /// Whether the request was a create whose outcome is unknown: no usable answer came, a 5xx
+    /// answered it, or the answer could not be read or named no object.
     pub fn is_outcome_unknown(&self) -> bool {
         match self {
             Self::OutcomeUnknown { .. } => true,
             Self::Decode { method, .. } => method == "POST",
+            // A create answered with a 5xx may have been committed before the failure (a proxy
+            // timing out on a slow backend): never repeated blindly.
+            Self::Api(e) => e.method == "POST" && e.status >= 500,
             _ => false,
         }
     }

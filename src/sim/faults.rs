@@ -61,7 +61,8 @@ pub struct ServerError {
     pub path_contains: Option<String>,
 }
 
-/// A request whose effect is committed but whose response is never sent (the TCP connection is closed).
+/// A request whose effect is committed but whose response is lost: the TCP connection is closed,
+/// or (with `status`) a 5xx is answered instead, as a proxy does when the backend is slow.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct LostResponse {
@@ -69,6 +70,8 @@ pub struct LostResponse {
     pub count: u32,
     /// The route template, for example `POST /credentials` (any successful create when unset).
     pub route: Option<String>,
+    /// 0 (default): close the connection. 500-599: answer that status after committing.
+    pub status: u16,
 }
 
 /// What the server must do to one API request before (or instead of) handling it.
@@ -117,8 +120,9 @@ impl Faults {
         None
     }
 
-    /// Whether the response to this (successful) create must be lost; consumes one count.
-    pub fn take_lost_response(&mut self, route: &str) -> bool {
+    /// Whether the response to this (successful) create must be lost, and how: `Some(0)` to
+    /// close the connection, `Some(5xx)` to answer that status. Consumes one count.
+    pub fn take_lost_response(&mut self, route: &str) -> Option<u16> {
         if let Some(l) = &mut self.lost_response
             && l.count > 0
             && l.route
@@ -126,9 +130,13 @@ impl Faults {
                 .map_or(route.starts_with("POST "), |r| r == route)
         {
             l.count -= 1;
-            return true;
+            return Some(if (500..=599).contains(&l.status) {
+                l.status
+            } else {
+                0
+            });
         }
-        false
+        None
     }
 }
 
@@ -181,8 +189,8 @@ mod tests {
             r#"{"lost_response": {"count": 1, "route": "POST /credentials"}}"#,
         )
         .unwrap();
-        assert!(!f.take_lost_response("POST /networks"));
-        assert!(f.take_lost_response("POST /credentials"));
-        assert!(!f.take_lost_response("POST /credentials"));
+        assert_eq!(f.take_lost_response("POST /networks"), None);
+        assert_eq!(f.take_lost_response("POST /credentials"), Some(0));
+        assert_eq!(f.take_lost_response("POST /credentials"), None);
     }
 }

@@ -96,6 +96,11 @@ pub(crate) struct Shared {
     budget: Mutex<(f64, Instant)>,
 }
 
+/// How the response to a committed request is lost, if it is (the fault lock is released here).
+fn take_lost(shared: &Shared, route: &str) -> Option<u16> {
+    lock(&shared.faults).take_lost_response(route)
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
@@ -585,16 +590,26 @@ async fn api(
                 )
             } else if let Some(target) = target {
                 match dispatch(shared, &method, target, req).await {
-                    Ok(value) => {
-                        if lock(&shared.faults).take_lost_response(&route) {
+                    Ok(value) => match take_lost(shared, &route) {
+                        Some(0) => {
                             shared.count(&route, 0);
                             shared.log(&route, 0, &user_agent);
                             tracing::info!(%route, "committed; losing the response");
                             kill.notify_one();
-                            std::future::pending::<()>().await;
+                            // The connection task is stopped by the notification.
+                            drop(value);
+                            return std::future::pending::<Response<Body>>().await;
                         }
-                        json_response(200, &value)
-                    }
+                        Some(status) => {
+                            tracing::info!(%route, status, "committed; answering an error");
+                            error_json(
+                                status,
+                                "TEMPORARILY_UNAVAILABLE",
+                                "The service is temporarily unavailable. Please try again later.",
+                            )
+                        }
+                        None => json_response(200, &value),
+                    },
                     Err(e) => api_error_response(&e),
                 }
             } else {
