@@ -17,6 +17,10 @@ cluster-status:
 cluster-env:
     @bash hack/cluster.sh env
 
+# The scale benchmark (1,000 objects) on a control plane of its own; prints the figures.
+bench:
+    bash hack/bench.sh
+
 # Regenerate the CRD YAML in crds/.
 crds:
     cargo run -q -- crds --out-dir crds

@@ -19,8 +19,9 @@ use kube::api::{Api, DeleteParams, ListParams, PostParams};
 /// How far RSS may stay above its post-warm-up level after the churn. The target is 10%; today
 /// it ends about 28% above (39 MiB to 50 MiB): one watch per kind, caches without managed fields
 /// and the last-applied copy. It was 46% with 64 watches per scope, and 200% before reconciles
-/// were bounded. `malloc_trim` and `MALLOC_ARENA_MAX=2` change nothing (measured), so what stays
-/// is live, not freed memory glibc keeps. Lower this as it is found.
+/// were bounded. `MALLOC_ARENA_MAX=2` changes nothing (measured), nor did jemalloc earlier, so
+/// most of what stays looks live rather than freed memory the allocator keeps. Lower this as it
+/// is found.
 const RSS_GROWTH_LIMIT_PERCENT: u64 = 50;
 
 /// Objects created at once; the API server and etcd share two cores with everything else.
