@@ -30,6 +30,9 @@ pub trait KindCache: Send + Sync {
     fn kind(&self) -> String;
     /// The object `namespace/name` as a dependency.
     fn view(&self, namespace: &str, name: &str) -> Option<DepView>;
+    /// Whether the cache still shows the object `namespace/name` with this `uid` carrying the
+    /// operator's finalizer.
+    fn finalizing(&self, namespace: &str, name: &str, uid: &str) -> bool;
     /// `Kind/name` of the objects in `namespace` that name `name` of `dep` in their spec.
     fn referrers(&self, namespace: &str, dep: DepKind, name: &str) -> Vec<String>;
     /// `Kind/name` of the objects in `namespace` that use the account `account`: they name it in
@@ -52,6 +55,14 @@ impl<K: Managed> KindCache for Store<K> {
             message: ready.map(|c| c.message.clone()),
             id: status.and_then(K::remote_id),
         })
+    }
+
+    fn finalizing(&self, namespace: &str, name: &str, uid: &str) -> bool {
+        self.get(&ObjectRef::new(name).within(namespace))
+            .is_some_and(|o| {
+                o.uid().as_deref() == Some(uid)
+                    && o.finalizers().iter().any(|f| f == crate::crd::FINALIZER)
+            })
     }
 
     fn referrers(&self, namespace: &str, dep: DepKind, name: &str) -> Vec<String> {

@@ -431,7 +431,9 @@ pub async fn reconcile<K: Managed>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Act
         return match cleanup(&*obj, &ctx, &api, &ns).await? {
             Step::Release => {
                 set_finalizer(&api, &*obj, false).await?;
-                ctx.forget(&ObjKey::of(&*obj));
+                let key = ObjKey::of(&*obj);
+                ctx.forget(&key);
+                ctx.until_released(&key, Duration::from_secs(2)).await;
                 Ok(Action::await_change())
             }
             Step::Requeue(d) => Ok(Action::requeue(bounds::requeue(d))),

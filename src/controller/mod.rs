@@ -263,6 +263,21 @@ impl Context {
             .view(namespace, name)
     }
 
+    /// Waits, at most `within`, until the cache no longer shows `key` with the operator's
+    /// finalizer. A reconcile that released an object returns only once the cache knows, so
+    /// that a wake queued meanwhile does not start a second delete from the stale copy.
+    pub async fn until_released(&self, key: &ObjKey, within: Duration) {
+        let deadline = crate::bounds::after(within);
+        while let Some(cache) = self
+            .scope(&key.namespace)
+            .and_then(|s| s.kind(&key.kind).cloned())
+            && cache.finalizing(&key.namespace, &key.name, &key.uid)
+            && Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
     /// `Kind/name` of the objects in `namespace` that name `name` of `kind`, from the caches.
     pub fn referrers(&self, namespace: &str, kind: DepKind, name: &str) -> Vec<String> {
         self.scope(namespace)
