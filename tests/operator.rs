@@ -25,9 +25,9 @@ use databricks_account_operator::sim::{
     self, CredentialPropagation, FailRule, Faults, LostResponse, RateLimit, RequestCounts,
     ServerError, SimConfig, SimHandle,
 };
-use kube::Client;
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use kube::core::GroupVersionKind;
+use kube::{Client, ResourceExt};
 
 // ------------------------------------------------------------------------------------------------
 // An operator per test, and the captured logs
@@ -555,6 +555,75 @@ async fn a_create_committed_before_a_503_is_adopted_not_duplicated() {
             (1, 0),
             "one create, answered 503 and never repeated: {counts:?}"
         );
+        delete_namespace_and_wait(&client, &ns).await;
+    })
+    .await;
+}
+
+/// A freshly started operator writes nothing to objects that are Ready: those it reconciles
+/// before it has checked their account wait for that check, instead of reporting
+/// `WaitingForDependency` for a moment (a restart used to flip every object to not Ready).
+#[tokio::test]
+async fn a_fresh_operator_leaves_ready_objects_untouched() {
+    run_test(&["fresh"], |env| async move {
+        let client = env.client.clone();
+        let ns = env.ns.clone();
+        let sim = start_sim(sim_config()).await;
+        let names: Vec<String> = (0..5).map(|i| format!("cred-{i}")).collect();
+        let mut docs = samples_of(&sim, &["Secret", "DatabricksAccount"]);
+        docs.extend(names.iter().map(|n| credential_doc(n, "", "")));
+        apply(&client, &ns, &docs).await;
+        for n in &names {
+            wait_ready(&client, &ns, "DatabricksCredential", n, 30).await;
+        }
+        let versions = || async {
+            let mut v: Vec<(String, String)> = dynamic(&client, &ns, "DatabricksCredential")
+                .list(&ListParams::default())
+                .await
+                .unwrap()
+                .items
+                .iter()
+                .map(|o| (o.name_any(), o.resource_version().unwrap_or_default()))
+                .collect();
+            v.sort();
+            v
+        };
+        // The first operator has settled when nothing changes for two seconds.
+        let mut before = versions().await;
+        loop {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let now = versions().await;
+            if now == before {
+                break;
+            }
+            before = now;
+        }
+        let second = Operator::start(&env.namespaces);
+        // Every credential is reconciled by the new operator, and its account is checked.
+        let prefix = "databricks_operator_reconciles_total{kind=\"DatabricksCredential\",";
+        eventually("the new operator to reconcile every credential", 30, || {
+            let n: u64 = second
+                .ctx
+                .metrics
+                .encode()
+                .lines()
+                .filter(|l| l.starts_with(prefix))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+                .sum();
+            async move { (n >= 5).then_some(()) }
+        })
+        .await;
+        eventually("the new operator to check the account", 30, || async {
+            second
+                .ctx
+                .account(&format!("{ns}/default"))
+                .filter(|a| a.ready)
+                .map(|_| ())
+        })
+        .await;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert_eq!(versions().await, before, "no credential was written");
+        second.stop().await;
         delete_namespace_and_wait(&client, &ns).await;
     })
     .await;

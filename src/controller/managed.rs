@@ -615,6 +615,22 @@ async fn apply<K: Managed>(obj: &K, ctx: &Context, api: &Api<K>, ns: &str) -> Re
     }
     let account_key = format!("{ns}/{}", mgmt.account_ref.name);
     let Some(account) = ctx.account(&account_key).filter(|a| a.ready) else {
+        // Right after a start, this replica has not checked the account yet, but its status
+        // says it works: wait for the check instead of flipping a Ready object to not Ready.
+        // (A failing check writes the account's status, which wakes this object again.)
+        if ctx.account(&account_key).is_none()
+            && ctx
+                .account_object(ns, &mgmt.account_ref.name)
+                .is_some_and(|a| {
+                    a.meta().deletion_timestamp.is_none()
+                        && a.status
+                            .as_ref()
+                            .and_then(|s| s.common.condition("Ready"))
+                            .is_some_and(|c| c.status == "True")
+                })
+        {
+            return Ok(Step::Requeue(Duration::from_secs(2)));
+        }
         let why = ctx
             .account(&account_key)
             .map(|a| a.message)
