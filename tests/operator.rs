@@ -150,6 +150,16 @@ impl Drop for Operator {
     }
 }
 
+/// Reconciles of `kind` in a metrics text.
+fn reconcile_count(metrics: &str, kind: &str) -> u64 {
+    let prefix = format!("databricks_operator_reconciles_total{{kind=\"{kind}\",");
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(&prefix))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
 /// What a test body gets: a client, its namespaces (the first is `ns`), and its operator's
 /// context (for its metrics).
 #[derive(Clone)]
@@ -163,16 +173,12 @@ struct Env {
 impl Env {
     /// Reconciles of `kind` by this test's operator so far.
     fn reconciles(&self, kind: &str) -> u64 {
-        let prefix = format!("databricks_operator_reconciles_total{{kind=\"{kind}\",");
         let text = self.ctx.metrics.encode();
         assert!(
             text.contains("# TYPE databricks_operator_reconciles counter"),
             "the operator exports its reconcile counter:\n{text}"
         );
-        text.lines()
-            .filter(|l| l.starts_with(&prefix))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-            .sum()
+        reconcile_count(&text, kind)
     }
 
     /// Waits until `kind` has been reconciled `more` times after now.
@@ -600,16 +606,9 @@ async fn a_fresh_operator_leaves_ready_objects_untouched() {
         }
         let second = Operator::start(&env.namespaces);
         // Every credential is reconciled by the new operator, and its account is checked.
-        let prefix = "databricks_operator_reconciles_total{kind=\"DatabricksCredential\",";
+        // (Its counter appears with its first reconcile: none yet reads as 0.)
         eventually("the new operator to reconcile every credential", 30, || {
-            let n: u64 = second
-                .ctx
-                .metrics
-                .encode()
-                .lines()
-                .filter(|l| l.starts_with(prefix))
-                .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-                .sum();
+            let n = reconcile_count(&second.ctx.metrics.encode(), "DatabricksCredential");
             async move { (n >= 5).then_some(()) }
         })
         .await;
