@@ -5,6 +5,7 @@ use kube::ResourceExt;
 
 use super::Context;
 use super::managed::{Dep, DepKind, Managed, Observation, Resolved};
+use super::plan::Update;
 use crate::bounds;
 use crate::crd::credential::CredentialStatus;
 use crate::crd::key::{KeyConfigStatus, KeyUseCase};
@@ -18,8 +19,8 @@ use crate::crd::{
     DatabricksPrivateAccessSettings, DatabricksStorageConfig, DatabricksVpcEndpoint,
     DatabricksWorkspace, DependencyRef, Management, Reason,
 };
+use crate::databricks::AccountClient;
 use crate::databricks::models as m;
-use crate::databricks::{AccountClient, Error as ApiCallError};
 
 fn name_or(spec_name: &Option<String>, meta_name: String) -> String {
     spec_name.clone().unwrap_or(meta_name)
@@ -500,22 +501,11 @@ impl Managed for DatabricksPrivateAccessSettings {
             vec!["region"]
         }
     }
-    async fn update(
-        &self,
-        client: &AccountClient,
-        r: &m::PrivateAccessSettings,
-        deps: &Resolved,
-    ) -> Result<Option<String>, ApiCallError> {
-        if !self.differs(r, deps) {
-            return Ok(None);
-        }
-        client
-            .replace_private_access_settings(&r.private_access_settings_id, &self.request(deps))
-            .await?;
-        Ok(Some(format!(
-            "private access settings {} (replaced as a whole)",
-            r.private_access_settings_id
-        )))
+    fn desired_update(&self, r: &m::PrivateAccessSettings, deps: &Resolved) -> Option<Update> {
+        self.differs(r, deps).then(|| Update::PrivateAccess {
+            id: r.private_access_settings_id.clone(),
+            request: self.request(deps),
+        })
     }
     fn observe(
         &self,
@@ -552,7 +542,8 @@ pub fn workspace_url(account_host: &str, deployment_name: &str) -> String {
 }
 
 impl DatabricksWorkspace {
-    fn desired_update(&self, r: &m::Workspace, deps: &Resolved) -> m::WorkspaceUpdate {
+    /// The fields whose spec value differs from the workspace's, as far as its state lets them change.
+    fn update_fields(&self, r: &m::Workspace, deps: &Resolved) -> m::WorkspaceUpdate {
         let failed = r.workspace_status == Some(m::WorkspaceStatus::Failed);
         let mut u = m::WorkspaceUpdate::default();
         let differs = |want: &Option<String>, have: &Option<String>| want.is_some() && want != have;
@@ -736,29 +727,19 @@ impl Managed for DatabricksWorkspace {
         }
         v
     }
-    async fn update(
-        &self,
-        client: &AccountClient,
-        r: &m::Workspace,
-        deps: &Resolved,
-    ) -> Result<Option<String>, ApiCallError> {
+    fn desired_update(&self, r: &m::Workspace, deps: &Resolved) -> Option<Update> {
         // CANCELLING or BANNED workspaces take no patches.
         if matches!(
             r.workspace_status,
             Some(m::WorkspaceStatus::Cancelling | m::WorkspaceStatus::Banned)
         ) {
-            return Ok(None);
+            return None;
         }
-        let u = self.desired_update(r, deps);
-        if u.is_empty() {
-            return Ok(None);
-        }
-        client.update_workspace(r.workspace_id, &u).await?;
-        Ok(Some(format!(
-            "workspace {} fields {}",
-            r.workspace_id,
-            u.update_mask()
-        )))
+        let fields = self.update_fields(r, deps);
+        (!fields.is_empty()).then_some(Update::Workspace {
+            id: r.workspace_id,
+            fields,
+        })
     }
     async fn explain(&self, client: &AccountClient, r: &m::Workspace) -> Option<String> {
         if r.workspace_status != Some(m::WorkspaceStatus::Failed) {

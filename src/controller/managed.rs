@@ -14,12 +14,14 @@ use kube::{Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::plan::{
+    self, AccountState, Change, DeletePlan, Facts, Observed, Plan, Precheck, Update, Wait,
+};
 use super::{Context, ObjKey};
 use crate::bounds;
 use crate::crd::{
-    CommonStatus, DeletionPolicy, DependencyRef, FIELD_MANAGER, FINALIZER, Management,
-    ManagementPolicy, PAUSED_ANNOTATION, POLL_INTERVAL_ANNOTATION, PendingCreate, Reason,
-    SECRET_LABEL,
+    CommonStatus, DependencyRef, FIELD_MANAGER, FINALIZER, Management, ManagementPolicy,
+    PAUSED_ANNOTATION, POLL_INTERVAL_ANNOTATION, PendingCreate, Reason, SECRET_LABEL,
 };
 use crate::databricks::models::Resource as RemoteResource;
 use crate::databricks::{AccountClient, Error as ApiCallError};
@@ -177,14 +179,9 @@ pub trait Managed:
     fn matches(&self, remote: &Self::Remote) -> bool;
     /// Fields the spec changed that the API cannot change in the remote object's current state.
     fn immutable_changes(&self, remote: &Self::Remote, deps: &Resolved) -> Vec<&'static str>;
-    /// Applies updatable changes; returns what was changed.
-    fn update(
-        &self,
-        _client: &AccountClient,
-        _remote: &Self::Remote,
-        _deps: &Resolved,
-    ) -> impl Future<Output = Result<Option<String>, ApiCallError>> + Send {
-        async { Ok(None) }
+    /// The change the API can make to bring the remote object to the spec, if any is needed.
+    fn desired_update(&self, _remote: &Self::Remote, _deps: &Resolved) -> Option<Update> {
+        None
     }
     /// Extra context for a failed remote object (for example a network's error messages).
     fn explain(
@@ -498,6 +495,44 @@ impl<K: Managed> Run<'_, K> {
         Ok(())
     }
 
+    /// Reports why the reconcile stops before calling the API, and says when to look again.
+    async fn wait(&mut self, w: Wait) -> Result<Step, Error> {
+        let first = K::common(&mut self.status)
+            .condition("Synced")
+            .is_none_or(|c| c.reason != w.reason.as_str());
+        if w.ready {
+            self.set("Ready", false, w.reason, &w.message);
+        }
+        self.set("Synced", false, w.reason, &w.message);
+        self.write().await?;
+        if w.warn && first {
+            self.event(true, w.reason.as_str(), "Update", w.message)
+                .await;
+        }
+        Ok(Step::Requeue(w.requeue))
+    }
+
+    /// Reports that another remote object has the name, and holds off until the spec changes or
+    /// the poll interval passes.
+    async fn name_conflict(&mut self, id: &str, poll: Duration) -> Result<Step, Error> {
+        let noun = <K::Remote as RemoteResource>::NOUN;
+        let msg = format!(
+            "a {noun} named {:?} already exists (ID {id}) and was not created by this object; set spec.externalId to {id} to adopt it, or choose another name",
+            self.obj.desired_name(),
+        );
+        let first = K::common(&mut self.status)
+            .condition("Ready")
+            .is_none_or(|c| c.reason != Reason::NameConflict.as_str());
+        self.set("Ready", false, Reason::NameConflict, &msg);
+        self.set("Synced", false, Reason::NameConflict, &msg);
+        self.write().await?;
+        if first {
+            self.event(true, "NameConflict", "Create", msg).await;
+        }
+        self.ctx.gate(&self.key, self.generation, poll);
+        Ok(Step::Requeue(poll))
+    }
+
     /// Reports an API failure and says when to try again.
     async fn api_failure(&mut self, err: &ApiCallError, action: &str) -> Result<Step, Error> {
         let poll = poll_interval(self.obj, self.ctx);
@@ -536,209 +571,150 @@ impl<K: Managed> Run<'_, K> {
     }
 }
 
-/// Why the spec would move an object that has a Databricks ID to another account or another
-/// remote object, if it would: such edits are reported and never followed.
-fn moved<K: Managed>(run: &mut Run<'_, K>, mgmt: &Management) -> Option<String> {
-    let id = K::remote_id(&run.status)?;
-    let common = K::common(&mut run.status);
-    let noun = <K::Remote as RemoteResource>::NOUN;
-    match common.account_name.clone() {
-        Some(bound) if bound != mgmt.account_ref.name => {
-            return Some(format!(
-                "spec.accountRef changed from {bound:?} to {:?}, but {noun} {id} belongs to the account of {bound:?}; an object never moves between accounts: revert accountRef, or create a new object",
-                mgmt.account_ref.name
-            ));
-        }
-        Some(_) => {}
-        // Written by an older version: the account it was created through is the one named now.
-        None => common.account_name = Some(mgmt.account_ref.name.clone()),
-    }
-    match &mgmt.external_id {
-        Some(ext) if *ext != id => Some(format!(
-            "spec.externalId {ext:?} differs from {noun} {id} that this object manages; it cannot change once the object has an ID: revert it, or create a new object to adopt {ext:?}"
-        )),
-        _ => None,
-    }
-}
-
 async fn apply<K: Managed>(obj: &K, ctx: &Context, api: &Api<K>, ns: &str) -> Result<Step, Error> {
     let generation = obj.meta().generation;
     let mut status = obj.current_status().cloned().unwrap_or_default();
     K::common(&mut status).observed_generation = generation;
     let mgmt = obj.management().clone();
-    // An object with a Databricks ID stays in the account that ID belongs to.
-    let bound_account = K::remote_id(&status)
-        .and(K::common(&mut status).account_name.clone())
-        .unwrap_or_else(|| mgmt.account_ref.name.clone());
+    // Written by an older version: an object with an ID was created through the account named now.
+    if K::remote_id(&status).is_some() && K::common(&mut status).account_name.is_none() {
+        K::common(&mut status).account_name = Some(mgmt.account_ref.name.clone());
+    }
     let mut run = Run {
         obj,
         ctx,
         api,
         key: ObjKey::of(obj),
-        account: bound_account.clone(),
+        account: mgmt.account_ref.name.clone(),
         generation,
         status,
         resource_version: obj.resource_version(),
         written: None,
     };
     let poll = poll_interval(obj, ctx);
-    let observe_only = mgmt.management_policy == ManagementPolicy::ObserveOnly;
-
-    if paused(obj) {
-        run.set(
-            "Synced",
-            false,
-            Reason::Paused,
-            format!("paused by the {PAUSED_ANNOTATION} annotation: no API calls"),
-        );
-        run.write().await?;
-        return Ok(Step::Requeue(poll));
-    }
-    if let Some(problem) = annotation_problem(obj, ctx).or_else(|| moved(&mut run, &mgmt)) {
-        let reason = if problem.starts_with("annotation") {
-            Reason::InvalidSpec
-        } else {
-            Reason::ImmutableFieldChanged
-        };
-        let first = K::common(&mut run.status)
-            .condition("Synced")
-            .is_none_or(|c| c.reason != reason.as_str());
-        if K::remote_id(&run.status).is_none() {
-            run.set("Ready", false, reason, &problem);
-        }
-        run.set("Synced", false, reason, &problem);
-        run.write().await?;
-        if first {
-            run.event(true, reason.as_str(), "Update", problem).await;
-        }
-        return Ok(Step::Requeue(poll));
-    }
     let account_key = format!("{ns}/{}", mgmt.account_ref.name);
-    let Some(account) = ctx.account(&account_key).filter(|a| a.ready) else {
+    let account = ctx.account(&account_key);
+    let account_state = match &account {
+        Some(a) if a.ready => AccountState::Ready,
+        Some(a) => AccountState::NotReady(a.message.clone()),
         // Right after a start, this replica has not checked the account yet, but its status
         // says it works: wait for the check instead of flipping a Ready object to not Ready.
-        // (A failing check writes the account's status, which wakes this object again.)
-        if ctx.account(&account_key).is_none()
-            && ctx
-                .account_object(ns, &mgmt.account_ref.name)
-                .is_some_and(|a| {
-                    a.meta().deletion_timestamp.is_none()
-                        && a.status
-                            .as_ref()
-                            .and_then(|s| s.common.condition("Ready"))
-                            .is_some_and(|c| c.status == "True")
-                })
+        None if ctx
+            .account_object(ns, &mgmt.account_ref.name)
+            .is_some_and(|a| {
+                a.meta().deletion_timestamp.is_none()
+                    && a.status
+                        .as_ref()
+                        .and_then(|s| s.common.condition("Ready"))
+                        .is_some_and(|c| c.status == "True")
+            }) =>
         {
-            return Ok(Step::Requeue(Duration::from_secs(2)));
+            AccountState::Unchecked
         }
-        let why = ctx
-            .account(&account_key)
-            .map(|a| a.message)
-            .unwrap_or_else(|| "not reconciled yet".into());
-        let msg = format!(
-            "waiting for DatabricksAccount {:?} to be Ready: {why}",
-            mgmt.account_ref.name
-        );
-        run.set("Ready", false, Reason::WaitingForDependency, &msg);
-        run.set("Synced", false, Reason::WaitingForDependency, &msg);
-        run.write().await?;
-        return Ok(Step::Requeue(Duration::from_secs(10)));
+        None => AccountState::NotReady("not reconciled yet".into()),
     };
-    if let Some(left) = ctx.gated(&run.key, generation) {
-        return Ok(Step::Requeue(left));
-    }
-    let deps = match resolve(ctx, ns, &mgmt.account_ref.name, &obj.dependencies()) {
-        Ok(d) => d,
-        Err((reason, msg)) => {
-            run.set("Ready", false, reason, &msg);
-            run.set("Synced", false, reason, &msg);
-            run.write().await?;
-            return Ok(Step::Requeue(poll));
-        }
+    let facts = Facts {
+        paused: paused(obj),
+        annotation_problem: annotation_problem(obj, ctx),
+        account: account_state,
+        gated: ctx.gated(&run.key, generation),
+        dependencies: resolve(ctx, ns, &mgmt.account_ref.name, &obj.dependencies()),
+        poll,
+    };
+    let deps = match plan::precheck(obj, &run.status, facts) {
+        Precheck::Go(deps) => deps,
+        Precheck::Hold(d) => return Ok(Step::Requeue(d)),
+        Precheck::Wait(w) => return run.wait(w).await,
+    };
+    let Some(account) = account.filter(|a| a.ready) else {
+        // The checks above found it Ready; it cannot have changed since.
+        return Ok(Step::Requeue(Duration::from_secs(2)));
     };
     let client = &account.client;
 
-    // Observe.
-    let mut remote: Option<K::Remote> = None;
+    // Observe, through one list per kind and account shared by all objects.
     let known_id = K::remote_id(&run.status).or_else(|| mgmt.external_id.clone());
-    if let Some(id) = &known_id {
-        // Objects share one list per kind: at rest, no older than the poll interval; in flight
-        // (not Ready: a workspace provisioning, an endpoint pending), no older than the busy
-        // poll, so that a hundred workspaces provisioning cost one list per busy poll rather
-        // than a read each.
-        let max_age = if K::common(&mut run.status).is_ready() {
-            poll
-        } else {
-            ctx.settings.busy_poll_interval.min(poll)
-        };
-        let listed = match ctx.list::<K::Remote>(&account_key, client, max_age).await {
-            Ok(l) => l,
-            Err(e) => return run.api_failure(&e, "list").await,
-        };
-        remote = listed.iter().find(|r| &r.id() == id).cloned();
-        if remote.is_none() {
+    let pending = K::common(&mut run.status).pending_create.is_some();
+    let max_age = match &known_id {
+        // At rest, no older than the poll interval; in flight (not Ready: a workspace
+        // provisioning, an endpoint pending), no older than the busy poll, so that a hundred
+        // workspaces provisioning cost one list per busy poll rather than a read each.
+        Some(_) if K::common(&mut run.status).is_ready() => poll,
+        Some(_) => ctx.settings.busy_poll_interval.min(poll),
+        None if mgmt.management_policy == ManagementPolicy::ObserveOnly => poll,
+        // After a create whose answer was lost, only a list made now shows what it did.
+        None if pending => Duration::ZERO,
+        None => Duration::from_secs(5),
+    };
+    let listed = match ctx.list::<K::Remote>(&account_key, client, max_age).await {
+        Ok(l) => l,
+        Err(e) => return run.api_failure(&e, "list").await,
+    };
+    let single;
+    let observed = match &known_id {
+        None => Observed::Listed(listed.as_slice()),
+        Some(id) => match listed.iter().find(|r| &r.id() == id) {
+            Some(r) => Observed::Found(r),
             // The shared list may predate the object: confirm with a read of its own.
-            match client.get::<K::Remote>(id).await {
-                Ok(r) => remote = Some(r),
-                Err(e) if e.is_not_found() => {}
+            None => match client.get::<K::Remote>(id).await {
+                Ok(r) => {
+                    single = r;
+                    Observed::Found(&single)
+                }
+                Err(e) if e.is_not_found() => Observed::Missing(id.clone()),
                 Err(e) => return run.api_failure(&e, "read").await,
-            }
-        }
-        if remote.is_none() {
-            if observe_only
-                || mgmt.external_id.as_deref() == Some(id.as_str())
-                    && K::remote_id(&run.status).is_none()
-            {
-                let msg = format!(
-                    "{} {id} does not exist in the account",
-                    <K::Remote as RemoteResource>::NOUN
-                );
-                run.set("Ready", false, Reason::NotFound, &msg);
-                run.set("Synced", true, Reason::Synced, &msg);
-                run.write().await?;
-                return Ok(Step::Requeue(poll));
-            }
-            let msg = format!(
-                "{} {id} was deleted outside Kubernetes; creating it again",
-                <K::Remote as RemoteResource>::NOUN
-            );
-            run.event(true, "RemoteDeleted", "Observe", msg).await;
-            K::set_remote_id(&mut run.status, None);
-            ctx.invalidate::<K::Remote>(&account_key);
-        }
-    } else if observe_only {
-        let listed = match ctx.list::<K::Remote>(&account_key, client, poll).await {
+            },
+        },
+    };
+    let mut decided = plan::plan(obj, &run.status, &deps, observed);
+    if let Plan::Recreate { id } = &decided {
+        let noun = <K::Remote as RemoteResource>::NOUN;
+        let msg = format!("{noun} {id} was deleted outside Kubernetes; creating it again");
+        run.event(true, "RemoteDeleted", "Observe", msg).await;
+        K::set_remote_id(&mut run.status, None);
+        ctx.invalidate::<K::Remote>(&account_key);
+        let fresh = match ctx
+            .list::<K::Remote>(&account_key, client, Duration::ZERO)
+            .await
+        {
             Ok(l) => l,
             Err(e) => return run.api_failure(&e, "list").await,
         };
-        remote = listed.iter().find(|r| obj.matches(r)).cloned();
-        if remote.is_none() {
-            let msg = format!(
-                "observe-only: no {} named {:?} in the account (set spec.externalId to name one by ID)",
-                <K::Remote as RemoteResource>::NOUN,
-                obj.desired_name()
-            );
-            run.set("Ready", false, Reason::NotFound, &msg);
-            run.set("Synced", true, Reason::ObserveOnly, &msg);
+        decided = plan::plan(obj, &run.status, &deps, Observed::Listed(fresh.as_slice()));
+    }
+
+    // Act: create exactly once, or take what an earlier attempt created.
+    let (mut remote, change) = match decided {
+        Plan::Sync { remote, change } => (remote, change),
+        Plan::NotFound { message, synced } => {
+            run.set("Ready", false, Reason::NotFound, &message);
+            run.set("Synced", true, synced, &message);
             run.write().await?;
             return Ok(Step::Requeue(poll));
         }
-    }
-
-    // Create exactly once.
-    let remote = match remote {
-        Some(r) => r,
-        None => match create(&mut run, client, &account_key, &deps).await? {
-            Ok(r) => r,
+        Plan::NameConflict { id } => return run.name_conflict(&id, poll).await,
+        Plan::Adopt(found) => {
+            K::common(&mut run.status).pending_create = None;
+            let noun = <K::Remote as RemoteResource>::NOUN;
+            run.event(false, "Adopted", "Create", format!("found {noun} {} created by an earlier attempt whose answer was lost; adopted it", found.id())).await;
+            let change = plan::change(obj, &found, &deps);
+            (found, change)
+        }
+        Plan::Create(request) => match create(&mut run, client, &account_key, &request).await? {
+            Ok(created) => {
+                let change = plan::change(obj, &created, &deps);
+                (created, change)
+            }
             Err(step) => return Ok(step),
         },
+        // A list made just now lacks the object too: look again soon.
+        Plan::Recreate { .. } => return Ok(Step::Requeue(ctx.settings.busy_poll_interval)),
     };
     K::set_remote_id(&mut run.status, Some(remote.id()));
     K::common(&mut run.status).account_name = Some(mgmt.account_ref.name.clone());
 
     // Update what the API can update; report what it cannot.
-    let mut remote = remote;
-    let changes = obj.immutable_changes(&remote, &deps);
+    let observe_only = mgmt.management_policy == ManagementPolicy::ObserveOnly;
     let mut synced = (
         true,
         if observe_only {
@@ -746,35 +722,42 @@ async fn apply<K: Managed>(obj: &K, ctx: &Context, api: &Api<K>, ns: &str) -> Re
         } else {
             Reason::Synced
         },
-        String::from("in sync with Databricks"),
+        String::from(if observe_only {
+            "observe-only: read from Databricks, never written"
+        } else {
+            "in sync with Databricks"
+        }),
     );
-    if !changes.is_empty() {
-        synced = (
-            false,
-            Reason::ImmutableFieldChanged,
-            format!(
-                "spec field(s) {} changed, but Databricks cannot change them on an existing {}; revert the change, or create a new object and point its users at it",
-                changes.join(", "),
-                <K::Remote as RemoteResource>::NOUN
-            ),
-        );
-    } else if !observe_only {
-        match obj.update(client, &remote, &deps).await {
-            Ok(Some(what)) => {
-                run.event(false, "Updated", "Update", format!("updated {what}"))
-                    .await;
-                ctx.invalidate::<K::Remote>(&account_key);
-                match client.get::<K::Remote>(&remote.id()).await {
-                    Ok(r) => remote = r,
-                    Err(e) => return run.api_failure(&e, "read").await,
-                }
-            }
-            Ok(None) => {}
-            Err(e) => return run.api_failure(&e, "update").await,
+    match change {
+        Change::None => {}
+        Change::Immutable(fields) => {
+            synced = (
+                false,
+                Reason::ImmutableFieldChanged,
+                format!(
+                    "spec field(s) {} changed, but Databricks cannot change them on an existing {}; revert the change, or create a new object and point its users at it",
+                    fields.join(", "),
+                    <K::Remote as RemoteResource>::NOUN
+                ),
+            );
         }
-    }
-    if observe_only {
-        synced.2 = "observe-only: read from Databricks, never written".into();
+        Change::Update(update) => {
+            if let Err(e) = update.send(client).await {
+                return run.api_failure(&e, "update").await;
+            }
+            run.event(
+                false,
+                "Updated",
+                "Update",
+                format!("updated {}", update.describe()),
+            )
+            .await;
+            ctx.invalidate::<K::Remote>(&account_key);
+            match client.get::<K::Remote>(&remote.id()).await {
+                Ok(r) => remote = r,
+                Err(e) => return run.api_failure(&e, "read").await,
+            }
+        }
     }
     let explanation = obj.explain(client, &remote).await;
     let host = client.host().to_string();
@@ -807,57 +790,18 @@ async fn apply<K: Managed>(obj: &K, ctx: &Context, api: &Api<K>, ns: &str) -> Re
     }))
 }
 
-/// Creates the remote object once: a pending marker before the call, the ID right after, and a
-/// lookup by name (and content) instead of a second create when an earlier outcome is unknown.
+/// Creates the remote object once: the pending marker is stored before the call, so that an
+/// attempt whose answer is lost is followed by a lookup (see [`plan::plan`]) instead of a second
+/// create. The ID is written with the rest of the reconcile's status.
 async fn create<K: Managed>(
     run: &mut Run<'_, K>,
     client: &AccountClient,
     account_key: &str,
-    deps: &Resolved,
+    request: &<K::Remote as RemoteResource>::Create,
 ) -> Result<Result<K::Remote, Step>, Error> {
     let ctx = run.ctx;
     let obj = run.obj;
     let noun = <K::Remote as RemoteResource>::NOUN;
-    let pending = K::common(&mut run.status).pending_create.clone();
-    let max_age = if pending.is_some() {
-        Duration::ZERO
-    } else {
-        Duration::from_secs(5)
-    };
-    let listed = match ctx.list::<K::Remote>(account_key, client, max_age).await {
-        Ok(l) => l,
-        Err(e) => return run.api_failure(&e, "list").await.map(Err),
-    };
-    if let Some(found) = listed.iter().find(|r| obj.matches(r)) {
-        if pending.is_some() {
-            K::common(&mut run.status).pending_create = None;
-            K::set_remote_id(&mut run.status, Some(found.id()));
-            K::common(&mut run.status).account_name = Some(run.account.clone());
-            run.write().await?;
-            run.event(false, "Adopted", "Create", format!("found {noun} {} created by an earlier attempt whose answer was lost; adopted it", found.id())).await;
-            return Ok(Ok(found.clone()));
-        }
-        if K::named() {
-            let msg = format!(
-                "a {noun} named {:?} already exists (ID {}) and was not created by this object; set spec.externalId to {} to adopt it, or choose another name",
-                obj.desired_name(),
-                found.id(),
-                found.id()
-            );
-            let first = K::common(&mut run.status)
-                .condition("Ready")
-                .is_none_or(|c| c.reason != Reason::NameConflict.as_str());
-            run.set("Ready", false, Reason::NameConflict, &msg);
-            run.set("Synced", false, Reason::NameConflict, &msg);
-            run.write().await?;
-            if first {
-                run.event(true, "NameConflict", "Create", msg).await;
-            }
-            let poll = poll_interval(obj, ctx);
-            ctx.gate(&run.key, run.generation, poll);
-            return Ok(Err(Step::Requeue(poll)));
-        }
-    }
     K::common(&mut run.status).pending_create = Some(PendingCreate {
         name: obj.desired_name(),
         since: k8s_openapi::jiff::Timestamp::now().to_string(),
@@ -869,15 +813,11 @@ async fn create<K: Managed>(
         format!("creating the {noun}"),
     );
     run.write().await?;
-    // The marker must be stored before the call: it is what makes a retry look before it creates.
-    let request = obj.create_request(deps);
-    match client.create::<K::Remote>(&request).await {
+    match client.create::<K::Remote>(request).await {
         Ok(created) => {
             K::common(&mut run.status).pending_create = None;
             K::set_remote_id(&mut run.status, Some(created.id()));
             K::common(&mut run.status).account_name = Some(run.account.clone());
-            run.set("Synced", true, Reason::Synced, "created");
-            run.write().await?;
             // The shared list stays usable for the next create: it gains what was just created.
             ctx.remember(account_key, &created).await;
             ctx.propagation_done(&run.key);
@@ -903,24 +843,22 @@ async fn create<K: Managed>(
             Ok(Err(Step::Requeue(next)))
         }
         Err(e) if e.is_credential_propagation() => {
+            K::common(&mut run.status).pending_create = None;
             let elapsed = ctx.propagation_elapsed(&run.key);
-            if elapsed < ctx.settings.credential_propagation_window {
-                K::common(&mut run.status).pending_create = None;
-                let msg = format!(
-                    "Databricks cannot use the IAM role yet ({}); IAM changes take a while to propagate, retrying for up to {} s",
-                    e.api().map(|a| a.message.as_str()).unwrap_or_default(),
-                    ctx.settings.credential_propagation_window.as_secs(),
-                );
-                run.set("Ready", false, Reason::CredentialValidationPending, &msg);
-                run.set("Synced", false, Reason::CredentialValidationPending, &msg);
-                run.write().await?;
-                let next = ctx.backoff(&run.key, None).min(Duration::from_secs(30));
-                ctx.gate(&run.key, run.generation, next);
-                Ok(Err(Step::Requeue(next)))
-            } else {
-                K::common(&mut run.status).pending_create = None;
-                run.api_failure(&e, "create").await.map(Err)
+            if elapsed >= ctx.settings.credential_propagation_window {
+                return run.api_failure(&e, "create").await.map(Err);
             }
+            let msg = format!(
+                "Databricks cannot use the IAM role yet ({}); IAM changes take a while to propagate, retrying for up to {} s",
+                e.api().map(|a| a.message.as_str()).unwrap_or_default(),
+                ctx.settings.credential_propagation_window.as_secs(),
+            );
+            run.set("Ready", false, Reason::CredentialValidationPending, &msg);
+            run.set("Synced", false, Reason::CredentialValidationPending, &msg);
+            run.write().await?;
+            let next = ctx.backoff(&run.key, None).min(Duration::from_secs(30));
+            ctx.gate(&run.key, run.generation, next);
+            Ok(Err(Step::Requeue(next)))
         }
         Err(e) => {
             K::common(&mut run.status).pending_create = None;
@@ -954,54 +892,42 @@ async fn cleanup<K: Managed>(
         written: None,
     };
     let noun = <K::Remote as RemoteResource>::NOUN;
-    if paused(obj) {
-        run.set(
-            "Synced",
-            false,
-            Reason::Paused,
-            "deletion waits: the paused annotation is set",
-        );
-        run.write().await?;
-        return Ok(Step::Requeue(poll_interval(obj, ctx)));
-    }
-    let policy = mgmt
-        .deletion_policy
-        .unwrap_or(ctx.settings.default_deletion_policy);
-    if policy == DeletionPolicy::Orphan || mgmt.management_policy == ManagementPolicy::ObserveOnly {
-        if let Some(id) = K::remote_id(&run.status) {
-            run.event(
-                false,
-                "Orphaned",
-                "Delete",
-                format!("left {noun} {id} in Databricks"),
-            )
-            .await;
+    let users = K::dep_kind()
+        .map(|kind| ctx.referrers(ns, kind, &obj.name_any()))
+        .unwrap_or_default();
+    let decided = plan::plan_delete(
+        obj,
+        &run.status,
+        paused(obj),
+        ctx.settings.default_deletion_policy,
+        &users,
+        poll_interval(obj, ctx),
+    );
+    let mut id = match decided {
+        DeletePlan::Release => return Ok(Step::Release),
+        DeletePlan::Orphan(id) => {
+            if let Some(id) = id {
+                run.event(
+                    false,
+                    "Orphaned",
+                    "Delete",
+                    format!("left {noun} {id} in Databricks"),
+                )
+                .await;
+            }
+            return Ok(Step::Release);
         }
-        return Ok(Step::Release);
-    }
-    if let Some(kind) = K::dep_kind() {
-        let users = ctx.referrers(ns, kind, &obj.name_any());
-        if !users.is_empty() {
-            let msg = format!(
-                "cannot delete yet: still used by {}; it is deleted once they are gone",
-                users.join(", ")
-            );
-            run.set("Ready", false, Reason::InUse, &msg);
-            run.write().await?;
-            return Ok(Step::Requeue(Duration::from_secs(5)));
-        }
-    }
-    // Nothing was ever created (or started): nothing to delete, whatever else is broken.
-    if K::remote_id(&run.status).is_none() && K::common(&mut run.status).pending_create.is_none() {
-        return Ok(Step::Release);
-    }
+        DeletePlan::Wait(w) => return run.wait(w).await,
+        DeletePlan::FindPending => None,
+        DeletePlan::Delete(id) => Some(id),
+    };
     let account_key = format!("{ns}/{bound_account}");
     // Any client of the account serves a delete, even one whose account is not Ready any more
     // (its Secret was removed first in a namespace delete): the API says if it refuses.
     let Some(account) = ctx.account(&account_key) else {
         if ctx.account_object(ns, &bound_account).is_none() {
             // The account is gone: the remote object cannot be reached; never wedge the delete.
-            let id = K::remote_id(&run.status).unwrap_or_else(|| "(pending create)".into());
+            let id = id.unwrap_or_else(|| "(pending create)".into());
             run.event(
                 true,
                 "Orphaned",
@@ -1022,8 +948,7 @@ async fn cleanup<K: Managed>(
         return Ok(Step::Requeue(Duration::from_secs(10)));
     };
     let client = &account.client;
-    let mut id = K::remote_id(&run.status);
-    if id.is_none() && K::common(&mut run.status).pending_create.is_some() {
+    if id.is_none() {
         // A create whose answer was lost: find what it made.
         match ctx
             .list::<K::Remote>(&account_key, client, Duration::ZERO)

@@ -5,6 +5,7 @@ pub mod cache;
 pub mod kinds;
 pub mod leader;
 pub mod managed;
+pub mod plan;
 
 use std::any::Any;
 use std::collections::HashMap;

@@ -658,7 +658,7 @@ pub trait Resource: serde::de::DeserializeOwned + Send + Sync + 'static {
     /// Human name used in messages, e.g. `credential configuration`.
     const NOUN: &'static str;
     /// The create request.
-    type Create: Serialize + Send + Sync;
+    type Create: Serialize + std::fmt::Debug + PartialEq + Send + Sync;
     /// The Databricks ID as it appears in a path.
     fn id(&self) -> String;
     /// The object's name.

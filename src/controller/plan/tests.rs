@@ -1,0 +1,744 @@
+//! Each kind's decisions, without a cluster or an API: create, adopt, name conflicts, updates
+//! and their masks per workspace state, immutable changes, waits and deletes.
+
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use super::*;
+use crate::crd::{
+    DatabricksCredential, DatabricksKeyConfig, DatabricksNetwork, DatabricksPrivateAccessSettings,
+    DatabricksStorageConfig, DatabricksVpcEndpoint, DatabricksWorkspace, PendingCreate,
+};
+
+const POLL: Duration = Duration::from_secs(600);
+
+/// An object of `kind` named `x` in namespace `ns`, with this spec and status.
+fn object<K: DeserializeOwned>(kind: &str, spec: Value, status: Value) -> K {
+    serde_json::from_value(json!({
+        "apiVersion": "account.databricks-operator.dev/v1alpha1", "kind": kind,
+        "metadata": {"name": "x", "namespace": "ns"},
+        "spec": spec, "status": status,
+    }))
+    .unwrap()
+}
+
+/// An Account API object, as the API sends it.
+fn remote<R: DeserializeOwned>(v: Value) -> R {
+    serde_json::from_value(v).unwrap()
+}
+
+fn deps(fields: &[(&'static str, &[&str])]) -> Resolved {
+    Resolved(
+        fields
+            .iter()
+            .map(|(f, ids)| (*f, ids.iter().map(|s| s.to_string()).collect()))
+            .collect(),
+    )
+}
+
+fn status<K: Managed>(obj: &K) -> K::Status {
+    obj.current_status().cloned().unwrap_or_default()
+}
+
+/// The status of an object whose create was sent but not answered.
+fn pending<K: Managed>(obj: &K) -> K::Status {
+    let mut s = status(obj);
+    K::common(&mut s).pending_create = Some(PendingCreate {
+        name: obj.desired_name(),
+        since: "2026-11-29T00:00:00Z".into(),
+    });
+    s
+}
+
+fn credential(spec: Value, status: Value) -> DatabricksCredential {
+    object("DatabricksCredential", spec, status)
+}
+
+fn cred_remote(id: &str, name: &str, role: &str) -> m::Credential {
+    remote(json!({"credentials_id": id, "credentials_name": name,
+                  "aws_credentials": {"sts_role": {"role_arn": role}}}))
+}
+
+const ROLE: &str = "arn:aws:iam::123456789012:role/x";
+
+// ---------------------------------------------------------------------------------------------
+// Before any API call.
+
+fn clear() -> Facts {
+    Facts {
+        paused: false,
+        annotation_problem: None,
+        account: AccountState::Ready,
+        gated: None,
+        dependencies: Ok(deps(&[("credentials", &["c-1"])])),
+        poll: POLL,
+    }
+}
+
+fn wait(p: Precheck) -> Wait {
+    match p {
+        Precheck::Wait(w) => w,
+        other => panic!("expected a wait, got {other:?}"),
+    }
+}
+
+#[test]
+fn with_nothing_in_the_way_the_reconcile_goes_on_with_the_dependency_ids() {
+    let c = credential(json!({"roleArn": ROLE}), json!({}));
+    assert_eq!(
+        precheck(&c, &status(&c), clear()),
+        Precheck::Go(deps(&[("credentials", &["c-1"])]))
+    );
+}
+
+#[test]
+fn paused_comes_first_and_leaves_ready_alone() {
+    let c = credential(json!({"roleArn": ROLE}), json!({}));
+    let facts = Facts {
+        paused: true,
+        annotation_problem: Some("annotation x: bad".into()),
+        account: AccountState::NotReady("down".into()),
+        ..clear()
+    };
+    let w = wait(precheck(&c, &status(&c), facts));
+    assert_eq!(w.reason, Reason::Paused);
+    assert!(!w.ready && !w.warn);
+    assert_eq!(w.requeue, POLL);
+}
+
+#[test]
+fn a_bad_annotation_warns_and_turns_ready_false_only_without_an_id() {
+    let facts = || Facts {
+        annotation_problem: Some("annotation poll-interval: too long".into()),
+        ..clear()
+    };
+    let fresh = credential(json!({"roleArn": ROLE}), json!({}));
+    let w = wait(precheck(&fresh, &status(&fresh), facts()));
+    assert_eq!(
+        (w.reason, w.ready, w.warn),
+        (Reason::InvalidSpec, true, true)
+    );
+    assert_eq!(w.message, "annotation poll-interval: too long");
+
+    let created = credential(json!({"roleArn": ROLE}), json!({"credentialsId": "c-9"}));
+    let w = wait(precheck(&created, &status(&created), facts()));
+    assert_eq!((w.reason, w.ready), (Reason::InvalidSpec, false));
+}
+
+#[test]
+fn an_object_with_an_id_never_moves_to_another_account_or_remote_object() {
+    let moved_account = credential(
+        json!({"roleArn": ROLE, "accountRef": {"name": "other"}}),
+        json!({"credentialsId": "c-9", "accountName": "main"}),
+    );
+    let w = wait(precheck(&moved_account, &status(&moved_account), clear()));
+    assert_eq!(w.reason, Reason::ImmutableFieldChanged);
+    assert!(
+        w.message
+            .contains("accountRef changed from \"main\" to \"other\"")
+    );
+    assert!(w.warn && !w.ready);
+
+    let other_id = credential(
+        json!({"roleArn": ROLE, "externalId": "c-1"}),
+        json!({"credentialsId": "c-9"}),
+    );
+    let w = wait(precheck(&other_id, &status(&other_id), clear()));
+    assert_eq!(w.reason, Reason::ImmutableFieldChanged);
+    assert!(w.message.contains("spec.externalId \"c-1\" differs"));
+
+    // Without an ID yet, both may change freely.
+    let fresh = credential(
+        json!({"roleArn": ROLE, "externalId": "c-1", "accountRef": {"name": "other"}}),
+        json!({"accountName": "main"}),
+    );
+    assert!(matches!(
+        precheck(&fresh, &status(&fresh), clear()),
+        Precheck::Go(_)
+    ));
+}
+
+#[test]
+fn an_account_not_ready_is_waited_for_and_an_unchecked_one_is_not_reported() {
+    let c = credential(
+        json!({"roleArn": ROLE, "accountRef": {"name": "acct"}}),
+        json!({}),
+    );
+    let facts = Facts {
+        account: AccountState::NotReady("its Secret is missing".into()),
+        dependencies: Err((Reason::WaitingForDependency, "dep".into())),
+        ..clear()
+    };
+    let w = wait(precheck(&c, &status(&c), facts));
+    assert_eq!(w.reason, Reason::WaitingForDependency);
+    assert_eq!(
+        w.message,
+        "waiting for DatabricksAccount \"acct\" to be Ready: its Secret is missing"
+    );
+    assert!(w.ready);
+    assert_eq!(w.requeue, Duration::from_secs(10));
+
+    let facts = Facts {
+        account: AccountState::Unchecked,
+        ..clear()
+    };
+    assert_eq!(
+        precheck(&c, &status(&c), facts),
+        Precheck::Hold(Duration::from_secs(2))
+    );
+}
+
+#[test]
+fn a_backoff_holds_without_writing_and_dependencies_come_last() {
+    let c = credential(json!({"roleArn": ROLE}), json!({}));
+    let facts = Facts {
+        gated: Some(Duration::from_secs(7)),
+        dependencies: Err((Reason::WaitingForDependency, "dep".into())),
+        ..clear()
+    };
+    assert_eq!(
+        precheck(&c, &status(&c), facts),
+        Precheck::Hold(Duration::from_secs(7))
+    );
+    let facts = Facts {
+        dependencies: Err((Reason::InvalidSpec, "spec.network: set exactly one".into())),
+        ..clear()
+    };
+    let w = wait(precheck(&c, &status(&c), facts));
+    assert_eq!(
+        (w.reason, w.ready, w.warn, w.requeue),
+        (Reason::InvalidSpec, true, false, POLL)
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Credentials: named, nothing updatable.
+
+#[test]
+fn a_credential_is_created_when_the_account_has_none_by_its_name() {
+    let c = credential(
+        json!({"roleArn": ROLE, "credentialsName": "prod"}),
+        json!({}),
+    );
+    let others = [cred_remote("c-1", "staging", ROLE)];
+    let Plan::Create(request) = plan(&c, &status(&c), &deps(&[]), Observed::Listed(&others)) else {
+        panic!("expected a create");
+    };
+    assert_eq!(request.credentials_name, "prod");
+    assert_eq!(request.aws_credentials.sts_role.role_arn, ROLE);
+}
+
+#[test]
+fn a_credential_name_taken_is_a_conflict_unless_an_earlier_attempt_took_it() {
+    let c = credential(json!({"roleArn": ROLE}), json!({}));
+    let listed = [cred_remote("c-7", "x", ROLE)];
+    assert_eq!(
+        plan(&c, &status(&c), &deps(&[]), Observed::Listed(&listed)),
+        Plan::NameConflict { id: "c-7".into() }
+    );
+    assert_eq!(
+        plan(&c, &pending(&c), &deps(&[]), Observed::Listed(&listed)),
+        Plan::Adopt(listed[0].clone())
+    );
+}
+
+#[test]
+fn a_credential_role_change_is_reported_not_applied() {
+    let c = credential(
+        json!({"roleArn": "arn:aws:iam::123456789012:role/new"}),
+        json!({"credentialsId": "c-1"}),
+    );
+    let r = cred_remote("c-1", "x", ROLE);
+    assert_eq!(
+        plan(&c, &status(&c), &deps(&[]), Observed::Found(&r)),
+        Plan::Sync {
+            remote: r.clone(),
+            change: Change::Immutable(vec!["roleArn"])
+        }
+    );
+    let same = credential(json!({"roleArn": ROLE}), json!({"credentialsId": "c-1"}));
+    assert_eq!(
+        plan(&same, &status(&same), &deps(&[]), Observed::Found(&r)),
+        Plan::Sync {
+            remote: r,
+            change: Change::None
+        }
+    );
+}
+
+#[test]
+fn a_missing_object_is_recreated_only_when_this_object_created_it() {
+    let created = credential(json!({"roleArn": ROLE}), json!({"credentialsId": "c-1"}));
+    assert_eq!(
+        plan(
+            &created,
+            &status(&created),
+            &deps(&[]),
+            Observed::Missing("c-1".into())
+        ),
+        Plan::Recreate { id: "c-1".into() }
+    );
+    // Adopting by ID: what the spec names must exist; nothing is created in its place.
+    let adopting = credential(json!({"roleArn": ROLE, "externalId": "c-1"}), json!({}));
+    assert_eq!(
+        plan(
+            &adopting,
+            &status(&adopting),
+            &deps(&[]),
+            Observed::Missing("c-1".into())
+        ),
+        Plan::NotFound {
+            message: "credential configuration c-1 does not exist in the account".into(),
+            synced: Reason::Synced
+        }
+    );
+}
+
+#[test]
+fn observe_only_never_creates_or_changes_but_still_reports_differences() {
+    let spec = |role: &str| json!({"roleArn": role, "managementPolicy": "ObserveOnly"});
+    let c = credential(spec(ROLE), json!({}));
+    let Plan::NotFound { message, synced } =
+        plan(&c, &status(&c), &deps(&[]), Observed::Listed(&[]))
+    else {
+        panic!("expected not found");
+    };
+    assert_eq!(synced, Reason::ObserveOnly);
+    assert!(message.starts_with("observe-only: no credential configuration named \"x\""));
+
+    let listed = [cred_remote("c-3", "x", ROLE)];
+    assert_eq!(
+        plan(&c, &status(&c), &deps(&[]), Observed::Listed(&listed)),
+        Plan::Sync {
+            remote: listed[0].clone(),
+            change: Change::None
+        }
+    );
+    let observed_gone = credential(spec(ROLE), json!({"credentialsId": "c-3"}));
+    assert!(matches!(
+        plan(
+            &observed_gone,
+            &status(&observed_gone),
+            &deps(&[]),
+            Observed::Missing("c-3".into())
+        ),
+        Plan::NotFound { .. }
+    ));
+    let differs = credential(spec("arn:aws:iam::123456789012:role/other"), json!({}));
+    assert_eq!(
+        change(&differs, &listed[0], &deps(&[])),
+        Change::Immutable(vec!["roleArn"])
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Storage configurations.
+
+#[test]
+fn a_storage_configuration_is_created_with_its_bucket_and_the_bucket_cannot_change() {
+    let s: DatabricksStorageConfig = object(
+        "DatabricksStorageConfig",
+        json!({"bucketName": "root-bucket"}),
+        json!({}),
+    );
+    let Plan::Create(request) = plan(&s, &status(&s), &deps(&[]), Observed::Listed(&[])) else {
+        panic!("expected a create");
+    };
+    assert_eq!(request.storage_configuration_name, "x");
+    assert_eq!(request.root_bucket_info.bucket_name, "root-bucket");
+
+    let r: m::StorageConfiguration = remote(json!({
+        "storage_configuration_id": "s-1", "storage_configuration_name": "x",
+        "root_bucket_info": {"bucket_name": "old-bucket"}}));
+    assert!(matches!(
+        change(&s, &r, &deps(&[])),
+        Change::Immutable(f) if f.contains(&"bucketName")
+    ));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Keys: no name, matched by content.
+
+fn key(spec: Value) -> DatabricksKeyConfig {
+    object("DatabricksKeyConfig", spec, json!({}))
+}
+
+fn key_remote(id: &str, arn: &str, use_cases: &[&str]) -> m::CustomerManagedKey {
+    remote(
+        json!({"customer_managed_key_id": id, "use_cases": use_cases,
+                  "aws_key_info": {"key_arn": arn}}),
+    )
+}
+
+const KEY: &str = "arn:aws:kms:us-west-2:123456789012:key/k";
+
+#[test]
+fn a_key_with_the_same_content_is_no_conflict_and_is_adopted_only_after_a_lost_answer() {
+    let k = key(json!({"keyArn": KEY, "useCases": ["MANAGED_SERVICES"]}));
+    let same = [key_remote("k-1", KEY, &["MANAGED_SERVICES"])];
+    assert!(matches!(
+        plan(&k, &status(&k), &deps(&[]), Observed::Listed(&same)),
+        Plan::Create(_)
+    ));
+    assert_eq!(
+        plan(&k, &pending(&k), &deps(&[]), Observed::Listed(&same)),
+        Plan::Adopt(same[0].clone())
+    );
+    // Other use cases are another key configuration: never adopted.
+    let other = [key_remote("k-2", KEY, &["MANAGED_SERVICES", "STORAGE"])];
+    assert!(matches!(
+        plan(&k, &pending(&k), &deps(&[]), Observed::Listed(&other)),
+        Plan::Create(_)
+    ));
+}
+
+#[test]
+fn a_key_reports_each_field_it_cannot_change() {
+    let k = key(
+        json!({"keyArn": KEY, "useCases": ["STORAGE", "MANAGED_SERVICES"],
+                       "keyAlias": "alias/new", "reuseKeyForClusterVolumes": true}),
+    );
+    let r = key_remote("k-1", KEY, &["MANAGED_SERVICES", "STORAGE"]);
+    assert_eq!(
+        change(&k, &r, &deps(&[])),
+        Change::Immutable(vec!["keyAlias", "reuseKeyForClusterVolumes"])
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Networks and endpoints.
+
+#[test]
+fn a_network_takes_its_endpoint_ids_from_the_dependencies_and_ignores_list_order() {
+    let n: DatabricksNetwork = object(
+        "DatabricksNetwork",
+        json!({"vpcId": "vpc-1", "subnetIds": ["a", "b"], "securityGroupIds": ["sg"],
+               "vpcEndpoints": {"restApi": [{"name": "rest"}], "dataplaneRelay": [{"id": "e-2"}]}}),
+        json!({}),
+    );
+    let d = deps(&[
+        ("vpcEndpoints.restApi", &["e-1"]),
+        ("vpcEndpoints.dataplaneRelay", &["e-2"]),
+    ]);
+    let Plan::Create(request) = plan(&n, &status(&n), &d, Observed::Listed(&[])) else {
+        panic!("expected a create");
+    };
+    let endpoints = request.vpc_endpoints.unwrap();
+    assert_eq!(
+        (endpoints.rest_api, endpoints.dataplane_relay),
+        (vec!["e-1".to_string()], vec!["e-2".to_string()])
+    );
+
+    let r: m::Network = remote(
+        json!({"network_id": "n-1", "network_name": "x", "vpc_id": "vpc-1",
+        "subnet_ids": ["b", "a"], "security_group_ids": ["sg"],
+        "vpc_endpoints": {"rest_api": ["e-1"], "dataplane_relay": ["e-2"]}}),
+    );
+    assert_eq!(change(&n, &r, &d), Change::None);
+    let moved = deps(&[
+        ("vpcEndpoints.restApi", &["e-9"]),
+        ("vpcEndpoints.dataplaneRelay", &["e-2"]),
+    ]);
+    assert_eq!(
+        change(&n, &r, &moved),
+        Change::Immutable(vec!["vpcEndpoints"])
+    );
+}
+
+#[test]
+fn a_vpc_endpoint_cannot_change_region_or_aws_endpoint() {
+    let e: DatabricksVpcEndpoint = object(
+        "DatabricksVpcEndpoint",
+        json!({"awsVpcEndpointId": "vpce-2", "region": "eu-west-1"}),
+        json!({}),
+    );
+    let r: m::VpcEndpoint = remote(json!({"vpc_endpoint_id": "e-1", "vpc_endpoint_name": "x",
+        "aws_vpc_endpoint_id": "vpce-1", "region": "us-west-2"}));
+    assert_eq!(
+        change(&e, &r, &deps(&[])),
+        Change::Immutable(vec!["awsVpcEndpointId", "region"])
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Private access settings: replaced as a whole.
+
+fn pas(allowed: Value) -> DatabricksPrivateAccessSettings {
+    object(
+        "DatabricksPrivateAccessSettings",
+        json!({"region": "us-west-2", "publicAccessEnabled": false,
+               "privateAccessLevel": "ENDPOINT", "allowedVpcEndpoints": allowed}),
+        json!({}),
+    )
+}
+
+fn pas_remote(region: &str, allowed: &[&str]) -> m::PrivateAccessSettings {
+    remote(
+        json!({"private_access_settings_id": "p-1", "private_access_settings_name": "x",
+        "region": region, "public_access_enabled": false, "private_access_level": "ENDPOINT",
+        "allowed_vpc_endpoint_ids": allowed}),
+    )
+}
+
+#[test]
+fn private_access_settings_are_replaced_when_their_endpoints_change() {
+    let p = pas(json!([{"name": "a"}, {"name": "b"}]));
+    let d = deps(&[("allowedVpcEndpoints", &["e-1", "e-2"])]);
+    assert_eq!(
+        change(&p, &pas_remote("us-west-2", &["e-2", "e-1"]), &d),
+        Change::None
+    );
+    let Change::Update(update) = change(&p, &pas_remote("us-west-2", &["e-1"]), &d) else {
+        panic!("expected an update");
+    };
+    assert_eq!(
+        update.describe(),
+        "private access settings p-1 (replaced as a whole)"
+    );
+    let Update::PrivateAccess { id, request } = update else {
+        panic!("expected a replacement");
+    };
+    assert_eq!(id, "p-1");
+    assert_eq!(request.allowed_vpc_endpoint_ids, vec!["e-1", "e-2"]);
+    assert_eq!(request.private_access_settings_name, "x");
+    // The region is fixed: reported, and nothing is sent.
+    assert_eq!(
+        change(&p, &pas_remote("eu-west-1", &["e-1"]), &d),
+        Change::Immutable(vec!["region"])
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Workspaces: what may change depends on the workspace's state.
+
+fn workspace(extra: Value) -> DatabricksWorkspace {
+    let mut spec = json!({"awsRegion": "us-west-2", "credentials": {"name": "cred"},
+                          "storageConfiguration": {"name": "storage"}});
+    if let (Some(s), Some(e)) = (spec.as_object_mut(), extra.as_object()) {
+        s.extend(e.clone());
+    }
+    object("DatabricksWorkspace", spec, json!({"workspaceId": 42}))
+}
+
+fn ws_remote(state: &str, extra: Value) -> m::Workspace {
+    let mut v = json!({"workspace_id": 42, "workspace_name": "x", "aws_region": "us-west-2",
+        "credentials_id": "c-1", "storage_configuration_id": "s-1", "workspace_status": state});
+    if let (Some(s), Some(e)) = (v.as_object_mut(), extra.as_object()) {
+        s.extend(e.clone());
+    }
+    remote(v)
+}
+
+fn ws_deps(fields: &[(&'static str, &str)]) -> Resolved {
+    let mut d = deps(&[
+        ("credentials", &["c-1"]),
+        ("storageConfiguration", &["s-1"]),
+    ]);
+    for (f, id) in fields {
+        d.0.insert(f, vec![id.to_string()]);
+    }
+    d
+}
+
+/// The update mask a change sends, or what else it is.
+fn mask(c: Change) -> String {
+    match c {
+        Change::Update(Update::Workspace { fields, .. }) => fields.update_mask(),
+        other => format!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_running_workspace_is_patched_with_only_the_fields_that_changed() {
+    let w = workspace(json!({"customTags": {"team": "data"}}));
+    let r = ws_remote("RUNNING", json!({}));
+    assert_eq!(
+        mask(change(&w, &r, &ws_deps(&[("credentials", "c-2")]))),
+        "credentials_id,custom_tags"
+    );
+    let tagged = ws_remote("RUNNING", json!({"custom_tags": {"team": "data"}}));
+    assert_eq!(mask(change(&w, &tagged, &ws_deps(&[]))), "None");
+    let Change::Update(update) = change(&w, &r, &ws_deps(&[("network", "n-1")])) else {
+        panic!("expected an update");
+    };
+    assert_eq!(
+        update.describe(),
+        "workspace 42 fields custom_tags,network_id"
+    );
+}
+
+#[test]
+fn a_running_workspace_gains_a_storage_key_once_but_never_swaps_storage() {
+    let w = workspace(json!({"storageKey": {"name": "k"}}));
+    let without = ws_remote("RUNNING", json!({}));
+    assert_eq!(
+        mask(change(&w, &without, &ws_deps(&[("storageKey", "k-1")]))),
+        "storage_customer_managed_key_id"
+    );
+    let with = ws_remote("RUNNING", json!({"storage_customer_managed_key_id": "k-0"}));
+    assert_eq!(
+        change(&w, &with, &ws_deps(&[("storageKey", "k-1")])),
+        Change::Immutable(vec!["storageKey"])
+    );
+    assert_eq!(
+        change(&w, &without, &ws_deps(&[("storageConfiguration", "s-2")])),
+        Change::Immutable(vec!["storageConfiguration"])
+    );
+    let elsewhere = ws_remote("RUNNING", json!({"aws_region": "eu-west-1"}));
+    assert_eq!(
+        change(&w, &elsewhere, &ws_deps(&[("storageKey", "k-1")])),
+        Change::Immutable(vec!["awsRegion"])
+    );
+}
+
+#[test]
+fn a_failed_workspace_takes_new_storage_region_and_storage_key() {
+    let w = workspace(json!({"storageKey": {"name": "k"}}));
+    let failed = ws_remote(
+        "FAILED",
+        json!({"aws_region": "eu-west-1", "storage_customer_managed_key_id": "k-0"}),
+    );
+    assert_eq!(
+        mask(change(
+            &w,
+            &failed,
+            &ws_deps(&[("storageConfiguration", "s-2"), ("storageKey", "k-1")])
+        )),
+        "aws_region,storage_configuration_id,storage_customer_managed_key_id"
+    );
+}
+
+#[test]
+fn cancelling_and_banned_workspaces_take_no_patch() {
+    let w = workspace(json!({}));
+    for state in ["CANCELLING", "BANNED"] {
+        let r = ws_remote(state, json!({}));
+        assert_eq!(
+            change(&w, &r, &ws_deps(&[("credentials", "c-2")])),
+            Change::None,
+            "{state}"
+        );
+    }
+    let provisioning = ws_remote("PROVISIONING", json!({}));
+    assert_eq!(
+        mask(change(
+            &w,
+            &provisioning,
+            &ws_deps(&[("credentials", "c-2")])
+        )),
+        "credentials_id"
+    );
+}
+
+#[test]
+fn a_workspace_reports_what_it_cannot_change_and_patches_nothing_then() {
+    let w = workspace(json!({"workspaceName": "renamed", "pricingTier": "ENTERPRISE"}));
+    let r = ws_remote(
+        "RUNNING",
+        json!({"pricing_tier": "PREMIUM", "network_id": "n-1", "private_access_settings_id": "p-1"}),
+    );
+    assert_eq!(
+        change(&w, &r, &ws_deps(&[("credentials", "c-2")])),
+        Change::Immutable(vec![
+            "workspaceName",
+            "pricingTier",
+            "privateAccessSettings",
+            "network"
+        ])
+    );
+}
+
+#[test]
+fn a_workspace_is_adopted_by_name_and_deployment_after_a_lost_answer() {
+    let w: DatabricksWorkspace = object(
+        "DatabricksWorkspace",
+        json!({"awsRegion": "us-west-2", "credentials": {"name": "cred"},
+               "storageConfiguration": {"name": "storage"}, "deploymentName": "analytics"}),
+        json!({}),
+    );
+    let listed = [
+        ws_remote(
+            "RUNNING",
+            json!({"workspace_id": 7, "deployment_name": "acme-other"}),
+        ),
+        ws_remote(
+            "PROVISIONING",
+            json!({"workspace_id": 8, "deployment_name": "acme-analytics"}),
+        ),
+    ];
+    assert_eq!(
+        plan(&w, &pending(&w), &ws_deps(&[]), Observed::Listed(&listed)),
+        Plan::Adopt(listed[1].clone())
+    );
+    assert_eq!(
+        plan(&w, &status(&w), &ws_deps(&[]), Observed::Listed(&listed)),
+        Plan::NameConflict { id: "8".into() }
+    );
+    let Plan::Create(request) = plan(&w, &status(&w), &ws_deps(&[]), Observed::Listed(&[])) else {
+        panic!("expected a create");
+    };
+    assert_eq!(
+        (
+            request.credentials_id.as_deref(),
+            request.storage_configuration_id.as_deref(),
+            request.deployment_name.as_deref()
+        ),
+        (Some("c-1"), Some("s-1"), Some("analytics"))
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Deletes.
+
+#[test]
+fn a_delete_waits_while_paused_or_used_and_follows_the_policies() {
+    let with_id = |spec: Value| credential(spec, json!({"credentialsId": "c-1"}));
+    let c = with_id(json!({"roleArn": ROLE}));
+    let s = status(&c);
+    let delete = DeletionPolicy::Delete;
+    assert_eq!(
+        plan_delete(&c, &s, false, delete, &[], POLL),
+        DeletePlan::Delete("c-1".into())
+    );
+    let DeletePlan::Wait(w) = plan_delete(&c, &s, true, delete, &[], POLL) else {
+        panic!("expected a wait");
+    };
+    assert_eq!((w.reason, w.ready), (Reason::Paused, false));
+    let users = ["DatabricksWorkspace/a".to_string()];
+    let DeletePlan::Wait(w) = plan_delete(&c, &s, false, delete, &users, POLL) else {
+        panic!("expected a wait");
+    };
+    assert_eq!((w.reason, w.ready), (Reason::InUse, true));
+    assert!(w.message.contains("still used by DatabricksWorkspace/a"));
+
+    assert_eq!(
+        plan_delete(&c, &s, false, DeletionPolicy::Orphan, &[], POLL),
+        DeletePlan::Orphan(Some("c-1".into()))
+    );
+    let kept = with_id(json!({"roleArn": ROLE, "deletionPolicy": "Orphan"}));
+    assert_eq!(
+        plan_delete(&kept, &status(&kept), false, delete, &[], POLL),
+        DeletePlan::Orphan(Some("c-1".into()))
+    );
+    let observed = with_id(json!({"roleArn": ROLE, "managementPolicy": "ObserveOnly"}));
+    assert_eq!(
+        plan_delete(&observed, &status(&observed), false, delete, &[], POLL),
+        DeletePlan::Orphan(Some("c-1".into()))
+    );
+}
+
+#[test]
+fn a_delete_without_an_id_releases_or_finds_what_a_lost_create_made() {
+    let c = credential(json!({"roleArn": ROLE}), json!({}));
+    let delete = DeletionPolicy::Delete;
+    assert_eq!(
+        plan_delete(&c, &status(&c), false, delete, &[], POLL),
+        DeletePlan::Release
+    );
+    assert_eq!(
+        plan_delete(&c, &pending(&c), false, delete, &[], POLL),
+        DeletePlan::FindPending
+    );
+}
