@@ -824,7 +824,7 @@ impl Managed for DatabricksWorkspace {
         true
     }
     fn invalidate_related(ctx: &Context, account: &str) {
-        ctx.invalidate::<m::Network>(account);
+        ctx.expire::<m::Network>(account);
     }
     fn removing(r: &m::Workspace) -> bool {
         r.workspace_status == Some(m::WorkspaceStatus::Cancelling)

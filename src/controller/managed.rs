@@ -210,8 +210,8 @@ pub trait Managed:
     }
     /// The kind as a dependency of others.
     fn dep_kind() -> Option<DepKind>;
-    /// Forgets the shared lists of kinds whose remote objects change when this one does (a
-    /// workspace changes its network's `vpc_status`), so their next observation is fresh.
+    /// Marks out of date the shared lists of kinds whose remote objects change when this one
+    /// does (a workspace changes its network's `vpc_status`), so their next observation is fresh.
     fn invalidate_related(_ctx: &Context, _account: &str) {}
 }
 

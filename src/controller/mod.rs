@@ -134,7 +134,25 @@ impl std::fmt::Display for ObjKey {
     }
 }
 
-type CacheSlot = Arc<tokio::sync::Mutex<Option<(Instant, Arc<dyn Any + Send + Sync>)>>>;
+/// One shared list: when it was made and what it holds, behind a lock that makes concurrent
+/// readers share one fetch; and since when it is known to be out of date, if it is.
+#[derive(Default)]
+struct ListSlot {
+    list: tokio::sync::Mutex<Option<Listed>>,
+    outdated_since: Mutex<Option<Instant>>,
+}
+
+/// A list as fetched.
+struct Listed {
+    /// When its answer arrived: its age counts from here.
+    at: Instant,
+    /// When it was asked for: a change marked before this is in it.
+    asked: Instant,
+    /// The `Vec` of the kind's objects.
+    items: Arc<dyn Any + Send + Sync>,
+}
+
+type CacheSlot = Arc<ListSlot>;
 
 /// Shared state of all controllers.
 pub struct Context {
@@ -310,16 +328,36 @@ impl Context {
             self.track();
             slot
         };
-        let mut guard = slot.lock().await;
-        if let Some((at, any)) = guard.as_ref()
+        let mut guard = slot.list.lock().await;
+        if let Some(Listed { at, asked, items }) = guard.as_ref()
             && at.elapsed() <= max_age
-            && let Ok(v) = any.clone().downcast::<Vec<R>>()
+            && let Ok(v) = items.clone().downcast::<Vec<R>>()
         {
-            return Ok(v);
+            if lock(&slot.outdated_since).is_none_or(|since| *asked >= since) {
+                return Ok(v);
+            }
+            // Known to be out of date, but recent: objects that ask at about the same time (a
+            // network for each workspace that changed) share one list made a moment later
+            // instead of making one each; every one of them still gets a list made after it asked.
+            let pause = self.settings.busy_poll_interval.min(Duration::from_secs(4)) / 2;
+            tokio::time::sleep((*at + pause).saturating_duration_since(Instant::now())).await;
         }
+        let asked = Instant::now();
         let fresh = Arc::new(client.list::<R>().await?);
-        *guard = Some((Instant::now(), fresh.clone()));
+        *guard = Some(Listed {
+            at: Instant::now(),
+            asked,
+            items: fresh.clone(),
+        });
         Ok(fresh)
+    }
+
+    /// Marks the list of a kind out of date (its objects changed through another kind's): the
+    /// next reader within its max age gets a new list, shared with the readers around it.
+    pub fn expire<R: RemoteResource>(&self, account: &str) {
+        if let Some(slot) = lock(&self.lists).get(&(account.to_string(), R::COLLECTION)) {
+            *lock(&slot.outdated_since) = Some(Instant::now());
+        }
     }
 
     /// Adds an object this replica just created to the shared list of its kind, if one is
@@ -331,14 +369,14 @@ impl Context {
         let Some(slot) = slot else {
             return;
         };
-        let mut guard = slot.lock().await;
-        if let Some((at, any)) = guard.as_ref()
-            && let Ok(list) = any.clone().downcast::<Vec<R>>()
+        let mut guard = slot.list.lock().await;
+        if let Some(listed) = guard.as_mut()
+            && let Ok(list) = listed.items.clone().downcast::<Vec<R>>()
         {
             if !list.iter().any(|r| r.id() == created.id()) {
                 let mut list = (*list).clone();
                 list.push(created.clone());
-                *guard = Some((*at, Arc::new(list)));
+                listed.items = Arc::new(list);
             }
         } else {
             *guard = None;
