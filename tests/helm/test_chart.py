@@ -30,12 +30,12 @@ CHART = ROOT / "charts" / "databricks-account-operator"
 VALUES_ALL = yaml.safe_load((ROOT / "tests" / "helm" / "values-all.yaml").read_text())
 HEALTH_LUA = (CHART / "files" / "health.lua").read_text()
 GROUP = "account.databricks-operator.dev"
-KINDS = [
-    "DatabricksAccount", "DatabricksCredential", "DatabricksStorageConfig", "DatabricksKeyConfig",
-    "DatabricksNetwork", "DatabricksVpcEndpoint", "DatabricksPrivateAccessSettings", "DatabricksWorkspace",
-]
-PLURALS = [k.lower() + ("" if k.endswith("Settings") else "s") for k in KINDS]
-CRD_NAMES = sorted(f"{p}.{GROUP}" for p in PLURALS)
+# The kinds, from the CRDs the code generates (a unit test keeps crds/ current): what the chart and
+# kustomize must cover, so a kind added to the code and missing there fails here.
+SOURCE_CRDS = {p.name: yaml.safe_load(p.read_text()) for p in sorted((ROOT / "crds").glob("*.yaml"))}
+KINDS = [c["spec"]["names"]["kind"] for c in SOURCE_CRDS.values()]
+PLURALS = [c["spec"]["names"]["plural"] for c in SOURCE_CRDS.values()]
+CRD_NAMES = sorted(c["metadata"]["name"] for c in SOURCE_CRDS.values())
 RELEASE_NS = "dao-system"
 
 passed = 0
@@ -460,6 +460,13 @@ def test_render_all() -> None:
           and "--lease-name=databricks-account-operator" not in container(objs)["args"])
 
 
+def chart_copy(dest: Path) -> Path:
+    """A copy of the chart, to change without touching the repository."""
+    import shutil  # noqa: PLC0415
+    shutil.copytree(CHART, dest, symlinks=False)
+    return dest
+
+
 def test_crds() -> None:
     section("CRDs")
     sources = {p.name: p.read_bytes() for p in sorted((ROOT / "crds").glob("*.yaml"))}
@@ -473,6 +480,34 @@ def test_crds() -> None:
     check("Helm loads exactly crds/ as the chart's CRDs",
           loaded == {n: b.decode() for n, b in sources.items()}, sorted(loaded))
 
+    import tempfile  # noqa: PLC0415
+    with tempfile.TemporaryDirectory() as tmp:
+        sources = {n: b.decode() for n, b in sources.items()}
+        # The chart's RBAC and Argo CD keys follow crds/: a new CRD needs no other edit of the chart...
+        copy = chart_copy(Path(tmp) / "chart")
+        extra = yaml.safe_load(sources[sorted(sources)[0]])
+        extra["metadata"]["name"] = f"databricksextras.{GROUP}"
+        extra["spec"]["names"].update(kind="DatabricksExtra", plural="databricksextras", singular="databricksextra",
+                                      shortNames=["dbextra"], listKind="DatabricksExtraList")
+        (copy / "crds" / f"databricksextras.{GROUP}.yaml").write_text(yaml.safe_dump(extra))
+        with helm.Chart.load(copy) as chart:
+            objs = objects(chart.render({"argocd": {"healthCheck": {"enabled": True}}}, name="dao", namespace=RELEASE_NS))
+        resources = {r for rule in one(objs, "ClusterRole")["rules"] for r in rule["resources"]}
+        check("a CRD added to crds/ gets RBAC for itself, its status and finalizers",
+              {"databricksextras", "databricksextras/status", "databricksextras/finalizers"} <= resources, resources)
+        check("a CRD added to crds/ gets its Argo CD key",
+              f"resource.customizations.health.{GROUP}_DatabricksExtra" in one(objs, "ConfigMap")["data"])
+        # ...and one of another group fails the render rather than go without RBAC.
+        extra["spec"]["group"] = "other.example.com"
+        extra["metadata"]["name"] = "databricksextras.other.example.com"
+        (copy / "crds" / f"databricksextras.{GROUP}.yaml").write_text(yaml.safe_dump(extra))
+        try:
+            with helm.Chart.load(copy) as chart:
+                chart.render({}, name="dao", namespace=RELEASE_NS)
+            check("a CRD of another group in crds/ fails the render", False, "rendered")
+        except helm.HelmError as e:
+            check("a CRD of another group in crds/ fails the render", "other.example.com" in str(e), e)
+
 
 def test_kustomize() -> None:
     section("kustomize")
@@ -481,7 +516,7 @@ def test_kustomize() -> None:
     kinds = sorted(o["kind"] for o in objs)
     check("config/default renders the expected objects", kinds == sorted(
         ["Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "Service",
-         "Deployment"] + ["CustomResourceDefinition"] * 8), kinds)
+         "Deployment"] + ["CustomResourceDefinition"] * len(KINDS)), kinds)
     ns = "databricks-account-operator-system"
     check("config/default: namespaced objects in databricks-account-operator-system", all(
         o["metadata"].get("namespace") == ns for o in objs
