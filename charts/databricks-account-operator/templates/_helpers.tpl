@@ -61,9 +61,9 @@ app.kubernetes.io/part-of: databricks-account-operator
 
 {{/*
 The kinds the operator reconciles, as a YAML list of {kind, plural}: read from the CRDs in crds/
-(`databricks-account-operator crds` generates them from the code), so RBAC and the Argo CD keys follow
-the CRDs with no list to keep here. A CRD of another group fails the render, since the rules below
-name one group.
+(the repository's crds/, through a symlink; `databricks-account-operator crds` generates them from
+the code), so RBAC and the Argo CD keys follow the CRDs with no list to keep here. A CRD of another
+group fails the render, since the rules below name one group.
 */}}
 {{- define "dao.kinds" -}}
 {{- range $path, $_ := .Files.Glob "crds/*.yaml" }}
@@ -84,7 +84,7 @@ calls the operator makes.
 {{- define "dao.reconcileRules" -}}
 {{- $kinds := include "dao.kinds" . | fromYamlArray -}}
 {{- if not $kinds }}
-{{- fail "no CRDs in crds/" }}
+{{- fail "no CRDs in crds/ (a symlink to the repository's crds/: copy the chart with cp -rL, or use helm package)" }}
 {{- end -}}
 - apiGroups: [{{ include "dao.group" . | quote }}]
   resources:
