@@ -21,9 +21,9 @@ cluster-env:
 bench:
     bash hack/bench.sh
 
-# Regenerate the CRD YAML in crds/.
-crds:
-    cargo run -q -- crds --out-dir crds
+# Regenerate the CRDs in crds/ and every file derived from them or from the Argo CD health script.
+generate:
+    bash hack/generate.sh
 
 # Run the simulator on 127.0.0.1:8085.
 simulate:

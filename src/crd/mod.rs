@@ -176,7 +176,7 @@ mod generated_files {
             let generated = super::to_yaml(&crd).unwrap();
             assert!(
                 on_disk == generated,
-                "{} is stale: run `cargo run -- crds --out-dir crds`",
+                "{} is stale: run `bash hack/generate.sh`",
                 path.display()
             );
         }

@@ -1,10 +1,9 @@
--- Argo CD health check for every kind of account.databricks-operator.dev (DatabricksAccount,
--- DatabricksCredential, DatabricksStorageConfig, DatabricksKeyConfig, DatabricksNetwork,
--- DatabricksVpcEndpoint, DatabricksPrivateAccessSettings, DatabricksWorkspace).
+-- Argo CD health check for every kind of account.databricks-operator.dev: one script, which never
+-- reads `kind`, installed under each kind's argocd-cm key.
 --
--- Canonical copy: charts/databricks-account-operator/files/health.lua (config/argocd/health.lua is
--- a byte-identical copy made by hack/sync-argocd-health.sh). Argo CD runs it with gopher-lua (Lua 5.1
--- semantics) with the object in the global `obj`; it returns `hs` with `status` and `message`.
+-- This file is the only copy: the chart puts it under those keys, and hack/generate.sh writes it into
+-- config/argocd/argocd-cm-patch.yaml. Argo CD runs it with gopher-lua (Lua 5.1 semantics) with the
+-- object in the global `obj`; it returns `hs` with `status` and `message`.
 --
 -- Order of the rules:
 --   1. the paused annotation is "true"                          -> Suspended

@@ -57,27 +57,24 @@ app.kubernetes.io/part-of: databricks-account-operator
 
 {{- define "dao.extraCaDir" -}}/etc/databricks-account-operator/extra-ca{{- end }}
 
-{{/* The eight kinds' plurals. */}}
-{{- define "dao.plurals" -}}
-- databricksaccounts
-- databrickscredentials
-- databricksstorageconfigs
-- databrickskeyconfigs
-- databricksnetworks
-- databricksvpcendpoints
-- databricksprivateaccesssettings
-- databricksworkspaces
-{{- end }}
+{{- define "dao.group" -}}account.databricks-operator.dev{{- end }}
 
+{{/*
+The kinds the operator reconciles, as a YAML list of {kind, plural}: read from the CRDs in crds/
+(the repository's crds/, through a symlink; `databricks-account-operator crds` generates them from
+the code), so RBAC and the Argo CD keys follow the CRDs with no list to keep here. A CRD of another
+group fails the render, since the rules below name one group.
+*/}}
 {{- define "dao.kinds" -}}
-- DatabricksAccount
-- DatabricksCredential
-- DatabricksStorageConfig
-- DatabricksKeyConfig
-- DatabricksNetwork
-- DatabricksVpcEndpoint
-- DatabricksPrivateAccessSettings
-- DatabricksWorkspace
+{{- range $path, $_ := .Files.Glob "crds/*.yaml" }}
+{{- $crd := $.Files.Get $path | fromYaml }}
+{{- $group := dig "spec" "group" "" $crd }}
+{{- if ne $group (include "dao.group" $) }}
+{{- fail (printf "%s: group %q, not %q" $path $group (include "dao.group" $)) }}
+{{- end }}
+- kind: {{ dig "spec" "names" "kind" "" $crd | required (printf "%s: no spec.names.kind" $path) }}
+  plural: {{ dig "spec" "names" "plural" "" $crd | required (printf "%s: no spec.names.plural" $path) }}
+{{- end }}
 {{- end }}
 
 {{/*
@@ -85,23 +82,26 @@ Rules for reconciling the kinds in a namespace (or every namespace in a ClusterR
 calls the operator makes.
 */}}
 {{- define "dao.reconcileRules" -}}
-{{- $plurals := include "dao.plurals" . | fromYamlArray -}}
-- apiGroups: ["account.databricks-operator.dev"]
+{{- $kinds := include "dao.kinds" . | fromYamlArray -}}
+{{- if not $kinds }}
+{{- fail "no CRDs in crds/ (a symlink to the repository's crds/: copy the chart with cp -rL, or use helm package)" }}
+{{- end -}}
+- apiGroups: [{{ include "dao.group" . | quote }}]
   resources:
-  {{- range $plurals }}
-  - {{ . }}
+  {{- range $kinds }}
+  - {{ .plural }}
   {{- end }}
   verbs: ["get", "list", "watch", "patch", "update"]
-- apiGroups: ["account.databricks-operator.dev"]
+- apiGroups: [{{ include "dao.group" . | quote }}]
   resources:
-  {{- range $plurals }}
-  - {{ . }}/status
+  {{- range $kinds }}
+  - {{ .plural }}/status
   {{- end }}
   verbs: ["patch"]
-- apiGroups: ["account.databricks-operator.dev"]
+- apiGroups: [{{ include "dao.group" . | quote }}]
   resources:
-  {{- range $plurals }}
-  - {{ . }}/finalizers
+  {{- range $kinds }}
+  - {{ .plural }}/finalizers
   {{- end }}
   verbs: ["update"]
 - apiGroups: ["events.k8s.io"]
