@@ -33,6 +33,8 @@ pub trait KindCache: Send + Sync {
     /// Whether the cache still shows the object `namespace/name` with this `uid` carrying the
     /// operator's finalizer.
     fn finalizing(&self, namespace: &str, name: &str, uid: &str) -> bool;
+    /// The cached object's resourceVersion.
+    fn version(&self, namespace: &str, name: &str) -> Option<String>;
     /// `Kind/name` of the objects in `namespace` that name `name` of `dep` in their spec.
     fn referrers(&self, namespace: &str, dep: DepKind, name: &str) -> Vec<String>;
     /// `Kind/name` of the objects in `namespace` that use the account `account`: they name it in
@@ -63,6 +65,11 @@ impl<K: Managed> KindCache for Store<K> {
                 o.uid().as_deref() == Some(uid)
                     && o.finalizers().iter().any(|f| f == crate::crd::FINALIZER)
             })
+    }
+
+    fn version(&self, namespace: &str, name: &str) -> Option<String> {
+        self.get(&ObjectRef::new(name).within(namespace))?
+            .resource_version()
     }
 
     fn referrers(&self, namespace: &str, dep: DepKind, name: &str) -> Vec<String> {

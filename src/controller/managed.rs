@@ -425,7 +425,10 @@ pub async fn reconcile<K: Managed>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Act
         if !obj.finalizers().iter().any(|f| f == FINALIZER) {
             return Ok(Action::await_change());
         }
-        return match cleanup(&*obj, &ctx, &api, &ns).await? {
+        let step = cleanup(&*obj, &ctx, &api, &ns).await;
+        ctx.until_cached(&ObjKey::of(&*obj), Duration::from_secs(2))
+            .await;
+        return match step? {
             Step::Release => {
                 set_finalizer(&api, &*obj, false).await?;
                 let key = ObjKey::of(&*obj);
@@ -441,7 +444,10 @@ pub async fn reconcile<K: Managed>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Act
         set_finalizer(&api, &*obj, true).await?;
         return Ok(Action::requeue(Duration::from_millis(200)));
     }
-    match apply(&*obj, &ctx, &api, &ns).await? {
+    let step = apply(&*obj, &ctx, &api, &ns).await;
+    ctx.until_cached(&ObjKey::of(&*obj), Duration::from_secs(2))
+        .await;
+    match step? {
         Step::Requeue(d) => Ok(Action::requeue(bounds::requeue(d))),
         Step::Release => Ok(Action::await_change()),
     }
@@ -484,6 +490,7 @@ impl<K: Managed> Run<'_, K> {
         )
         .await?
         {
+            self.ctx.wrote(&self.key, rv.clone());
             self.resource_version = Some(rv);
             self.written = Some(self.status.clone());
         }
@@ -962,15 +969,34 @@ async fn cleanup<K: Managed>(
         return Ok(Step::Release);
     };
     if K::waits_for_removal() {
-        match client.get::<K::Remote>(&id).await {
-            Err(e) if e.is_not_found() => {
+        // Objects that take a while to go (workspaces cancelling) are watched through the shared
+        // list, like objects in flight; one missing from it is confirmed gone by a read of its own.
+        let listed = match ctx
+            .list::<K::Remote>(&account_key, client, ctx.settings.busy_poll_interval)
+            .await
+        {
+            Ok(l) => l,
+            Err(e) => return run.api_failure(&e, "list").await,
+        };
+        let current = match listed.iter().find(|r| r.id() == id) {
+            Some(r) => Some(r.clone()),
+            None => match client.get::<K::Remote>(&id).await {
+                Ok(r) => Some(r),
+                Err(e) => match gone::<K>(ctx, client, &account_key, &id, &e).await {
+                    Ok(true) => None,
+                    Ok(false) => return run.api_failure(&e, "read").await,
+                    Err(e) => return run.api_failure(&e, "list").await,
+                },
+            },
+        };
+        match current {
+            None => {
                 run.event(false, "Deleted", "Delete", format!("{noun} {id} is gone"))
                     .await;
                 ctx.invalidate::<K::Remote>(&account_key);
                 return Ok(Step::Release);
             }
-            Err(e) => return run.api_failure(&e, "read").await,
-            Ok(r) if K::removing(&r) => {
+            Some(r) if K::removing(&r) => {
                 run.set(
                     "Ready",
                     false,
@@ -980,7 +1006,7 @@ async fn cleanup<K: Managed>(
                 run.write().await?;
                 return Ok(Step::Requeue(ctx.settings.busy_poll_interval));
             }
-            Ok(_) => {}
+            Some(_) => {}
         }
     }
     match client.delete::<K::Remote>(&id).await {
@@ -1010,7 +1036,6 @@ async fn cleanup<K: Managed>(
                 Ok(Step::Release)
             }
         }
-        Err(e) if e.is_not_found() => Ok(Step::Release),
         Err(e) if e.is_in_use() => {
             let msg = format!("Databricks still counts {noun} {id} as in use ({e}); retrying");
             run.set("Ready", false, Reason::InUse, &msg);
@@ -1019,8 +1044,34 @@ async fn cleanup<K: Managed>(
                 ctx.backoff(&run.key, None).min(Duration::from_secs(30)),
             ))
         }
-        Err(e) => run.api_failure(&e, "delete").await,
+        Err(e) => match gone::<K>(ctx, client, &account_key, &id, &e).await {
+            Ok(true) => Ok(Step::Release),
+            Ok(false) => run.api_failure(&e, "delete").await,
+            Err(e) => run.api_failure(&e, "list").await,
+        },
     }
+}
+
+/// Whether an error answering a read or delete of `id` shows the object is gone: the API says
+/// so in its own words, or, for any other 404 (a proxy's page, an unknown route), a list made
+/// now lacks it. Anything else is not proof, and the finalizer stays.
+async fn gone<K: Managed>(
+    ctx: &Context,
+    client: &AccountClient,
+    account_key: &str,
+    id: &str,
+    err: &ApiCallError,
+) -> Result<bool, ApiCallError> {
+    if err.is_not_found() {
+        return Ok(true);
+    }
+    if err.api().is_none_or(|a| a.status != 404) {
+        return Ok(false);
+    }
+    let fresh = ctx
+        .list::<K::Remote>(account_key, client, Duration::ZERO)
+        .await?;
+    Ok(!fresh.iter().any(|r| r.id() == id))
 }
 
 #[cfg(test)]

@@ -176,6 +176,8 @@ pub struct Context {
     failures: Mutex<HashMap<ObjKey, u32>>,
     /// Per-object gates after a rejection: no API call before the instant unless the generation changes.
     gates: Mutex<HashMap<ObjKey, (Option<i64>, Instant)>>,
+    /// The resourceVersion each running reconcile last wrote (removed when it returns).
+    writes: Mutex<HashMap<ObjKey, String>>,
     /// When an object first met the IAM-propagation error.
     propagation: Mutex<HashMap<ObjKey, Instant>>,
 }
@@ -199,6 +201,7 @@ impl Context {
             lists: Mutex::default(),
             failures: Mutex::default(),
             gates: Mutex::default(),
+            writes: Mutex::default(),
             propagation: Mutex::default(),
         })
     }
@@ -294,6 +297,37 @@ impl Context {
             && Instant::now() < deadline
         {
             tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Records that a running reconcile wrote `key`, which now has `resource_version`.
+    pub(crate) fn wrote(&self, key: &ObjKey, resource_version: String) {
+        lock(&self.writes).insert(key.clone(), resource_version);
+    }
+
+    /// Waits, at most `within`, until the cache shows the last write the reconcile of `key`
+    /// made, if it made one. A reconcile returns only then, so that the next one (its own write
+    /// wakes it) starts from what it wrote, not from the copy before: a create's next reconcile
+    /// would otherwise see the pending marker without the ID and look the object up again.
+    pub async fn until_cached(&self, key: &ObjKey, within: Duration) {
+        let Some(ours) = lock(&self.writes).remove(key) else {
+            return;
+        };
+        // Resource versions are opaque, but etcd's are increasing numbers: a newer one counts.
+        let caught_up = |cached: &str| {
+            cached == ours
+                || matches!((cached.parse::<u64>(), ours.parse::<u64>()), (Ok(c), Ok(o)) if c >= o)
+        };
+        let deadline = crate::bounds::after(within);
+        while let Some(cache) = self
+            .scope(&key.namespace)
+            .and_then(|s| s.kind(&key.kind).cloned())
+            && cache
+                .version(&key.namespace, &key.name)
+                .is_some_and(|v| !caught_up(&v))
+            && Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 
@@ -492,6 +526,7 @@ impl Context {
         vec![
             ("failures", lock(&self.failures).len()),
             ("gates", lock(&self.gates).len()),
+            ("writes", lock(&self.writes).len()),
             ("propagation", lock(&self.propagation).len()),
             ("accounts", lock(&self.accounts).len()),
             ("lists", lock(&self.lists).len()),

@@ -128,15 +128,17 @@ impl ApiError {
     }
 
     /// The API itself says the object does not exist: a JSON error body with
-    /// `RESOURCE_DOES_NOT_EXIST` or `NOT_FOUND` (or a JSON 404). A 404 page from a proxy, a
-    /// plain-text or an empty 404 confirms nothing.
+    /// `RESOURCE_DOES_NOT_EXIST` or `NOT_FOUND` under a 4xx status, or a JSON 404 with no code.
+    /// A 404 page from a proxy, a plain-text or an empty 404, a 404 for an unknown route
+    /// (`ENDPOINT_NOT_FOUND`) and any 5xx confirm nothing.
     pub fn is_not_found(&self) -> bool {
+        let code_says = matches!(
+            self.error_code.as_str(),
+            "RESOURCE_DOES_NOT_EXIST" | "NOT_FOUND"
+        );
         self.json
-            && (self.status == 404
-                || matches!(
-                    self.error_code.as_str(),
-                    "RESOURCE_DOES_NOT_EXIST" | "NOT_FOUND"
-                ))
+            && ((400..500).contains(&self.status) && code_says
+                || self.status == 404 && self.error_code.is_empty())
     }
 
     /// The object is still used by a workspace (`INVALID_STATE: Unable to delete, ... is being used by
@@ -569,6 +571,11 @@ mod tests {
             .is_not_found()
         );
         assert!(!parse(400, r#"{"error_code":"INVALID_STATE","message":"x"}"#).is_not_found());
+        assert!(parse(404, r#"{"message":"x"}"#).is_not_found());
+        // A gateway's "no such route" and a server error that happens to say NOT_FOUND.
+        assert!(!parse(404, r#"{"error_code":"ENDPOINT_NOT_FOUND","message":"x"}"#).is_not_found());
+        assert!(!parse(500, r#"{"error_code":"NOT_FOUND","message":"x"}"#).is_not_found());
+        assert!(!parse(503, r#"{"error_code":"RESOURCE_DOES_NOT_EXIST"}"#).is_not_found());
     }
 
     /// A rate-limit code under another status is still retried.
