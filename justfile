@@ -17,7 +17,7 @@ cluster-status:
 cluster-env:
     @bash hack/cluster.sh env
 
-# The scale benchmark (1,000 objects) on a control plane of its own; prints the figures.
+# The scale benchmark (1,000 objects) on a control plane of its own: a table, JSON and a plot.
 bench:
     bash hack/bench.sh
 

@@ -154,8 +154,14 @@ async fn run(args: RunArgs) -> Result<(), String> {
         .map_err(|e| format!("cannot reach Kubernetes: {e}"))?;
     kube_config.connect_timeout = Some(std::time::Duration::from_secs(10));
     kube_config.write_timeout = Some(std::time::Duration::from_secs(10));
-    let client =
-        kube::Client::try_from(kube_config).map_err(|e| format!("cannot reach Kubernetes: {e}"))?;
+    // Every request to the API server is counted by verb in the metrics, once they exist.
+    let metrics_sink = Arc::new(std::sync::OnceLock::new());
+    let client = kube::client::ClientBuilder::try_from(kube_config)
+        .map_err(|e| format!("cannot reach Kubernetes: {e}"))?
+        .with_layer(&databricks_account_operator::metrics::kube_request_layer(
+            metrics_sink.clone(),
+        ))
+        .build();
     // Each replica needs its own identity, or two would both believe they hold the lease.
     let instance = std::env::var("POD_NAME")
         .ok()
@@ -171,6 +177,7 @@ async fn run(args: RunArgs) -> Result<(), String> {
             )
         });
     let ctx = Context::new(client.clone(), settings, instance.clone());
+    let _ = metrics_sink.set(ctx.metrics.clone());
     let ready = Arc::new(AtomicBool::new(false));
     let server = tokio::spawn(databricks_account_operator::http::serve(
         args.metrics_addr,

@@ -1,8 +1,8 @@
-//! Prometheus metrics of the operator. Labels are bounded: kinds, fixed outcomes, API operations
-//! and HTTP status codes; never object names or error texts.
+//! Prometheus metrics of the operator. Labels are bounded: kinds, fixed outcomes, API operations,
+//! HTTP status codes and Kubernetes verbs; never object names or error texts.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -56,6 +56,16 @@ pub struct ObjectLabels {
     pub ready: String,
 }
 
+/// A request to the Kubernetes API server, named as the API server's own metrics name it.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KubeRequestLabels {
+    /// `GET`, `LIST`, `WATCH`, `CREATE`, `UPDATE`, `PATCH`, `APPLY` (a server-side apply),
+    /// `DELETE`, `DELETECOLLECTION`, or the HTTP method of a request that names no resource.
+    pub verb: String,
+    /// `status` for the status subresource, `other` for another one, empty for the object itself.
+    pub subresource: String,
+}
+
 /// Readiness by object, and the objects seen Ready at least once.
 type Readiness = (HashMap<ObjKey, bool>, HashSet<ObjKey>);
 
@@ -80,6 +90,7 @@ pub struct Metrics {
     objects: Family<ObjectLabels, Gauge>,
     time_to_ready: Hist<KindLabels>,
     tracked: Family<MapLabels, Gauge>,
+    kube_requests: Family<KubeRequestLabels, Counter>,
     /// Readiness by object, and the objects seen Ready at least once.
     readiness: Mutex<Readiness>,
 }
@@ -109,6 +120,7 @@ impl Metrics {
         let objects = Family::<ObjectLabels, Gauge>::default();
         let time_to_ready: Hist<KindLabels> = Family::new_with_constructor(ready_histogram);
         let tracked = Family::<MapLabels, Gauge>::default();
+        let kube_requests = Family::<KubeRequestLabels, Counter>::default();
         registry.register(
             "tracked_entries",
             "Entries of the operator's per-object and per-account state, by map (they shrink when objects go)",
@@ -149,6 +161,11 @@ impl Metrics {
             "Time from an object's creation to its first Ready seen by this process",
             time_to_ready.clone(),
         );
+        registry.register(
+            "kube_requests",
+            "Requests this process sent to the Kubernetes API server, by verb and subresource (status writes have the status subresource)",
+            kube_requests.clone(),
+        );
         Self {
             registry,
             reconciles,
@@ -159,8 +176,25 @@ impl Metrics {
             objects,
             time_to_ready,
             tracked,
+            kube_requests,
             readiness: Mutex::default(),
         }
+    }
+
+    /// Counts one request to the Kubernetes API server.
+    pub fn kube_request<B>(&self, req: &http::Request<B>) {
+        let apply = req
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .is_some_and(|t| t.as_bytes().starts_with(b"application/apply-patch"));
+        let uri = req.uri();
+        let (verb, subresource) = kube_verb(req.method(), apply, uri.path(), uri.query());
+        self.kube_requests
+            .get_or_create(&KubeRequestLabels {
+                verb: verb.into(),
+                subresource: subresource.into(),
+            })
+            .inc();
     }
 
     /// Records one reconcile.
@@ -270,6 +304,76 @@ impl Metrics {
     }
 }
 
+/// The verb and subresource label of a request to the Kubernetes API server, by the rules the API
+/// server itself applies (a GET without a name is a LIST, or a WATCH with `watch=true`; a DELETE
+/// without a name is a DELETECOLLECTION; a PATCH of `apply` content is an APPLY).
+fn kube_verb(
+    method: &http::Method,
+    apply: bool,
+    path: &str,
+    query: Option<&str>,
+) -> (&'static str, &'static str) {
+    use http::Method;
+    let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
+    let rest = match parts.first() {
+        Some(&"api") if parts.len() >= 2 => &parts[2..],
+        Some(&"apis") if parts.len() >= 3 => &parts[3..],
+        _ => &[][..],
+    };
+    if rest.is_empty() {
+        // `/version`, `/apis` and the like: no resource, no verb of its own.
+        let verb = match *method {
+            Method::GET => "GET",
+            Method::POST => "POST",
+            Method::PUT => "PUT",
+            Method::PATCH => "PATCH",
+            Method::DELETE => "DELETE",
+            _ => "OTHER",
+        };
+        return (verb, "");
+    }
+    // `namespaces/NS/KIND/...` is a namespaced resource; `namespaces/NS/status` (or `finalize`) a
+    // subresource of the namespace itself.
+    let rest = match rest {
+        ["namespaces", _, next, ..] if *next != "status" && *next != "finalize" => &rest[2..],
+        _ => rest,
+    };
+    let named = rest.len() >= 2;
+    let subresource = match rest.get(2) {
+        None => "",
+        Some(&"status") => "status",
+        Some(_) => "other",
+    };
+    let watch = query.is_some_and(|q| q.split('&').any(|kv| kv == "watch=true" || kv == "watch=1"));
+    let verb = match *method {
+        Method::GET if watch => "WATCH",
+        Method::GET if named => "GET",
+        Method::GET => "LIST",
+        Method::POST => "CREATE",
+        Method::PUT => "UPDATE",
+        Method::PATCH if apply => "APPLY",
+        Method::PATCH => "PATCH",
+        Method::DELETE if named => "DELETE",
+        Method::DELETE => "DELETECOLLECTION",
+        _ => "OTHER",
+    };
+    (verb, subresource)
+}
+
+/// A layer for the Kubernetes client that counts each request it sends in the metrics in `sink`
+/// (set once the metrics exist: they belong to the controllers' context, which needs the client
+/// first; nothing is sent before).
+pub fn kube_request_layer<B>(
+    sink: Arc<OnceLock<Arc<Metrics>>>,
+) -> tower::util::MapRequestLayer<impl Fn(http::Request<B>) -> http::Request<B> + Clone> {
+    tower::util::MapRequestLayer::new(move |req: http::Request<B>| {
+        if let Some(m) = sink.get() {
+            m.kube_request(&req);
+        }
+        req
+    })
+}
+
 impl CallObserver for Metrics {
     fn observe(&self, r: &CallRecord<'_>) {
         self.api_requests
@@ -293,6 +397,88 @@ impl CallObserver for Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Status writes are told from other writes, and reads are named as the API server names
+    /// them, so that a benchmark can count what the operator costs the API server by verb.
+    #[test]
+    fn kube_requests_are_counted_by_verb_and_subresource() {
+        let m = Metrics::new();
+        let g = "/apis/account.databricks-operator.dev/v1alpha1";
+        let apply = "application/apply-patch+yaml";
+        let merge = "application/merge-patch+json";
+        let requests = [
+            (
+                "PATCH",
+                apply,
+                format!(
+                    "{g}/namespaces/ns/databricksworkspaces/w/status?fieldManager=x&force=true"
+                ),
+            ),
+            (
+                "PATCH",
+                merge,
+                format!("{g}/namespaces/ns/databricksworkspaces/w/status"),
+            ),
+            (
+                "PATCH",
+                merge,
+                format!("{g}/namespaces/ns/databricksworkspaces/w"),
+            ),
+            (
+                "GET",
+                "",
+                format!("{g}/namespaces/ns/databricksworkspaces?watch=true&resourceVersion=5"),
+            ),
+            (
+                "GET",
+                "",
+                format!("{g}/namespaces/ns/databricksworkspaces?limit=500"),
+            ),
+            ("GET", "", format!("{g}/databricksworkspaces")),
+            ("GET", "", "/api/v1/namespaces/ns/secrets/s".to_string()),
+            ("GET", "", "/api/v1/namespaces/ns".to_string()),
+            ("PUT", "", "/api/v1/namespaces/ns/finalize".to_string()),
+            (
+                "POST",
+                "",
+                "/apis/events.k8s.io/v1/namespaces/ns/events".to_string(),
+            ),
+            (
+                "PUT",
+                "",
+                "/apis/coordination.k8s.io/v1/namespaces/ns/leases/l".to_string(),
+            ),
+            ("DELETE", "", "/api/v1/namespaces/ns/pods".to_string()),
+            ("GET", "", "/version".to_string()),
+        ];
+        for (method, content_type, uri) in &requests {
+            let mut req = http::Request::builder().method(*method).uri(uri);
+            if !content_type.is_empty() {
+                req = req.header(http::header::CONTENT_TYPE, *content_type);
+            }
+            m.kube_request(&req.body(()).unwrap());
+        }
+        let text = m.encode();
+        let count = |verb: &str, sub: &str| {
+            let line = format!(
+                r#"databricks_operator_kube_requests_total{{verb="{verb}",subresource="{sub}"}} "#
+            );
+            text.lines()
+                .find_map(|l| l.strip_prefix(&line))
+                .map(|v| v.parse::<u64>().unwrap())
+                .unwrap_or(0)
+        };
+        assert_eq!(count("APPLY", "status"), 1, "{text}");
+        assert_eq!(count("PATCH", "status"), 1);
+        assert_eq!(count("PATCH", ""), 1);
+        assert_eq!(count("WATCH", ""), 1);
+        assert_eq!(count("LIST", ""), 2);
+        assert_eq!(count("GET", ""), 3, "a secret, a namespace and /version");
+        assert_eq!(count("UPDATE", "other"), 1, "a namespace's finalize");
+        assert_eq!(count("CREATE", ""), 1);
+        assert_eq!(count("UPDATE", ""), 1);
+        assert_eq!(count("DELETECOLLECTION", ""), 1);
+    }
 
     /// API calls are counted by operation and status, and objects by readiness.
     #[test]

@@ -95,6 +95,42 @@ impl OperatorProcess {
             .unwrap_or_else(|| panic!("no {field} in /proc/{}/status", self.pid()))
     }
 
+    /// CPU time the process has used so far, user and system, in seconds (`utime` + `stime` of
+    /// `/proc/PID/stat`).
+    pub fn cpu_seconds(&self) -> f64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid()))
+            .expect("the process is alive");
+        // The fields after the command name, which is in parentheses and may contain spaces:
+        // state is field 3, utime 14 and stime 15.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest.split_whitespace().collect())
+            .unwrap_or_default();
+        let ticks = |i: usize| -> f64 {
+            fields
+                .get(i)
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or_else(|| panic!("no field {} in /proc/{}/stat", i + 3, self.pid()))
+        };
+        (ticks(11) + ticks(12)) / clock_ticks_per_second()
+    }
+
+    /// Sends SIGTERM and waits for the process to exit; SIGKILL after `patience`. Returns whether
+    /// it exited by itself.
+    pub async fn stop(&mut self, patience: Duration) -> bool {
+        self.signal("TERM");
+        let deadline = std::time::Instant::now() + patience;
+        while std::time::Instant::now() < deadline {
+            if !self.running() {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        false
+    }
+
     /// `/metrics` as text. Fails the test when the endpoint does not answer: an unreachable
     /// endpoint must never read as zero.
     pub async fn metrics(&self) -> String {
@@ -128,6 +164,19 @@ impl OperatorProcess {
         assert!(!values.is_empty(), "no metric line starts with {prefix}");
         values.iter().sum()
     }
+}
+
+/// The unit of the CPU times in `/proc/PID/stat` (`USER_HZ`, 100 on Linux unless `getconf`
+/// says otherwise).
+fn clock_ticks_per_second() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse::<f64>().ok())
+        .filter(|&t| t > 0.0)
+        .unwrap_or(100.0)
 }
 
 impl Drop for OperatorProcess {
