@@ -524,6 +524,137 @@ async fn lost_create_response_is_adopted_not_duplicated() {
     .await;
 }
 
+/// A storage configuration with this remote name and bucket.
+fn storage_doc(name: &str, remote_name: &str, bucket: &str) -> String {
+    format!(
+        "apiVersion: account.databricks-operator.dev/v1alpha1\nkind: DatabricksStorageConfig\nmetadata:\n  name: {name}\nspec:\n  storageConfigurationName: {remote_name}\n  bucketName: {bucket}\n"
+    )
+}
+
+/// A key configuration for the same KMS key as this object's.
+fn key_doc(name: &str) -> String {
+    format!(
+        "apiVersion: account.databricks-operator.dev/v1alpha1\nkind: DatabricksKeyConfig\nmetadata:\n  name: {name}\nspec:\n  useCases: [MANAGED_SERVICES]\n  keyArn: arn:aws:kms:us-east-1:123456789012:key/11111111-2222-3333-4444-555555555555\n"
+    )
+}
+
+/// After a create whose answer was lost, the lookup takes only what that attempt made. Key
+/// configurations have no name: the first match by content used to be another custom
+/// resource's key, which the second then managed too (and deleted with itself).
+#[tokio::test]
+async fn a_lost_create_adopts_what_it_made_not_another_resources_object() {
+    run_test(&["lostkey"], |env| async move {
+        let Env { client, ns, .. } = env;
+        let sim = start_sim(sim_config()).await;
+        let mut docs = samples_of(&sim, &["Secret", "DatabricksAccount"]);
+        docs.push(key_doc("first"));
+        apply(&client, &ns, &docs).await;
+        let first = wait_ready(&client, &ns, "DatabricksKeyConfig", "first", 60).await;
+        let first_id = first.data["status"]["customerManagedKeyId"].clone();
+
+        // The second one's create is committed, and its answer lost.
+        sim.set_faults(Faults {
+            lost_response: Some(LostResponse {
+                count: 1,
+                route: Some("POST /customer-managed-keys".into()),
+                status: 502,
+            }),
+            ..Faults::default()
+        });
+        apply(&client, &ns, &[key_doc("second")]).await;
+        let second = wait_ready(&client, &ns, "DatabricksKeyConfig", "second", 60).await;
+        let second_id = second.data["status"]["customerManagedKeyId"].clone();
+        let snap = sim.snapshot();
+        assert_eq!(count(&snap, "customer-managed-keys"), 2, "{snap:#}");
+        assert_ne!(second_id, first_id, "the second adopted the first's key");
+        assert_eq!(
+            sim.request_count().total("POST /customer-managed-keys"),
+            2,
+            "one create each, none repeated"
+        );
+
+        // Deleting the second deletes its own key only.
+        let keys = dynamic(&client, &ns, "DatabricksKeyConfig");
+        keys.delete("second", &DeleteParams::default())
+            .await
+            .unwrap();
+        eventually("the second key config to go", 30, || {
+            let keys = keys.clone();
+            async move { keys.get_opt("second").await.ok()?.is_none().then_some(()) }
+        })
+        .await;
+        let snap = sim.snapshot();
+        let left: Vec<&serde_json::Value> = snap["customer-managed-keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| &k["customer_managed_key_id"])
+            .collect();
+        assert_eq!(left, [&first_id], "{snap:#}");
+        delete_namespace_and_wait(&client, &ns).await;
+    })
+    .await;
+}
+
+/// Two objects asking for one remote name at once: one remote object is made (storage
+/// configuration names are not unique in the API, so both used to be created), and the other
+/// object says which custom resource has the name.
+#[tokio::test]
+async fn two_objects_racing_for_one_name_make_one_remote_object() {
+    run_test(&["race"], |env| async move {
+        let Env { client, ns, .. } = env;
+        let sim = start_sim(sim_config()).await;
+        // Slow answers, so that both creates are under way together.
+        sim.set_faults(Faults {
+            latency_ms: 300,
+            ..Faults::default()
+        });
+        let mut docs = samples_of(&sim, &["Secret", "DatabricksAccount"]);
+        docs.push(storage_doc("left", "contested", "bucket-left"));
+        docs.push(storage_doc("right", "contested", "bucket-right"));
+        apply(&client, &ns, &docs).await;
+        let api = dynamic(&client, &ns, "DatabricksStorageConfig");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        let (winner, loser) = loop {
+            let reasons: Vec<(String, Option<common::Cond>)> =
+                futures::future::join_all(["left", "right"].map(|n| {
+                    let api = api.clone();
+                    async move {
+                        (
+                            n.to_string(),
+                            api.get(n).await.ok().and_then(|o| condition(&o, "Ready")),
+                        )
+                    }
+                }))
+                .await;
+            let find = |reason: &str| {
+                reasons
+                    .iter()
+                    .find(|(_, c)| c.as_ref().is_some_and(|c| c.reason == reason))
+                    .cloned()
+            };
+            if let (Some(w), Some(l)) = (find("Available"), find("NameConflict")) {
+                break (w, l);
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "expected one Available and one NameConflict: {reasons:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        let message = loser.1.map(|c| c.message).unwrap_or_default();
+        assert!(
+            message.contains(&format!("DatabricksStorageConfig/{ns}/{}", winner.0)),
+            "the loser names the winner: {message}"
+        );
+        let snap = sim.snapshot();
+        assert_eq!(count(&snap, "storage-configurations"), 1, "{snap:#}");
+        assert_eq!(sim.request_count().total("POST /storage-configurations"), 1);
+        delete_namespace_and_wait(&client, &ns).await;
+    })
+    .await;
+}
+
 /// A create committed before the server answered 503 (a proxy giving up on a slow backend) is
 /// not sent again: the next attempt lists afresh and adopts it. Storage configuration names are
 /// not unique in an account, so a blind retry would make a second one.
@@ -1292,15 +1423,27 @@ async fn remote_object_deleted_outside_kubernetes_is_recreated() {
             &ns,
             &ApiResource::from_gvk(&GroupVersionKind::gvk("events.k8s.io", "v1", "Event")),
         );
-        let reasons: Vec<String> = events
-            .list(&ListParams::default())
-            .await
-            .unwrap()
-            .items
+        let listed = events.list(&ListParams::default()).await.unwrap().items;
+        let reasons: Vec<(String, String)> = listed
             .iter()
-            .filter_map(|e| e.data["reason"].as_str().map(str::to_string))
+            .map(|e| {
+                let text = |k: &str| e.data[k].as_str().unwrap_or_default().to_string();
+                (text("reason"), text("note"))
+            })
             .collect();
-        assert!(reasons.iter().any(|r| r == "RemoteDeleted"), "{reasons:?}");
+        assert!(
+            reasons.iter().any(|(r, _)| r == "RemoteDeleted"),
+            "{reasons:?}"
+        );
+        // Each event names what it reports: the second create's event shows the new ID.
+        for id in [&first_id, &second_id] {
+            assert!(
+                reasons
+                    .iter()
+                    .any(|(r, note)| r == "Created" && note.ends_with(id.as_str())),
+                "a Created event naming {id}: {reasons:?}"
+            );
+        }
         delete_namespace_and_wait(&client, &ns).await;
     })
     .await;

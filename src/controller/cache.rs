@@ -35,6 +35,9 @@ pub trait KindCache: Send + Sync {
     fn finalizing(&self, namespace: &str, name: &str, uid: &str) -> bool;
     /// The cached object's resourceVersion.
     fn version(&self, namespace: &str, name: &str) -> Option<String>;
+    /// `Kind/namespace/name` of the object (other than the one with `uid`) whose status holds
+    /// the Databricks ID `id`.
+    fn owner(&self, id: &str, uid: &str) -> Option<String>;
     /// `Kind/name` of the objects in `namespace` that name `name` of `dep` in their spec.
     fn referrers(&self, namespace: &str, dep: DepKind, name: &str) -> Vec<String>;
     /// `Kind/name` of the objects in `namespace` that use the account `account`: they name it in
@@ -70,6 +73,25 @@ impl<K: Managed> KindCache for Store<K> {
     fn version(&self, namespace: &str, name: &str) -> Option<String> {
         self.get(&ObjectRef::new(name).within(namespace))?
             .resource_version()
+    }
+
+    fn owner(&self, id: &str, uid: &str) -> Option<String> {
+        self.state()
+            .iter()
+            .find(|o| {
+                o.uid().as_deref() != Some(uid)
+                    && o.current_status()
+                        .and_then(K::remote_id)
+                        .is_some_and(|have| have == id)
+            })
+            .map(|o| {
+                format!(
+                    "{}/{}/{}",
+                    K::kind(&()),
+                    o.namespace().unwrap_or_default(),
+                    o.name_any()
+                )
+            })
     }
 
     fn referrers(&self, namespace: &str, dep: DepKind, name: &str) -> Vec<String> {

@@ -521,12 +521,22 @@ impl<K: Managed> Run<'_, K> {
 
     /// Reports that another remote object has the name, and holds off until the spec changes or
     /// the poll interval passes.
-    async fn name_conflict(&mut self, id: &str, poll: Duration) -> Result<Step, Error> {
+    async fn name_conflict(
+        &mut self,
+        id: &str,
+        owner: Option<&str>,
+        poll: Duration,
+    ) -> Result<Step, Error> {
         let noun = <K::Remote as RemoteResource>::NOUN;
-        let msg = format!(
-            "a {noun} named {:?} already exists (ID {id}) and was not created by this object; set spec.externalId to {id} to adopt it, or choose another name",
-            self.obj.desired_name(),
-        );
+        let name = self.obj.desired_name();
+        let msg = match owner {
+            Some(owner) => format!(
+                "a {noun} named {name:?} already exists (ID {id}), managed by {owner}; names must be unique: choose another name"
+            ),
+            None => format!(
+                "a {noun} named {name:?} already exists (ID {id}) and was not created by this object; set spec.externalId to {id} to adopt it, or choose another name"
+            ),
+        };
         let first = K::common(&mut self.status)
             .condition("Ready")
             .is_none_or(|c| c.reason != Reason::NameConflict.as_str());
@@ -673,7 +683,9 @@ async fn apply<K: Managed>(obj: &K, ctx: &Context, api: &Api<K>, ns: &str) -> Re
             },
         },
     };
-    let mut decided = plan::plan(obj, &run.status, &deps, observed);
+    let uid = obj.uid().unwrap_or_default();
+    let owner = |id: &str| ctx.owner(ns, &K::kind(&()), id, &uid);
+    let mut decided = plan::plan(obj, &run.status, &deps, observed, &owner);
     if let Plan::Recreate { id } = &decided {
         let noun = <K::Remote as RemoteResource>::NOUN;
         let msg = format!("{noun} {id} was deleted outside Kubernetes; creating it again");
@@ -687,7 +699,13 @@ async fn apply<K: Managed>(obj: &K, ctx: &Context, api: &Api<K>, ns: &str) -> Re
             Ok(l) => l,
             Err(e) => return run.api_failure(&e, "list").await,
         };
-        decided = plan::plan(obj, &run.status, &deps, Observed::Listed(fresh.as_slice()));
+        decided = plan::plan(
+            obj,
+            &run.status,
+            &deps,
+            Observed::Listed(fresh.as_slice()),
+            &owner,
+        );
     }
 
     // Act: create exactly once, or take what an earlier attempt created.
@@ -699,7 +717,9 @@ async fn apply<K: Managed>(obj: &K, ctx: &Context, api: &Api<K>, ns: &str) -> Re
             run.write().await?;
             return Ok(Step::Requeue(poll));
         }
-        Plan::NameConflict { id } => return run.name_conflict(&id, poll).await,
+        Plan::NameConflict { id, owner } => {
+            return run.name_conflict(&id, owner.as_deref(), poll).await;
+        }
         Plan::Adopt(found) => {
             K::common(&mut run.status).pending_create = None;
             let noun = <K::Remote as RemoteResource>::NOUN;
@@ -707,13 +727,38 @@ async fn apply<K: Managed>(obj: &K, ctx: &Context, api: &Api<K>, ns: &str) -> Re
             let change = plan::change(obj, &found, &deps);
             (found, change)
         }
-        Plan::Create(request) => match create(&mut run, client, &account_key, &request).await? {
-            Ok(created) => {
-                let change = plan::change(obj, &created, &deps);
-                (created, change)
+        Plan::Create(request) => {
+            // Two objects asking for one name in one account: the first creates, the other is told.
+            if K::named()
+                && let Err(holder) = ctx.claim_name(
+                    client.account_id(),
+                    <K::Remote as RemoteResource>::COLLECTION,
+                    &obj.desired_name(),
+                    &run.key,
+                )
+            {
+                let noun = <K::Remote as RemoteResource>::NOUN;
+                return run
+                    .wait(Wait {
+                        reason: Reason::NameConflict,
+                        message: format!(
+                            "{holder} is creating a {noun} named {:?} in this account right now; names must be unique: choose another name, or adopt that object with spec.externalId once it has an ID",
+                            obj.desired_name()
+                        ),
+                        ready: true,
+                        warn: true,
+                        requeue: Duration::from_secs(5),
+                    })
+                    .await;
             }
-            Err(step) => return Ok(step),
-        },
+            match create(&mut run, client, &account_key, &request).await? {
+                Ok(created) => {
+                    let change = plan::change(obj, &created, &deps);
+                    (created, change)
+                }
+                Err(step) => return Ok(step),
+            }
+        }
         // A list made just now lacks the object too: look again soon.
         Plan::Recreate { .. } => return Ok(Step::Requeue(ctx.settings.busy_poll_interval)),
     };
@@ -820,7 +865,12 @@ async fn create<K: Managed>(
         format!("creating the {noun}"),
     );
     run.write().await?;
-    match client.create::<K::Remote>(request).await {
+    let result = client.create::<K::Remote>(request).await;
+    // The name stays claimed while the outcome is unknown: the lookup that follows settles it.
+    if !result.as_ref().is_err_and(ApiCallError::is_outcome_unknown) {
+        ctx.release_names(&run.key);
+    }
+    match result {
         Ok(created) => {
             K::common(&mut run.status).pending_create = None;
             K::set_remote_id(&mut run.status, Some(created.id()));
@@ -955,13 +1005,22 @@ async fn cleanup<K: Managed>(
         return Ok(Step::Requeue(Duration::from_secs(10)));
     };
     let client = &account.client;
-    if id.is_none() {
-        // A create whose answer was lost: find what it made.
+    if id.is_none()
+        && let Some(pending) = K::common(&mut run.status).pending_create.clone()
+    {
+        // A create whose answer was lost: find what it made, and only that.
+        let uid = obj.uid().unwrap_or_default();
+        let owner = |id: &str| ctx.owner(ns, &K::kind(&()), id, &uid);
         match ctx
             .list::<K::Remote>(&account_key, client, Duration::ZERO)
             .await
         {
-            Ok(l) => id = l.iter().find(|r| obj.matches(r)).map(RemoteResource::id),
+            Ok(l) => {
+                id = l
+                    .iter()
+                    .find(|r| plan::adoptable(obj, &pending, r, None, &owner))
+                    .map(RemoteResource::id);
+            }
             Err(e) => return run.api_failure(&e, "list").await,
         }
     }

@@ -154,6 +154,9 @@ struct Listed {
 
 type CacheSlot = Arc<ListSlot>;
 
+/// Remote names claimed for a create: (account ID, collection, name) → (object, since).
+type NameClaims = HashMap<(String, &'static str, String), (ObjKey, Instant)>;
+
 /// Shared state of all controllers.
 pub struct Context {
     /// Kubernetes client.
@@ -178,6 +181,9 @@ pub struct Context {
     gates: Mutex<HashMap<ObjKey, (Option<i64>, Instant)>>,
     /// The resourceVersion each running reconcile last wrote (removed when it returns).
     writes: Mutex<HashMap<ObjKey, String>>,
+    /// Remote names being created, by account ID, collection and name: which object creates
+    /// it, since when.
+    creating: Mutex<NameClaims>,
     /// When an object first met the IAM-propagation error.
     propagation: Mutex<HashMap<ObjKey, Instant>>,
 }
@@ -202,6 +208,7 @@ impl Context {
             failures: Mutex::default(),
             gates: Mutex::default(),
             writes: Mutex::default(),
+            creating: Mutex::default(),
             propagation: Mutex::default(),
         })
     }
@@ -298,6 +305,46 @@ impl Context {
         {
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
+    }
+
+    /// Claims the remote `name` of a collection in an account for `key`'s create, or says which
+    /// object holds it. A claim holds until the create's outcome is known (an answer lost keeps
+    /// it for the lookup that follows), the object goes, or 10 minutes pass.
+    pub fn claim_name(
+        &self,
+        account_id: &str,
+        collection: &'static str,
+        name: &str,
+        key: &ObjKey,
+    ) -> Result<(), ObjKey> {
+        let mut claims = lock(&self.creating);
+        let slot = claims
+            .entry((account_id.to_string(), collection, name.to_string()))
+            .or_insert_with(|| (key.clone(), Instant::now()));
+        if slot.0 != *key && slot.1.elapsed() < Duration::from_secs(600) {
+            return Err(slot.0.clone());
+        }
+        *slot = (key.clone(), Instant::now());
+        drop(claims);
+        self.track();
+        Ok(())
+    }
+
+    /// Releases the names `key` claimed.
+    pub fn release_names(&self, key: &ObjKey) {
+        let mut claims = lock(&self.creating);
+        let before = claims.len();
+        claims.retain(|_, (holder, _)| holder != key);
+        if claims.len() != before {
+            drop(claims);
+            self.track();
+        }
+    }
+
+    /// `Kind/namespace/name` of the object of `kind` other than `uid` that manages the
+    /// Databricks ID `id`, from the caches of `namespace`'s scope.
+    pub fn owner(&self, namespace: &str, kind: &str, id: &str, uid: &str) -> Option<String> {
+        self.scope(namespace)?.kind(kind)?.owner(id, uid)
     }
 
     /// Records that a running reconcile wrote `key`, which now has `resource_version`.
@@ -498,6 +545,7 @@ impl Context {
         lock(&self.failures).remove(key);
         lock(&self.gates).remove(key);
         lock(&self.propagation).remove(key);
+        lock(&self.creating).retain(|_, (holder, _)| holder != key);
         self.metrics.readiness(key, None, None);
         self.track();
     }
@@ -511,6 +559,13 @@ impl Context {
         gone.extend(lock(&self.failures).keys().filter(|k| stale(k)).cloned());
         gone.extend(lock(&self.gates).keys().filter(|k| stale(k)).cloned());
         gone.extend(lock(&self.propagation).keys().filter(|k| stale(k)).cloned());
+        gone.extend(
+            lock(&self.creating)
+                .values()
+                .map(|(k, _)| k)
+                .filter(|k| stale(k))
+                .cloned(),
+        );
         gone.sort();
         gone.dedup();
         for k in &gone {
@@ -527,6 +582,7 @@ impl Context {
             ("failures", lock(&self.failures).len()),
             ("gates", lock(&self.gates).len()),
             ("writes", lock(&self.writes).len()),
+            ("creating", lock(&self.creating).len()),
             ("propagation", lock(&self.propagation).len()),
             ("accounts", lock(&self.accounts).len()),
             ("lists", lock(&self.lists).len()),

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use super::managed::{Managed, Resolved};
-use crate::crd::{DeletionPolicy, ManagementPolicy, PAUSED_ANNOTATION, Reason};
+use crate::crd::{DeletionPolicy, ManagementPolicy, PAUSED_ANNOTATION, PendingCreate, Reason};
 use crate::databricks::models::{self as m, Resource as RemoteResource};
 use crate::databricks::{AccountClient, Error as ApiCallError};
 
@@ -224,6 +224,8 @@ pub enum Plan<R: RemoteResource> {
     NameConflict {
         /// The other object's ID.
         id: String,
+        /// The custom resource that manages it, if one does (`Kind/namespace/name`).
+        owner: Option<String>,
     },
     /// The object this one created was deleted outside Kubernetes: forget its ID, create again.
     Recreate {
@@ -251,12 +253,43 @@ pub enum Change {
     Update(Update),
 }
 
-/// Decides what to do with the remote object.
+/// How far behind ours Databricks' clock may be when an object's `creation_time` is compared
+/// with the start of a create attempt.
+pub const CLOCK_SKEW: Duration = Duration::from_secs(60);
+
+/// Whether `remote` can be what this object's create attempt (`pending`) made when its answer
+/// was lost: it has the name (keys: the key and use cases), the content the spec asks for (when
+/// the dependencies are known), it was created after the attempt began (for the kinds whose
+/// answers say when), and no other custom resource manages it (`owner` says which does).
+pub fn adoptable<K: Managed>(
+    obj: &K,
+    pending: &PendingCreate,
+    remote: &K::Remote,
+    deps: Option<&Resolved>,
+    owner: &dyn Fn(&str) -> Option<String>,
+) -> bool {
+    let began = pending
+        .since
+        .parse::<k8s_openapi::jiff::Timestamp>()
+        .ok()
+        .map(|t| t.as_millisecond() - i64::try_from(CLOCK_SKEW.as_millis()).unwrap_or(0));
+    obj.matches(remote)
+        && deps.is_none_or(|d| obj.immutable_changes(remote, d).is_empty())
+        && match (began, remote.created_ms()) {
+            (Some(began), Some(created)) => created >= began,
+            _ => true,
+        }
+        && owner(&remote.id()).is_none()
+}
+
+/// Decides what to do with the remote object. `owner` names the custom resource (other than
+/// this one) that manages a remote ID, if one does.
 pub fn plan<K: Managed>(
     obj: &K,
     status: &K::Status,
     deps: &Resolved,
     observed: Observed<'_, K::Remote>,
+    owner: &dyn Fn(&str) -> Option<String>,
 ) -> Plan<K::Remote> {
     let mgmt = obj.management();
     let observe_only = mgmt.management_policy == ManagementPolicy::ObserveOnly;
@@ -280,21 +313,34 @@ pub fn plan<K: Managed>(
         }
         Observed::Listed(listed) => {
             let found = listed.iter().find(|r| obj.matches(r));
-            let pending = K::common_ref(status).pending_create.is_some();
+            if observe_only {
+                return match found {
+                    Some(r) => Plan::Sync {
+                        remote: r.clone(),
+                        change: change(obj, r, deps),
+                    },
+                    None => Plan::NotFound {
+                        message: format!(
+                            "observe-only: no {noun} named {:?} in the account (set spec.externalId to name one by ID)",
+                            obj.desired_name()
+                        ),
+                        synced: Reason::ObserveOnly,
+                    },
+                };
+            }
+            // After a create whose answer was lost, only what that attempt can have made.
+            if let Some(pending) = &K::common_ref(status).pending_create
+                && let Some(r) = listed
+                    .iter()
+                    .find(|r| adoptable(obj, pending, r, Some(deps), owner))
+            {
+                return Plan::Adopt(r.clone());
+            }
             match found {
-                Some(r) if observe_only => Plan::Sync {
-                    remote: r.clone(),
-                    change: change(obj, r, deps),
+                Some(r) if K::named() => Plan::NameConflict {
+                    id: r.id(),
+                    owner: owner(&r.id()),
                 },
-                None if observe_only => Plan::NotFound {
-                    message: format!(
-                        "observe-only: no {noun} named {:?} in the account (set spec.externalId to name one by ID)",
-                        obj.desired_name()
-                    ),
-                    synced: Reason::ObserveOnly,
-                },
-                Some(r) if pending => Plan::Adopt(r.clone()),
-                Some(r) if K::named() => Plan::NameConflict { id: r.id() },
                 // Unnamed kinds (keys) may hold several objects with the same content.
                 _ => Plan::Create(obj.create_request(deps)),
             }

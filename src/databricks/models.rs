@@ -663,10 +663,15 @@ pub trait Resource: serde::de::DeserializeOwned + Send + Sync + 'static {
     fn id(&self) -> String;
     /// The object's name.
     fn name(&self) -> &str;
+    /// When the object was created (`creation_time`, epoch milliseconds), for the kinds whose
+    /// answers say (VPC endpoints and private access settings do not).
+    fn created_ms(&self) -> Option<i64> {
+        None
+    }
 }
 
 macro_rules! resource {
-    ($ty:ty, $create:ty, $coll:literal, $noun:literal, |$s:ident| $id:expr, $name:ident) => {
+    ($ty:ty, $create:ty, $coll:literal, $noun:literal, |$s:ident| $id:expr, $name:ident $(, created: $created:ident)?) => {
         impl Resource for $ty {
             const COLLECTION: &'static str = $coll;
             const NOUN: &'static str = $noun;
@@ -678,6 +683,11 @@ macro_rules! resource {
             fn name(&self) -> &str {
                 &self.$name
             }
+            $(
+                fn created_ms(&self) -> Option<i64> {
+                    self.$created
+                }
+            )?
         }
     };
 }
@@ -688,7 +698,8 @@ resource!(
     "credentials",
     "credential configuration",
     |s| s.credentials_id.clone(),
-    credentials_name
+    credentials_name,
+    created: creation_time
 );
 resource!(
     StorageConfiguration,
@@ -696,7 +707,8 @@ resource!(
     "storage-configurations",
     "storage configuration",
     |s| s.storage_configuration_id.clone(),
-    storage_configuration_name
+    storage_configuration_name,
+    created: creation_time
 );
 resource!(
     CustomerManagedKey,
@@ -704,7 +716,8 @@ resource!(
     "customer-managed-keys",
     "key configuration",
     |s| s.customer_managed_key_id.clone(),
-    customer_managed_key_id
+    customer_managed_key_id,
+    created: creation_time
 );
 resource!(
     Network,
@@ -712,7 +725,8 @@ resource!(
     "networks",
     "network configuration",
     |s| s.network_id.clone(),
-    network_name
+    network_name,
+    created: creation_time
 );
 resource!(
     VpcEndpoint,
@@ -736,7 +750,8 @@ resource!(
     "workspaces",
     "workspace",
     |s| s.workspace_id.to_string(),
-    workspace_name
+    workspace_name,
+    created: creation_time
 );
 
 #[cfg(test)]

@@ -14,6 +14,11 @@ use crate::crd::{
 
 const POLL: Duration = Duration::from_secs(600);
 
+/// When the pending create in [`pending`] began.
+const SINCE: &str = "2026-11-29T12:00:00Z";
+/// Epoch milliseconds of [`SINCE`].
+const SINCE_MS: i64 = 1_795_953_600_000;
+
 /// An object of `kind` named `x` in namespace `ns`, with this spec and status.
 fn object<K: DeserializeOwned>(kind: &str, spec: Value, status: Value) -> K {
     serde_json::from_value(json!({
@@ -38,6 +43,16 @@ fn deps(fields: &[(&'static str, &[&str])]) -> Resolved {
     )
 }
 
+/// The plan when no other custom resource manages any remote object.
+fn decide<K: Managed>(
+    obj: &K,
+    status: &K::Status,
+    deps: &Resolved,
+    observed: Observed<'_, K::Remote>,
+) -> Plan<K::Remote> {
+    plan(obj, status, deps, observed, &|_| None)
+}
+
 fn status<K: Managed>(obj: &K) -> K::Status {
     obj.current_status().cloned().unwrap_or_default()
 }
@@ -47,7 +62,7 @@ fn pending<K: Managed>(obj: &K) -> K::Status {
     let mut s = status(obj);
     K::common(&mut s).pending_create = Some(PendingCreate {
         name: obj.desired_name(),
-        since: "2026-11-29T00:00:00Z".into(),
+        since: SINCE.into(),
     });
     s
 }
@@ -223,7 +238,8 @@ fn a_credential_is_created_when_the_account_has_none_by_its_name() {
         json!({}),
     );
     let others = [cred_remote("c-1", "staging", ROLE)];
-    let Plan::Create(request) = plan(&c, &status(&c), &deps(&[]), Observed::Listed(&others)) else {
+    let Plan::Create(request) = decide(&c, &status(&c), &deps(&[]), Observed::Listed(&others))
+    else {
         panic!("expected a create");
     };
     assert_eq!(request.credentials_name, "prod");
@@ -235,11 +251,14 @@ fn a_credential_name_taken_is_a_conflict_unless_an_earlier_attempt_took_it() {
     let c = credential(json!({"roleArn": ROLE}), json!({}));
     let listed = [cred_remote("c-7", "x", ROLE)];
     assert_eq!(
-        plan(&c, &status(&c), &deps(&[]), Observed::Listed(&listed)),
-        Plan::NameConflict { id: "c-7".into() }
+        decide(&c, &status(&c), &deps(&[]), Observed::Listed(&listed)),
+        Plan::NameConflict {
+            id: "c-7".into(),
+            owner: None
+        }
     );
     assert_eq!(
-        plan(&c, &pending(&c), &deps(&[]), Observed::Listed(&listed)),
+        decide(&c, &pending(&c), &deps(&[]), Observed::Listed(&listed)),
         Plan::Adopt(listed[0].clone())
     );
 }
@@ -252,7 +271,7 @@ fn a_credential_role_change_is_reported_not_applied() {
     );
     let r = cred_remote("c-1", "x", ROLE);
     assert_eq!(
-        plan(&c, &status(&c), &deps(&[]), Observed::Found(&r)),
+        decide(&c, &status(&c), &deps(&[]), Observed::Found(&r)),
         Plan::Sync {
             remote: r.clone(),
             change: Change::Immutable(vec!["roleArn"])
@@ -260,7 +279,7 @@ fn a_credential_role_change_is_reported_not_applied() {
     );
     let same = credential(json!({"roleArn": ROLE}), json!({"credentialsId": "c-1"}));
     assert_eq!(
-        plan(&same, &status(&same), &deps(&[]), Observed::Found(&r)),
+        decide(&same, &status(&same), &deps(&[]), Observed::Found(&r)),
         Plan::Sync {
             remote: r,
             change: Change::None
@@ -272,7 +291,7 @@ fn a_credential_role_change_is_reported_not_applied() {
 fn a_missing_object_is_recreated_only_when_this_object_created_it() {
     let created = credential(json!({"roleArn": ROLE}), json!({"credentialsId": "c-1"}));
     assert_eq!(
-        plan(
+        decide(
             &created,
             &status(&created),
             &deps(&[]),
@@ -283,7 +302,7 @@ fn a_missing_object_is_recreated_only_when_this_object_created_it() {
     // Adopting by ID: what the spec names must exist; nothing is created in its place.
     let adopting = credential(json!({"roleArn": ROLE, "externalId": "c-1"}), json!({}));
     assert_eq!(
-        plan(
+        decide(
             &adopting,
             &status(&adopting),
             &deps(&[]),
@@ -301,7 +320,7 @@ fn observe_only_never_creates_or_changes_but_still_reports_differences() {
     let spec = |role: &str| json!({"roleArn": role, "managementPolicy": "ObserveOnly"});
     let c = credential(spec(ROLE), json!({}));
     let Plan::NotFound { message, synced } =
-        plan(&c, &status(&c), &deps(&[]), Observed::Listed(&[]))
+        decide(&c, &status(&c), &deps(&[]), Observed::Listed(&[]))
     else {
         panic!("expected not found");
     };
@@ -310,7 +329,7 @@ fn observe_only_never_creates_or_changes_but_still_reports_differences() {
 
     let listed = [cred_remote("c-3", "x", ROLE)];
     assert_eq!(
-        plan(&c, &status(&c), &deps(&[]), Observed::Listed(&listed)),
+        decide(&c, &status(&c), &deps(&[]), Observed::Listed(&listed)),
         Plan::Sync {
             remote: listed[0].clone(),
             change: Change::None
@@ -318,7 +337,7 @@ fn observe_only_never_creates_or_changes_but_still_reports_differences() {
     );
     let observed_gone = credential(spec(ROLE), json!({"credentialsId": "c-3"}));
     assert!(matches!(
-        plan(
+        decide(
             &observed_gone,
             &status(&observed_gone),
             &deps(&[]),
@@ -343,7 +362,7 @@ fn a_storage_configuration_is_created_with_its_bucket_and_the_bucket_cannot_chan
         json!({"bucketName": "root-bucket"}),
         json!({}),
     );
-    let Plan::Create(request) = plan(&s, &status(&s), &deps(&[]), Observed::Listed(&[])) else {
+    let Plan::Create(request) = decide(&s, &status(&s), &deps(&[]), Observed::Listed(&[])) else {
         panic!("expected a create");
     };
     assert_eq!(request.storage_configuration_name, "x");
@@ -379,17 +398,17 @@ fn a_key_with_the_same_content_is_no_conflict_and_is_adopted_only_after_a_lost_a
     let k = key(json!({"keyArn": KEY, "useCases": ["MANAGED_SERVICES"]}));
     let same = [key_remote("k-1", KEY, &["MANAGED_SERVICES"])];
     assert!(matches!(
-        plan(&k, &status(&k), &deps(&[]), Observed::Listed(&same)),
+        decide(&k, &status(&k), &deps(&[]), Observed::Listed(&same)),
         Plan::Create(_)
     ));
     assert_eq!(
-        plan(&k, &pending(&k), &deps(&[]), Observed::Listed(&same)),
+        decide(&k, &pending(&k), &deps(&[]), Observed::Listed(&same)),
         Plan::Adopt(same[0].clone())
     );
     // Other use cases are another key configuration: never adopted.
     let other = [key_remote("k-2", KEY, &["MANAGED_SERVICES", "STORAGE"])];
     assert!(matches!(
-        plan(&k, &pending(&k), &deps(&[]), Observed::Listed(&other)),
+        decide(&k, &pending(&k), &deps(&[]), Observed::Listed(&other)),
         Plan::Create(_)
     ));
 }
@@ -422,7 +441,7 @@ fn a_network_takes_its_endpoint_ids_from_the_dependencies_and_ignores_list_order
         ("vpcEndpoints.restApi", &["e-1"]),
         ("vpcEndpoints.dataplaneRelay", &["e-2"]),
     ]);
-    let Plan::Create(request) = plan(&n, &status(&n), &d, Observed::Listed(&[])) else {
+    let Plan::Create(request) = decide(&n, &status(&n), &d, Observed::Listed(&[])) else {
         panic!("expected a create");
     };
     let endpoints = request.vpc_endpoints.unwrap();
@@ -669,14 +688,18 @@ fn a_workspace_is_adopted_by_name_and_deployment_after_a_lost_answer() {
         ),
     ];
     assert_eq!(
-        plan(&w, &pending(&w), &ws_deps(&[]), Observed::Listed(&listed)),
+        decide(&w, &pending(&w), &ws_deps(&[]), Observed::Listed(&listed)),
         Plan::Adopt(listed[1].clone())
     );
     assert_eq!(
-        plan(&w, &status(&w), &ws_deps(&[]), Observed::Listed(&listed)),
-        Plan::NameConflict { id: "8".into() }
+        decide(&w, &status(&w), &ws_deps(&[]), Observed::Listed(&listed)),
+        Plan::NameConflict {
+            id: "8".into(),
+            owner: None
+        }
     );
-    let Plan::Create(request) = plan(&w, &status(&w), &ws_deps(&[]), Observed::Listed(&[])) else {
+    let Plan::Create(request) = decide(&w, &status(&w), &ws_deps(&[]), Observed::Listed(&[]))
+    else {
         panic!("expected a create");
     };
     assert_eq!(
@@ -741,4 +764,91 @@ fn a_delete_without_an_id_releases_or_finds_what_a_lost_create_made() {
         plan_delete(&c, &pending(&c), false, delete, &[], POLL),
         DeletePlan::FindPending
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// After a create whose answer was lost: only what that attempt can have made.
+
+#[test]
+fn a_lost_create_adopts_only_an_object_made_after_it_began_with_the_asked_content() {
+    let minute = 60_000;
+    let s: DatabricksStorageConfig = object(
+        "DatabricksStorageConfig",
+        json!({"bucketName": "root"}),
+        json!({}),
+    );
+    let storage = |id: &str, bucket: &str, created: i64| -> m::StorageConfiguration {
+        remote(
+            json!({"storage_configuration_id": id, "storage_configuration_name": "x",
+            "root_bucket_info": {"bucket_name": bucket}, "creation_time": created}),
+        )
+    };
+    let older = storage("s-old", "root", SINCE_MS - 10 * minute);
+    let other_bucket = storage("s-other", "elsewhere", SINCE_MS + minute);
+    let ours = storage("s-new", "root", SINCE_MS + minute);
+    let listed = [older.clone(), other_bucket.clone(), ours.clone()];
+    assert_eq!(
+        decide(&s, &pending(&s), &deps(&[]), Observed::Listed(&listed)),
+        Plan::Adopt(ours.clone())
+    );
+    // Databricks' clock may run a little behind ours.
+    let skewed = storage("s-skew", "root", SINCE_MS - 30_000);
+    assert_eq!(
+        decide(
+            &s,
+            &pending(&s),
+            &deps(&[]),
+            Observed::Listed(std::slice::from_ref(&skewed))
+        ),
+        Plan::Adopt(skewed)
+    );
+    // Nothing the attempt can have made: the name is someone else's.
+    let Plan::NameConflict { id, owner } = decide(
+        &s,
+        &pending(&s),
+        &deps(&[]),
+        Observed::Listed(&[older, other_bucket]),
+    ) else {
+        panic!("expected a name conflict");
+    };
+    assert_eq!((id.as_str(), owner), ("s-old", None));
+    // One that another custom resource manages is never taken.
+    let owned = |id: &str| (id == "s-new").then(|| "DatabricksStorageConfig/ns/y".to_string());
+    assert_eq!(
+        plan(
+            &s,
+            &pending(&s),
+            &deps(&[]),
+            Observed::Listed(&[ours]),
+            &owned
+        ),
+        Plan::NameConflict {
+            id: "s-new".into(),
+            owner: Some("DatabricksStorageConfig/ns/y".into())
+        }
+    );
+}
+
+#[test]
+fn a_lost_key_create_never_adopts_another_resources_key() {
+    let k = key(json!({"keyArn": KEY, "useCases": ["MANAGED_SERVICES"]}));
+    let theirs = key_remote("k-1", KEY, &["MANAGED_SERVICES"]);
+    let owned = |id: &str| (id == "k-1").then(|| "DatabricksKeyConfig/ns/other".to_string());
+    assert!(matches!(
+        plan(
+            &k,
+            &pending(&k),
+            &deps(&[]),
+            Observed::Listed(std::slice::from_ref(&theirs)),
+            &owned
+        ),
+        Plan::Create(_)
+    ));
+    let p = pending(&k);
+    let marker = DatabricksKeyConfig::common_ref(&p)
+        .pending_create
+        .clone()
+        .unwrap();
+    assert!(!adoptable(&k, &marker, &theirs, None, &owned));
+    assert!(adoptable(&k, &marker, &theirs, None, &|_| None));
 }
