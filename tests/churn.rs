@@ -105,6 +105,8 @@ async fn entries(op: &OperatorProcess) -> Vec<(&'static str, f64)> {
         "readiness",
         "accounts",
         "lists",
+        "writes",
+        "creating",
     ] {
         let line = format!("databricks_operator_tracked_entries{{map=\"{map}\"}}");
         out.push((map, op.metric(&line).await));
