@@ -142,8 +142,8 @@ pub struct ScopeCaches {
     pub listed: tokio::sync::watch::Receiver<usize>,
 }
 
-/// The watches of a scope: accounts, opted-in Secrets and the seven managed kinds.
-pub const WATCHES_PER_SCOPE: usize = 9;
+/// The watches of a scope besides one per managed kind: accounts and opted-in Secrets.
+pub const SHARED_WATCHES: usize = 2;
 
 impl ScopeCaches {
     /// Whether this scope watches `namespace`.
@@ -162,7 +162,8 @@ impl ScopeCaches {
     /// several concurrent waiters, and the controller's own runner is already one of them.
     pub async fn ready(&self) {
         let mut rx = self.listed.clone();
-        let _ = rx.wait_for(|n| *n >= WATCHES_PER_SCOPE).await;
+        let watches = SHARED_WATCHES + self.kinds.len();
+        let _ = rx.wait_for(|n| *n >= watches).await;
     }
 
     /// Every object of any managed kind in `namespace` that uses `account`.

@@ -1059,7 +1059,27 @@ mod runner {
         rx: UnboundedReceiver<Wake>,
     }
 
+    /// What the scope does with each managed kind, whatever the kind.
+    trait KindRunner: Send {
+        /// The kind's cache, for every controller to read.
+        fn cache(&self) -> Arc<dyn KindCache>;
+        /// The kind and the channel its wakes go through.
+        fn sender(&self) -> (String, UnboundedSender<Wake>);
+        /// Its watch, controller and sweeper.
+        fn start(
+            self: Box<Self>,
+            ctx: &Arc<Context>,
+            fanout: &Arc<Fanout>,
+            listed: &Arc<tokio::sync::watch::Sender<usize>>,
+            shutdown: &Shutdown,
+        ) -> Vec<Driver>;
+    }
+
     impl<K: Managed> KindParts<K> {
+        fn boxed() -> Box<dyn KindRunner> {
+            Box::new(Self::new())
+        }
+
         fn new() -> Self {
             let (store, writer) = reflector::store::<K>();
             let (tx, rx) = unbounded_channel();
@@ -1070,7 +1090,9 @@ mod runner {
                 rx,
             }
         }
+    }
 
+    impl<K: Managed> KindRunner for KindParts<K> {
         fn cache(&self) -> Arc<dyn KindCache> {
             Arc::new(self.store.clone())
         }
@@ -1080,7 +1102,7 @@ mod runner {
         }
 
         fn start(
-            self,
+            self: Box<Self>,
             ctx: &Arc<Context>,
             fanout: &Arc<Fanout>,
             listed: &Arc<tokio::sync::watch::Sender<usize>>,
@@ -1128,37 +1150,20 @@ mod runner {
         let listed = Arc::new(listed);
         macro_rules! parts {
             ($($k:ident),*) => {
-                ($(KindParts::<$k>::new(),)*)
+                vec![$(KindParts::<$k>::boxed(),)*]
             };
         }
-        let (cred, storage, key, network, endpoint, access, workspace) = kinds!(parts);
+        let kinds: Vec<Box<dyn KindRunner>> = kinds!(parts);
         let caches = Arc::new(ScopeCaches {
             namespace: ns.clone(),
             accounts: accounts.clone(),
             secrets,
-            kinds: vec![
-                cred.cache(),
-                storage.cache(),
-                key.cache(),
-                network.cache(),
-                endpoint.cache(),
-                access.cache(),
-                workspace.cache(),
-            ],
+            kinds: kinds.iter().map(|k| k.cache()).collect(),
             listed: listed_rx,
         });
         ctx.register_scope(caches.clone());
-        let mut senders: HashMap<String, UnboundedSender<Wake>> = [
-            cred.sender(),
-            storage.sender(),
-            key.sender(),
-            network.sender(),
-            endpoint.sender(),
-            access.sender(),
-            workspace.sender(),
-        ]
-        .into_iter()
-        .collect();
+        let mut senders: HashMap<String, UnboundedSender<Wake>> =
+            kinds.iter().map(|k| k.sender()).collect();
         senders.insert("DatabricksAccount".into(), accounts_tx);
         let fanout = Arc::new(Fanout {
             caches,
@@ -1192,13 +1197,9 @@ mod runner {
         ));
         drivers
             .push(sweep::<DatabricksAccount>(ctx.clone(), fanout.caches.clone(), accounts).boxed());
-        drivers.extend(cred.start(&ctx, &fanout, &listed, &shutdown));
-        drivers.extend(storage.start(&ctx, &fanout, &listed, &shutdown));
-        drivers.extend(key.start(&ctx, &fanout, &listed, &shutdown));
-        drivers.extend(network.start(&ctx, &fanout, &listed, &shutdown));
-        drivers.extend(endpoint.start(&ctx, &fanout, &listed, &shutdown));
-        drivers.extend(access.start(&ctx, &fanout, &listed, &shutdown));
-        drivers.extend(workspace.start(&ctx, &fanout, &listed, &shutdown));
+        for kind in kinds {
+            drivers.extend(kind.start(&ctx, &fanout, &listed, &shutdown));
+        }
         async move {
             // The controllers end on shutdown; the watches and sweepers run until then.
             let all = futures::future::join_all(drivers);
