@@ -107,6 +107,7 @@ async fn entries(op: &OperatorProcess) -> Vec<(&'static str, f64)> {
         "lists",
         "writes",
         "creating",
+        "deletes",
     ] {
         let line = format!("databricks_operator_tracked_entries{{map=\"{map}\"}}");
         out.push((map, op.metric(&line).await));

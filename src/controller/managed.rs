@@ -1030,15 +1030,18 @@ async fn cleanup<K: Managed>(
     if K::waits_for_removal() {
         // Objects that take a while to go (workspaces cancelling) are watched through the shared
         // list, like objects in flight; one missing from it is confirmed gone by a read of its own.
-        let listed = match ctx
-            .list::<K::Remote>(&account_key, client, ctx.settings.busy_poll_interval)
+        let (listed, asked) = match ctx
+            .list_asked::<K::Remote>(&account_key, client, ctx.settings.busy_poll_interval)
             .await
         {
             Ok(l) => l,
             Err(e) => return run.api_failure(&e, "list").await,
         };
+        let deleted = ctx.deleted_at(&run.key);
         let current = match listed.iter().find(|r| r.id() == id) {
             Some(r) => Some(r.clone()),
+            // Absent from a list asked for after this process's DELETE was accepted: gone.
+            None if deleted.is_some_and(|d| asked >= d) => None,
             None => match client.get::<K::Remote>(&id).await {
                 Ok(r) => Some(r),
                 Err(e) => match gone::<K>(ctx, client, &account_key, &id, &e).await {
@@ -1070,6 +1073,7 @@ async fn cleanup<K: Managed>(
     }
     match client.delete::<K::Remote>(&id).await {
         Ok(()) => {
+            ctx.deleted(&run.key);
             ctx.invalidate::<K::Remote>(&account_key);
             K::invalidate_related(ctx, &account_key);
             ctx.succeeded(&run.key);

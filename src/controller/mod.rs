@@ -179,6 +179,8 @@ pub struct Context {
     failures: Mutex<HashMap<ObjKey, u32>>,
     /// Per-object gates after a rejection: no API call before the instant unless the generation changes.
     gates: Mutex<HashMap<ObjKey, (Option<i64>, Instant)>>,
+    /// When this process's DELETE of an object's remote object was accepted.
+    deletes: Mutex<HashMap<ObjKey, Instant>>,
     /// The resourceVersion each running reconcile last wrote (removed when it returns).
     writes: Mutex<HashMap<ObjKey, String>>,
     /// Remote names being created, by account ID, collection and name: which object creates
@@ -208,6 +210,7 @@ impl Context {
             failures: Mutex::default(),
             gates: Mutex::default(),
             writes: Mutex::default(),
+            deletes: Mutex::default(),
             creating: Mutex::default(),
             propagation: Mutex::default(),
         })
@@ -347,6 +350,19 @@ impl Context {
         self.scope(namespace)?.kind(kind)?.owner(id, uid)
     }
 
+    /// Records that the Account API accepted the DELETE of `key`'s remote object (the first time).
+    pub fn deleted(&self, key: &ObjKey) {
+        lock(&self.deletes)
+            .entry(key.clone())
+            .or_insert_with(Instant::now);
+        self.track();
+    }
+
+    /// When this process's DELETE of `key`'s remote object was accepted, if it was.
+    pub fn deleted_at(&self, key: &ObjKey) -> Option<Instant> {
+        lock(&self.deletes).get(key).copied()
+    }
+
     /// Records that a running reconcile wrote `key`, which now has `resource_version`.
     pub(crate) fn wrote(&self, key: &ObjKey, resource_version: String) {
         lock(&self.writes).insert(key.clone(), resource_version);
@@ -399,6 +415,19 @@ impl Context {
         client: &AccountClient,
         max_age: Duration,
     ) -> Result<Arc<Vec<R>>, ApiCallError> {
+        self.list_asked(account, client, max_age)
+            .await
+            .map(|(list, _)| list)
+    }
+
+    /// [`Context::list`], with the moment the list was asked for: anything done before then
+    /// shows in it.
+    pub async fn list_asked<R: RemoteResource + Clone>(
+        &self,
+        account: &str,
+        client: &AccountClient,
+        max_age: Duration,
+    ) -> Result<(Arc<Vec<R>>, Instant), ApiCallError> {
         let slot = {
             let mut lists = lock(&self.lists);
             let slot = lists
@@ -415,7 +444,7 @@ impl Context {
             && let Ok(v) = items.clone().downcast::<Vec<R>>()
         {
             if lock(&slot.outdated_since).is_none_or(|since| *asked >= since) {
-                return Ok(v);
+                return Ok((v, *asked));
             }
             // Known to be out of date, but recent: objects that ask at about the same time (a
             // network for each workspace that changed) share one list made a moment later
@@ -430,7 +459,7 @@ impl Context {
             asked,
             items: fresh.clone(),
         });
-        Ok(fresh)
+        Ok((fresh, asked))
     }
 
     /// Marks the list of a kind out of date (its objects changed through another kind's): the
@@ -546,6 +575,7 @@ impl Context {
         lock(&self.gates).remove(key);
         lock(&self.propagation).remove(key);
         lock(&self.creating).retain(|_, (holder, _)| holder != key);
+        lock(&self.deletes).remove(key);
         self.metrics.readiness(key, None, None);
         self.track();
     }
@@ -559,6 +589,7 @@ impl Context {
         gone.extend(lock(&self.failures).keys().filter(|k| stale(k)).cloned());
         gone.extend(lock(&self.gates).keys().filter(|k| stale(k)).cloned());
         gone.extend(lock(&self.propagation).keys().filter(|k| stale(k)).cloned());
+        gone.extend(lock(&self.deletes).keys().filter(|k| stale(k)).cloned());
         gone.extend(
             lock(&self.creating)
                 .values()
@@ -582,6 +613,7 @@ impl Context {
             ("failures", lock(&self.failures).len()),
             ("gates", lock(&self.gates).len()),
             ("writes", lock(&self.writes).len()),
+            ("deletes", lock(&self.deletes).len()),
             ("creating", lock(&self.creating).len()),
             ("propagation", lock(&self.propagation).len()),
             ("accounts", lock(&self.accounts).len()),
