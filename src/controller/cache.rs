@@ -18,8 +18,8 @@ pub struct DepView {
     pub account: String,
     /// Whether its `Ready` condition is true.
     pub ready: bool,
-    /// Its `Ready` message, if any.
-    pub message: Option<String>,
+    /// Its `Ready` reason, if it has the condition.
+    pub reason: Option<String>,
     /// Its Databricks ID, if it has one.
     pub id: Option<String>,
 }
@@ -57,7 +57,7 @@ impl<K: Managed> KindCache for Store<K> {
         Some(DepView {
             account: o.management().account_ref.name.clone(),
             ready: ready.is_some_and(|c| c.status == "True"),
-            message: ready.map(|c| c.message.clone()),
+            reason: ready.map(|c| c.reason.clone()),
             id: status.and_then(K::remote_id),
         })
     }

@@ -393,7 +393,12 @@ fn resolve(
                 match view.id {
                     Some(id) if view.ready => id,
                     _ => {
-                        let why = view.message.unwrap_or_else(|| "not reconciled yet".into());
+                        // Its reason, not its message: the message changes at every step of
+                        // its progress, and each change would be a status write here too.
+                        let why = view.reason.map_or_else(
+                            || "not reconciled yet".to_string(),
+                            |r| format!("its reason is {r}; see its conditions"),
+                        );
                         return Err((
                             Reason::WaitingForDependency,
                             format!(

@@ -882,8 +882,10 @@ mod runner {
                     self.wake(&kind, &ns, &name);
                     let status = o.current_status();
                     let ready = status.and_then(|s| K::common_ref(s).condition("Ready"));
+                    // What dependents read: readiness and its reason (not the message, which
+                    // changes at every step of a provisioning), the ID and the account.
                     let view = (
-                        ready.map(|c| (c.status.clone(), c.message.clone())),
+                        ready.map(|c| (c.status.clone(), c.reason.clone())),
                         status.and_then(K::remote_id),
                         status.and_then(|s| K::common_ref(s).account_name.clone()),
                         o.management().account_ref.name.clone(),
