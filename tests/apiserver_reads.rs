@@ -13,8 +13,6 @@ use common::{eventually, samples};
 
 use std::time::Duration;
 
-use databricks_account_operator::sim::{self, SimConfig};
-
 /// The operator's requests to the API server with this verb so far (0 before the first).
 async fn requests(op: &OperatorProcess, verb: &str) -> f64 {
     let prefix = format!("databricks_operator_kube_requests_total{{verb=\"{verb}\"");
@@ -34,20 +32,7 @@ async fn a_full_stack_converges_and_goes_without_a_read_from_a_reconcile() {
     let client = common::client().await;
     common::install_crds(&client).await;
     let ns = common::namespace(&client, "reads").await;
-    let sim = sim::start(
-        SimConfig {
-            provisioning: Duration::from_secs(1),
-            deletion: Duration::from_millis(500),
-            endpoint_pending: Duration::from_millis(500),
-            // The sample workspace names a deployment.
-            deployment_prefix: Some("acme".into()),
-            ..SimConfig::default()
-        },
-        "127.0.0.1:0".parse().unwrap(),
-        None,
-    )
-    .await
-    .unwrap();
+    let sim = common::fast_sim().await;
     let op = OperatorProcess::start("reads", &ns, &[]);
 
     // Accounts, opted-in Secrets and the seven managed kinds: one watch each, one list each.

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use common::process::OperatorProcess;
-use databricks_account_operator::sim::{self, SimConfig, SimHandle};
+use databricks_account_operator::sim::SimHandle;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::Client;
 use kube::api::{
@@ -875,19 +875,7 @@ async fn bad_input_corpus() {
     let client = common::client().await;
     common::install_crds(&client).await;
     let ns = common::namespace(&client, "bad-input").await;
-    let handle = sim::start(
-        SimConfig {
-            provisioning: Duration::from_secs(1),
-            deletion: Duration::from_millis(500),
-            endpoint_pending: Duration::from_millis(500),
-            deployment_prefix: Some("acme".into()),
-            ..SimConfig::default()
-        },
-        "127.0.0.1:0".parse().unwrap(),
-        None,
-    )
-    .await
-    .unwrap();
+    let handle = common::fast_sim().await;
     let s = Sim::of(&handle);
     let mut op = OperatorProcess::start("bad-input", &ns, &["--api-timeout", "10s"]);
 

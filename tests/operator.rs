@@ -224,13 +224,7 @@ where
 // Helpers
 
 fn sim_config() -> SimConfig {
-    SimConfig {
-        provisioning: Duration::from_secs(1),
-        deletion: Duration::from_millis(500),
-        endpoint_pending: Duration::from_millis(500),
-        deployment_prefix: Some("acme".into()),
-        ..SimConfig::default()
-    }
+    common::fast_sim_config()
 }
 
 async fn start_sim(config: SimConfig) -> SimHandle {

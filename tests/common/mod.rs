@@ -7,7 +7,7 @@ pub mod process;
 
 use std::path::Path;
 
-use databricks_account_operator::sim::SimHandle;
+use databricks_account_operator::sim::{self, SimConfig, SimHandle};
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
@@ -407,4 +407,24 @@ pub fn credential(name: &str) -> databricks_account_operator::crd::DatabricksCre
         },
     }))
     .unwrap()
+}
+
+/// The simulator as the integration tests run it: workspaces provision in 1 s and go in 0.5 s,
+/// endpoints are pending for 0.5 s, and the account has a deployment prefix (`acme`) so that the
+/// sample workspace's `deploymentName` is accepted.
+pub fn fast_sim_config() -> SimConfig {
+    SimConfig {
+        provisioning: Duration::from_secs(1),
+        deletion: Duration::from_millis(500),
+        endpoint_pending: Duration::from_millis(500),
+        deployment_prefix: Some("acme".into()),
+        ..SimConfig::default()
+    }
+}
+
+/// A simulator with [`fast_sim_config`] on a free loopback port.
+pub async fn fast_sim() -> SimHandle {
+    sim::start(fast_sim_config(), "127.0.0.1:0".parse().unwrap(), None)
+        .await
+        .unwrap()
 }
