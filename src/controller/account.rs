@@ -399,7 +399,8 @@ async fn cleanup(
     let users = ctx.account_users(ns, &name);
     if !users.is_empty() {
         // The objects are deleted through this account: make sure it has a client (after a
-        // restart none was built yet).
+        // restart none was built yet). Why it cannot have one is what its users wait for.
+        let mut cannot: Option<String> = None;
         if ctx.account(&key).is_none() {
             match build_config(&ctx, &acct, ns).await {
                 Ok((config, fingerprint)) => {
@@ -422,14 +423,20 @@ async fn cleanup(
                 }
                 Err((_, message)) => {
                     tracing::warn!(account = %key, %message, "cannot build a client to delete the account's objects");
+                    cannot = Some(message);
                 }
             }
         }
         let mut status = acct.status.clone().unwrap_or_default();
-        let message = format!(
+        let mut message = format!(
             "still used by {}; they are cleaned up through this account first",
             users.join(", ")
         );
+        if let Some(why) = cannot {
+            message.push_str(&format!(
+                ", but it cannot connect: {why}. Restore it to let the deletes finish"
+            ));
+        }
         status.common.set_condition(
             "Ready",
             false,

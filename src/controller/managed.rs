@@ -1002,9 +1002,21 @@ async fn cleanup<K: Managed>(
             .await;
             return Ok(Step::Release);
         }
-        let msg = format!(
-            "deletion waits for DatabricksAccount {bound_account:?} to connect: its Secret must exist and carry the label {SECRET_LABEL}=true (see the account's status)"
-        );
+        // The account says why it cannot connect (a missing Secret, by name).
+        let why = ctx
+            .account_object(ns, &bound_account)
+            .and_then(|a| {
+                a.status
+                    .as_ref()?
+                    .common
+                    .condition("Ready")
+                    .and_then(|c| Some(c.message.split_once("cannot connect: ")?.1.to_string()))
+            })
+            .unwrap_or_else(|| {
+                format!("its Secret must exist and carry the label {SECRET_LABEL}=true")
+            });
+        let msg =
+            format!("deletion waits for DatabricksAccount {bound_account:?} to connect: {why}");
         run.set("Synced", false, Reason::WaitingForDependency, &msg);
         run.write().await?;
         return Ok(Step::Requeue(Duration::from_secs(10)));
