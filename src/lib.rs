@@ -4,12 +4,15 @@
 //!
 //! Modules:
 //! - [`databricks`]: the Account API client (models, auth, errors, retries). No Kubernetes types.
+//!   It is the crate `databricks-account-api` (`src/databricks/`), re-exported here with
+//!   [`bounds`] so that the operator's modules keep their paths.
 //! - [`sim`]: a local simulator of the Account API, used by the tests and the demo.
 
-pub mod bounds;
+pub use databricks_account_api as databricks;
+pub use databricks_account_api::bounds;
+
 pub mod controller;
 pub mod crd;
-pub mod databricks;
 pub mod http;
 pub mod metrics;
 pub mod sim;
