@@ -13,12 +13,14 @@ WORKDIR /src
 # crates (under src/) get empty sources and the benchmark, which the image never builds, a stub.
 COPY Cargo.toml Cargo.lock ./
 COPY src/databricks/Cargo.toml ./src/databricks/
-RUN echo 'fn main() {}' >src/main.rs && touch src/lib.rs src/databricks/lib.rs \
+COPY src/sim/Cargo.toml ./src/sim/
+RUN echo 'fn main() {}' | tee src/main.rs src/sim/main.rs >/dev/null \
+    && touch src/lib.rs src/databricks/lib.rs src/sim/lib.rs \
     && mkdir -p benches && echo 'fn main() {}' >benches/scale.rs \
     && cargo fetch --locked \
     && rm -rf src
 COPY src ./src
-# Only the operator's package: the simulator is a dev-dependency of it, and not built here.
+# Only the operator's package: the simulator (src/sim) is a dev-dependency of it, and not built.
 # The target directory is a build cache (BuildKit), so the binary is copied out of it.
 RUN --mount=type=cache,target=/src/target,sharing=locked \
     cargo build --release --locked -p databricks-account-operator --bin databricks-account-operator \

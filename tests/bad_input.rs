@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use common::process::OperatorProcess;
-use databricks_account_operator::sim::{self, SimConfig, SimHandle};
+use databricks_account_sim::{self as sim, SimConfig, SimHandle};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::Client;
 use kube::api::{
