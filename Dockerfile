@@ -8,15 +8,22 @@ ARG RUST_VERSION=1.89
 
 FROM rust:${RUST_VERSION}-bookworm AS build
 WORKDIR /src
-# Download the dependencies in their own layer, so source edits do not download them again.
+# Download the dependencies in their own layer, so source edits do not download them again. The
+# workspace resolves only with every member's manifest and every declared target, so the member
+# crates (under src/) get empty sources and the benchmark, which the image never builds, a stub.
 COPY Cargo.toml Cargo.lock ./
-RUN mkdir -p src && echo 'fn main() {}' >src/main.rs && touch src/lib.rs \
+COPY src/databricks/Cargo.toml ./src/databricks/
+COPY src/sim/Cargo.toml ./src/sim/
+RUN echo 'fn main() {}' | tee src/main.rs src/sim/main.rs >/dev/null \
+    && touch src/lib.rs src/databricks/lib.rs src/sim/lib.rs \
+    && mkdir -p benches && echo 'fn main() {}' >benches/scale.rs \
     && cargo fetch --locked \
     && rm -rf src
 COPY src ./src
+# Only the operator's package: the simulator (src/sim) is a dev-dependency of it, and not built.
 # The target directory is a build cache (BuildKit), so the binary is copied out of it.
 RUN --mount=type=cache,target=/src/target,sharing=locked \
-    cargo build --release --locked --bin databricks-account-operator \
+    cargo build --release --locked -p databricks-account-operator --bin databricks-account-operator \
     && install -D -m 0755 target/release/databricks-account-operator /out/databricks-account-operator
 
 FROM gcr.io/distroless/cc-debian12:nonroot

@@ -27,7 +27,7 @@ generate:
 
 # Run the simulator on 127.0.0.1:8085.
 simulate:
-    cargo run -- simulate
+    cargo run -p databricks-account-sim
 
 # With Docker (not available on the project's CI machines): a k3d cluster and the same tests.
 e2e:

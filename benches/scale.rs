@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::process::OperatorProcess;
-use databricks_account_operator::sim::{self, RequestCounts, SimConfig, SimHandle};
+use databricks_account_sim::{self as sim, RequestCounts, SimConfig, SimHandle};
 use futures::StreamExt;
 use kube::api::{Api, DynamicObject, ListParams, PostParams};
 use kube::runtime::watcher;

@@ -16,11 +16,14 @@ say "local control plane"
 bash hack/cluster.sh up
 eval "$(bash hack/cluster.sh env)"
 
-say "building the operator"
-cargo build --quiet --bin databricks-account-operator
+say "building the operator and the simulator"
+cargo build --quiet -p databricks-account-operator -p databricks-account-sim \
+  --bin databricks-account-operator --bin databricks-account-sim
 work=$(mktemp -d -t dbx-demo.XXXXXX)
 BIN="$work/databricks-account-operator"
+SIM="$work/databricks-account-sim"
 cp "${CARGO_TARGET_DIR:-target}/debug/databricks-account-operator" "$BIN"
+cp "${CARGO_TARGET_DIR:-target}/debug/databricks-account-sim" "$SIM"
 
 port=8085
 if python3 -c "import socket; socket.create_connection(('127.0.0.1', $port), 0.5)" 2>/dev/null; then
@@ -36,7 +39,7 @@ cleanup() {
 if [ -z "${KEEP:-}" ]; then trap cleanup EXIT; fi
 
 say "Account API simulator on http://127.0.0.1:$port (log: $work/simulator.log)"
-"$BIN" simulate --listen "127.0.0.1:$port" --deployment-prefix acme --provisioning-seconds 15 \
+"$SIM" --listen "127.0.0.1:$port" --deployment-prefix acme --provisioning-seconds 15 \
   >"$work/simulator.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 1 50); do

@@ -46,9 +46,11 @@ fi
 kubectl --request-timeout=5s get --raw /readyz >/dev/null 2>&1 ||
   { echo "no reachable cluster at KUBECONFIG=$KUBECONFIG" >&2; exit 1; }
 
-echo "==> building the operator binary (run as the chart's ServiceAccount)"
-cargo build --quiet --bin databricks-account-operator
+echo "==> building the operator (run as the chart's ServiceAccount) and the simulator it talks to"
+cargo build --quiet -p databricks-account-operator -p databricks-account-sim \
+  --bin databricks-account-operator --bin databricks-account-sim
 export DAO_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/databricks-account-operator"
+export SIM_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/databricks-account-sim"
 
 echo "==> chart and kustomize tests (Helm $("$VENV/bin/python" -c 'import helm_python; print(helm_python.helm_sdk_version())' 2>/dev/null || echo '?'))"
 # Every command inside has its own timeout; this one catches a hang in the Helm library itself.

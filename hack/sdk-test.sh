@@ -4,8 +4,8 @@
 #   hack/sdk-test.sh
 #
 # Creates (once) a virtualenv with a pinned databricks-sdk under
-# ${XDG_CACHE_HOME:-$HOME/.cache}/databricks-account-operator/sdk-venv, builds the binary (respecting
-# CARGO_TARGET_DIR), starts `simulate` on a free loopback port, runs tests/sdk/sdk_e2e.py against it,
+# ${XDG_CACHE_HOME:-$HOME/.cache}/databricks-account-operator/sdk-venv, builds the simulator binary
+# (respecting CARGO_TARGET_DIR), starts `databricks-account-sim` on a free loopback port, runs tests/sdk/sdk_e2e.py against it,
 # stops the simulator and exits with the script's status.
 set -euo pipefail
 
@@ -22,19 +22,19 @@ if [[ ! -x "$VENV/bin/python" ]] || ! "$VENV/bin/python" -c "import databricks.s
     "$VENV/bin/pip" install --quiet --disable-pip-version-check "databricks-sdk==$SDK_VERSION"
 fi
 
-echo "==> building the binary"
-(cd "$ROOT" && cargo build --quiet --bin databricks-account-operator)
+echo "==> building the simulator"
+(cd "$ROOT" && cargo build --quiet -p databricks-account-sim --bin databricks-account-sim)
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 # Run a private copy: a shared CARGO_TARGET_DIR may be rebuilt from another worktree meanwhile.
 WORK="$(mktemp -d -t sdk-sim.XXXXXX)"
-BIN="$WORK/databricks-account-operator"
-cp "$TARGET_DIR/debug/databricks-account-operator" "$BIN"
+BIN="$WORK/databricks-account-sim"
+cp "$TARGET_DIR/debug/databricks-account-sim" "$BIN"
 
 PORT="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')"
 HOST="http://127.0.0.1:$PORT"
 LOG="$WORK/simulator.log"
 
-"$BIN" simulate --listen "127.0.0.1:$PORT" --provisioning-seconds 2 --deletion-seconds 1 \
+"$BIN" --listen "127.0.0.1:$PORT" --provisioning-seconds 2 --deletion-seconds 1 \
     --endpoint-pending-seconds 1 --deployment-prefix "$PREFIX" >"$LOG" 2>&1 &
 SIM_PID=$!
 cleanup() {

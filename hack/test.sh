@@ -34,7 +34,7 @@ run_step() {
 }
 
 run_step 300 "cargo fmt --check" cargo fmt --all -- --check
-run_step 2400 "cargo clippy" cargo clippy --all-targets --locked -- -D warnings
+run_step 2400 "cargo clippy" cargo clippy --workspace --all-targets --locked -- -D warnings
 
 # Builds the operator binary, which writes the CRDs.
 run_step 2400 "generated files (CRDs, their kustomize base, RBAC, Argo CD patch)" bash hack/generate.sh --check
@@ -53,7 +53,8 @@ timeout 60 bash hack/cluster.sh status
 
 run_step 300 "cluster script: a second control plane, reuse and teardown" bash hack/cluster-test.sh
 
-run_step 3000 "cargo test (unit and integration)" cargo test --locked --all-targets
+# Every crate of the workspace: the client's and the simulator's unit tests too.
+run_step 3000 "cargo test (unit and integration)" cargo test --locked --workspace --all-targets
 
 run_step 1200 "official Databricks Python SDK against the simulator" bash hack/sdk-test.sh
 

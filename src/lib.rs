@@ -4,12 +4,17 @@
 //!
 //! Modules:
 //! - [`databricks`]: the Account API client (models, auth, errors, retries). No Kubernetes types.
-//! - [`sim`]: a local simulator of the Account API, used by the tests and the demo.
+//!   It is the crate `databricks-account-api` (`src/databricks/`), re-exported here with
+//!   [`bounds`] so that the operator's modules keep their paths.
+//!
+//! The local simulator of the Account API, used by the tests, the benchmark and the demo, is the
+//! crate `databricks-account-sim` (`src/sim/`, binary `databricks-account-sim`): a dev-dependency
+//! only, so it is not part of the operator's binary.
 
-pub mod bounds;
+pub use databricks_account_api as databricks;
+pub use databricks_account_api::bounds;
+
 pub mod controller;
 pub mod crd;
-pub mod databricks;
 pub mod http;
 pub mod metrics;
-pub mod sim;

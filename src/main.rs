@@ -1,5 +1,5 @@
-//! The `databricks-account-operator` binary: the operator (`run`), the local Account API
-//! simulator (`simulate`) and the CRD generator (`crds`).
+//! The `databricks-account-operator` binary: the operator (`run`) and the CRD generator (`crds`).
+//! The local Account API simulator is a binary of its own, `databricks-account-sim`.
 
 use clap::{Parser, Subcommand};
 
@@ -17,8 +17,6 @@ struct Cli {
 enum Command {
     /// Run the operator: one controller per kind, until SIGTERM or Ctrl-C.
     Run(Box<RunArgs>),
-    /// Serve a local simulator of the Databricks Account API (no Databricks account needed).
-    Simulate(Box<databricks_account_operator::sim::SimArgs>),
     /// Print the CustomResourceDefinitions as YAML, or write one file per CRD into a directory.
     Crds {
         /// Write `<plural>.<group>.yaml` files into this directory instead of printing.
@@ -298,9 +296,6 @@ async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     init_tracing(&cli.log_format);
     let result = match cli.command {
-        Command::Simulate(args) => databricks_account_operator::sim::run(*args)
-            .await
-            .map_err(|e| e.to_string()),
         Command::Crds { install: true, .. } => install_crds().await,
         Command::Crds { out_dir, .. } => crds(out_dir),
         Command::Run(args) => run(*args).await,

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use common::process::OperatorProcess;
-use databricks_account_operator::sim::SimHandle;
+use databricks_account_sim::SimHandle;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::Client;
 use kube::api::{

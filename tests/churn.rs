@@ -11,7 +11,7 @@ use common::{apply, eventually};
 use std::time::{Duration, Instant};
 
 use databricks_account_operator::crd::DatabricksCredential;
-use databricks_account_operator::sim::{self, SimConfig, SimHandle};
+use databricks_account_sim::{self as sim, SimConfig, SimHandle};
 use futures::StreamExt;
 use kube::Client;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};

@@ -20,8 +20,8 @@ use databricks_account_operator::databricks::models::{
 use databricks_account_operator::databricks::{
     AccountClient, AccountConfig, AuthError, CallObserver, CallRecord, Credentials, Error, Secret,
 };
-use databricks_account_operator::sim::{
-    self, Faults, LostResponse, RateLimit, ServerError, SimConfig, SimHandle,
+use databricks_account_sim::{
+    self as sim, Faults, LostResponse, RateLimit, ServerError, SimConfig, SimHandle,
 };
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;

@@ -10,7 +10,7 @@ use common::{apply, eventually, samples};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use databricks_account_operator::sim::{self, SimConfig};
+use databricks_account_sim::{self as sim, SimConfig};
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::jiff::SignedDuration;
 use kube::Client;

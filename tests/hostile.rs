@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use common::process::OperatorProcess;
 use common::{apply, condition, eventually, resource, wait_condition};
-use databricks_account_operator::sim::{self, SimConfig};
+use databricks_account_sim::{self as sim, SimConfig};
 use kube::Client;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use serde_json::{Value, json};

@@ -13,7 +13,7 @@ use std::process::{Child, Command, ExitStatus};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use databricks_account_operator::crd::{DatabricksAccount, DatabricksCredential};
-use databricks_account_operator::sim::{self, Faults, LoggedRequest, SimConfig};
+use databricks_account_sim::{self as sim, Faults, LoggedRequest, SimConfig};
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use kube::Client;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};

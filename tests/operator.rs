@@ -21,8 +21,8 @@ use std::time::Duration;
 use databricks_account_operator::controller::{self, Context, Settings};
 use databricks_account_operator::databricks::AllowedHosts;
 use databricks_account_operator::databricks::models as m;
-use databricks_account_operator::sim::{
-    self, CredentialPropagation, FailRule, Faults, LostResponse, RateLimit, RequestCounts,
+use databricks_account_sim::{
+    self as sim, CredentialPropagation, FailRule, Faults, LostResponse, RateLimit, RequestCounts,
     ServerError, SimConfig, SimHandle,
 };
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};

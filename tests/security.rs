@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use common::process::OperatorProcess;
 use common::{apply, condition, eventually, resource, samples_of, wait_condition};
 use databricks_account_operator::databricks::models as m;
-use databricks_account_operator::sim::{self, SimConfig, SimHandle};
+use databricks_account_sim::{self as sim, SimConfig, SimHandle};
 use k8s_openapi::api::core::v1::Secret as KubeSecret;
 use kube::Client;
 use kube::api::{Api, DynamicObject, Patch, PatchParams};

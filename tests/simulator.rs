@@ -6,8 +6,8 @@
 
 use std::time::Duration;
 
-use databricks_account_operator::sim::{
-    self, Faults, LostResponse, RateLimit, ServerError, SimConfig, SimHandle,
+use databricks_account_sim::{
+    self as sim, Faults, LostResponse, RateLimit, ServerError, SimConfig, SimHandle,
 };
 use serde_json::{Value, json};
 

@@ -554,8 +554,8 @@ fn parse_retry_after(v: &str) -> Option<Duration> {
         // Longer than u64 still means "a long time".
         Duration::from_secs(v.parse::<u64>().unwrap_or(u64::MAX))
     } else {
-        let at = k8s_openapi::jiff::fmt::rfc2822::parse(v).ok()?.timestamp();
-        let now = k8s_openapi::jiff::Timestamp::now();
+        let at = jiff::fmt::rfc2822::parse(v).ok()?.timestamp();
+        let now = jiff::Timestamp::now();
         Duration::try_from(at.duration_since(now)).unwrap_or_default()
     };
     Some(wait.min(crate::bounds::MAX_RETRY_AFTER))
@@ -614,10 +614,10 @@ mod tests {
             Some(Duration::ZERO),
             "a date in the past means now"
         );
-        let soon = k8s_openapi::jiff::Timestamp::now()
-            .checked_add(k8s_openapi::jiff::SignedDuration::from_secs(120))
+        let soon = jiff::Timestamp::now()
+            .checked_add(jiff::SignedDuration::from_secs(120))
             .unwrap();
-        let header = k8s_openapi::jiff::fmt::rfc2822::DateTimePrinter::new()
+        let header = jiff::fmt::rfc2822::DateTimePrinter::new()
             .timestamp_to_rfc9110_string(&soon)
             .unwrap();
         let got = parse_retry_after(&header).unwrap();

@@ -7,7 +7,7 @@ pub mod process;
 
 use std::path::Path;
 
-use databricks_account_operator::sim::{self, SimConfig, SimHandle};
+use databricks_account_sim::{self as sim, SimConfig, SimHandle};
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};

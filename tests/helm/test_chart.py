@@ -339,7 +339,7 @@ def test_render_defaults() -> None:
     check("defaults: no argocd ConfigMap", not find(objs, "ConfigMap"))
     notes = render()["databricks-account-operator/templates/NOTES.txt"]
     check("NOTES: a real-account example", "https://accounts.cloud.databricks.com" in notes and "kind: DatabricksAccount" in notes)
-    check("NOTES: a simulator example", "sim-client-id" in notes and "simulate" in notes)
+    check("NOTES: a simulator example", "sim-client-id" in notes and "databricks-account-sim" in notes)
 
 
 def test_render_all() -> None:
@@ -697,11 +697,14 @@ def free_port() -> int:
 
 
 def operate_as_service_account(sa: str, sa_ns: str, watched: str, lease: str) -> None:
-    """Runs the simulator and the operator binary (DAO_BIN) with a kubeconfig that impersonates
+    """Runs the simulator (SIM_BIN) and the operator binary (DAO_BIN) with a kubeconfig that impersonates
     the chart's ServiceAccount, applies config/samples/ to a watched namespace and waits for the
     workspace; then deletes the objects through the operator, so nothing is left behind."""
     binary = os.environ.get("DAO_BIN")
     if not check("DAO_BIN names the operator binary", bool(binary) and Path(binary).is_file(), binary):
+        return
+    sim_binary = os.environ.get("SIM_BIN")
+    if not check("SIM_BIN names the simulator binary", bool(sim_binary) and Path(sim_binary).is_file(), sim_binary):
         return
     admin = yaml.safe_load(Path(os.environ["KUBECONFIG"]).read_text())
     for user in admin["users"]:
@@ -715,7 +718,7 @@ def operate_as_service_account(sa: str, sa_ns: str, watched: str, lease: str) ->
     procs = []
     try:
         procs.append(subprocess.Popen(
-            [binary, "simulate", "--listen", f"127.0.0.1:{sim_port}", "--deployment-prefix", "acme",
+            [sim_binary, "--listen", f"127.0.0.1:{sim_port}", "--deployment-prefix", "acme",
              "--provisioning-seconds", "1", "--deletion-seconds", "0.5"],
             stdout=subprocess.DEVNULL, stderr=open(work / "simulator.log", "w")))
         env = dict(os.environ, KUBECONFIG=str(sa_kubeconfig), POD_NAMESPACE=sa_ns, POD_NAME="sa-operator",

@@ -20,7 +20,8 @@
 //! - `POST /__sim/reset`: clear faults and request counts; objects are kept unless `?objects=true`.
 //! - `POST /__sim/expire-tokens`: forget every issued access token (clients then get 401).
 //!
-//! The simulator does not depend on any other module of the crate: it owns its wire representation.
+//! The simulator depends on no other crate of the workspace: it owns its wire representation. The
+//! `databricks-account-sim` binary serves it ([`run`] with [`SimArgs`]).
 
 mod faults;
 mod server;
@@ -264,7 +265,7 @@ pub async fn start(
     })
 }
 
-/// Command-line options of `databricks-account-operator simulate`. Every option has a default, so
+/// Command-line options of `databricks-account-sim`. Every option has a default, so
 /// the simulator runs with no flags.
 #[derive(clap::Args, Debug, Clone)]
 pub struct SimArgs {
@@ -434,10 +435,10 @@ mod tests {
         args: SimArgs,
     }
 
-    /// The demo runs `simulate` with no flags: the CLI defaults must be the documented config.
+    /// The demo runs `databricks-account-sim` with no flags: the CLI defaults must be the documented config.
     #[test]
     fn the_command_line_defaults_are_the_default_config() {
-        let cli = Cli::try_parse_from(["simulate"]).unwrap();
+        let cli = Cli::try_parse_from(["databricks-account-sim"]).unwrap();
         assert_eq!(cli.args.config(), SimConfig::default());
         assert_eq!(cli.args.listen, "127.0.0.1:8085".parse().unwrap());
         assert_eq!(cli.args.faults(), Faults::default());
@@ -447,7 +448,7 @@ mod tests {
     #[test]
     fn fault_flags_become_faults() {
         let cli = Cli::try_parse_from([
-            "simulate",
+            "databricks-account-sim",
             "--fail-workspaces-matching",
             "broken",
             "--credential-propagation-seconds",

@@ -1,10 +1,11 @@
 //! The Databricks Account API client for the AWS provisioning objects (`account-api.md`).
 //!
-//! No Kubernetes types here: this module knows only the API. [`AccountClient`] handles the rate
+//! No Kubernetes types here: this crate knows only the API. [`AccountClient`] handles the rate
 //! limit, authentication (OAuth M2M, token federation, basic), retries of transient failures and
 //! the parsing of every error body shape.
 
 pub mod auth;
+pub mod bounds;
 pub mod client;
 pub mod config;
 pub mod error;

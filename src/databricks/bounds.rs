@@ -203,7 +203,17 @@ mod tests {
             "+ for_",
             "+ self.config.renew_every",
         ];
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        // This crate lives in src/databricks/; src/ holds every crate of the workspace (the
+        // operator's own modules, this client and the simulator), and all of them are checked.
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .unwrap()
+            .to_path_buf();
+        assert!(
+            root.join("controller").is_dir() && root.join("sim").is_dir(),
+            "{} is not the workspace's src/",
+            root.display()
+        );
         let mut bad = Vec::new();
         let mut stack = vec![root];
         while let Some(dir) = stack.pop() {
