@@ -668,7 +668,14 @@ async fn apply<K: Managed>(obj: &K, ctx: &Context, api: &Api<K>, ns: &str) -> Re
         None if pending => Duration::ZERO,
         None => Duration::from_secs(5),
     };
-    let listed = match ctx.list::<K::Remote>(&account_key, client, max_age).await {
+    // Reading an object's state needs a list made after any change another kind's made to it;
+    // a name lookup before a create does not.
+    let listed = match if known_id.is_some() {
+        ctx.list_current::<K::Remote>(&account_key, client, max_age)
+            .await
+    } else {
+        ctx.list::<K::Remote>(&account_key, client, max_age).await
+    } {
         Ok(l) => l,
         Err(e) => return run.api_failure(&e, "list").await,
     };
@@ -1055,10 +1062,11 @@ async fn cleanup<K: Managed>(
             Err(e) => return run.api_failure(&e, "list").await,
         };
         let deleted = ctx.deleted_at(&run.key);
+        let before_delete = deleted.is_some_and(|d| asked < d);
         let current = match listed.iter().find(|r| r.id() == id) {
             Some(r) => Some(r.clone()),
             // Absent from a list asked for after this process's DELETE was accepted: gone.
-            None if deleted.is_some_and(|d| asked >= d) => None,
+            None if deleted.is_some() && !before_delete => None,
             None => match client.get::<K::Remote>(&id).await {
                 Ok(r) => Some(r),
                 Err(e) => match gone::<K>(ctx, client, &account_key, &id, &e).await {
@@ -1072,10 +1080,11 @@ async fn cleanup<K: Managed>(
             None => {
                 run.event(false, "Deleted", "Delete", format!("{noun} {id} is gone"))
                     .await;
-                ctx.invalidate::<K::Remote>(&account_key);
                 return Ok(Step::Release);
             }
-            Some(r) if K::removing(&r) => {
+            // Being removed; or accepted for removal after the list was asked for (the shared
+            // list refreshes within the busy poll, and is not dropped at every delete).
+            Some(r) if K::removing(&r) || before_delete => {
                 run.set(
                     "Ready",
                     false,
@@ -1091,7 +1100,9 @@ async fn cleanup<K: Managed>(
     match client.delete::<K::Remote>(&id).await {
         Ok(()) => {
             ctx.deleted(&run.key);
-            ctx.invalidate::<K::Remote>(&account_key);
+            if !K::waits_for_removal() {
+                ctx.invalidate::<K::Remote>(&account_key);
+            }
             K::invalidate_related(ctx, &account_key);
             ctx.succeeded(&run.key);
             if K::waits_for_removal() {

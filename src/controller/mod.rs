@@ -140,6 +140,8 @@ impl std::fmt::Display for ObjKey {
 struct ListSlot {
     list: tokio::sync::Mutex<Option<Listed>>,
     outdated_since: Mutex<Option<Instant>>,
+    /// When the last list was asked for (set before its answer comes).
+    last_asked: Mutex<Option<Instant>>,
 }
 
 /// A list as fetched.
@@ -428,6 +430,29 @@ impl Context {
         client: &AccountClient,
         max_age: Duration,
     ) -> Result<(Arc<Vec<R>>, Instant), ApiCallError> {
+        self.list_inner(account, client, max_age, false).await
+    }
+
+    /// [`Context::list`] for reading objects' state, which other kinds' changes may have made
+    /// out of date (see [`Context::expire`]): a list marked out of date is not used.
+    pub async fn list_current<R: RemoteResource + Clone>(
+        &self,
+        account: &str,
+        client: &AccountClient,
+        max_age: Duration,
+    ) -> Result<Arc<Vec<R>>, ApiCallError> {
+        self.list_inner(account, client, max_age, true)
+            .await
+            .map(|(list, _)| list)
+    }
+
+    async fn list_inner<R: RemoteResource + Clone>(
+        &self,
+        account: &str,
+        client: &AccountClient,
+        max_age: Duration,
+        current: bool,
+    ) -> Result<(Arc<Vec<R>>, Instant), ApiCallError> {
         let slot = {
             let mut lists = lock(&self.lists);
             let slot = lists
@@ -438,21 +463,28 @@ impl Context {
             self.track();
             slot
         };
+        let outdated = |asked: Instant| lock(&slot.outdated_since).is_some_and(|s| asked < s);
+        if current {
+            // Known to be out of date: objects that ask at about the same time (a network for
+            // each workspace that changed) share one list made a moment after the last one
+            // instead of making one each. The wait is outside the lock, so that readers that do
+            // not need current state (a name lookup before a create) are not held.
+            let last = *lock(&slot.last_asked);
+            if let Some(last) = last.filter(|l| outdated(*l)) {
+                let pause = self.settings.busy_poll_interval.min(Duration::from_secs(4)) / 2;
+                tokio::time::sleep((last + pause).saturating_duration_since(Instant::now())).await;
+            }
+        }
         let mut guard = slot.list.lock().await;
         if let Some(Listed { at, asked, items }) = guard.as_ref()
             && at.elapsed() <= max_age
+            && !(current && outdated(*asked))
             && let Ok(v) = items.clone().downcast::<Vec<R>>()
         {
-            if lock(&slot.outdated_since).is_none_or(|since| *asked >= since) {
-                return Ok((v, *asked));
-            }
-            // Known to be out of date, but recent: objects that ask at about the same time (a
-            // network for each workspace that changed) share one list made a moment later
-            // instead of making one each; every one of them still gets a list made after it asked.
-            let pause = self.settings.busy_poll_interval.min(Duration::from_secs(4)) / 2;
-            tokio::time::sleep((*at + pause).saturating_duration_since(Instant::now())).await;
+            return Ok((v, *asked));
         }
         let asked = Instant::now();
+        *lock(&slot.last_asked) = Some(asked);
         let fresh = Arc::new(client.list::<R>().await?);
         *guard = Some(Listed {
             at: Instant::now(),
@@ -463,7 +495,8 @@ impl Context {
     }
 
     /// Marks the list of a kind out of date (its objects changed through another kind's): the
-    /// next reader within its max age gets a new list, shared with the readers around it.
+    /// next [`Context::list_current`] within its max age gets a new list, shared with the readers
+    /// around it.
     pub fn expire<R: RemoteResource>(&self, account: &str) {
         if let Some(slot) = lock(&self.lists).get(&(account.to_string(), R::COLLECTION)) {
             *lock(&slot.outdated_since) = Some(Instant::now());
