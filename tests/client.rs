@@ -1319,6 +1319,7 @@ async fn a_lost_create_response_is_outcome_unknown_and_not_retried() {
             count: 1,
             route: Some("POST /credentials".into()),
             status: 0,
+            ..LostResponse::default()
         }),
         ..Faults::default()
     });
@@ -1349,6 +1350,7 @@ async fn a_create_answered_with_a_5xx_is_outcome_unknown_and_not_retried() {
                 count: 1,
                 route: Some("POST /credentials".into()),
                 status,
+                ..LostResponse::default()
             }),
             ..Faults::default()
         });

@@ -490,6 +490,7 @@ async fn lost_create_response_is_adopted_not_duplicated() {
                 count: 1,
                 route: Some("POST /credentials".into()),
                 status: 0,
+                ..LostResponse::default()
             }),
             ..Faults::default()
         });
@@ -552,6 +553,7 @@ async fn a_lost_create_adopts_what_it_made_not_another_resources_object() {
                 count: 1,
                 route: Some("POST /customer-managed-keys".into()),
                 status: 502,
+                ..LostResponse::default()
             }),
             ..Faults::default()
         });
@@ -662,6 +664,7 @@ async fn a_create_committed_before_a_503_is_adopted_not_duplicated() {
                 count: 1,
                 route: Some("POST /storage-configurations".into()),
                 status: 503,
+                ..LostResponse::default()
             }),
             ..Faults::default()
         });

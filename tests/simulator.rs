@@ -698,6 +698,7 @@ async fn a_lost_response_commits_the_create_but_closes_the_connection() {
             count: 1,
             route: Some("POST /credentials".into()),
             status: 0,
+            ..LostResponse::default()
         }),
         ..Faults::default()
     });
@@ -728,6 +729,90 @@ async fn a_lost_response_commits_the_create_but_closes_the_connection() {
             .contains("already exists")
     );
     assert_eq!(s.handle.request_count().get("POST /credentials", 0), 1);
+}
+
+/// The other ways a committed create's answer is spoiled: held until the client gives up, 200
+/// with an empty body, 200 without the ID. Each time the object exists afterwards.
+#[tokio::test]
+async fn a_committed_create_can_hang_or_answer_without_a_body_or_an_id() {
+    let s = start(fast_config()).await;
+    let create = |name: &str| json!({"credentials_name": name, "aws_credentials": {"sts_role": {"role_arn": format!("arn:aws:iam::1:role/{name}")}}});
+    let lose = |mode: sim::LostMode| {
+        s.handle.set_faults(Faults {
+            lost_response: Some(LostResponse {
+                count: 1,
+                mode,
+                ..LostResponse::default()
+            }),
+            ..Faults::default()
+        });
+    };
+
+    lose(sim::LostMode::Hang);
+    let err = s
+        .client
+        .post(s.url("/credentials"))
+        .bearer_auth(&s.token)
+        .timeout(Duration::from_millis(500))
+        .json(&create("hung"))
+        .send()
+        .await
+        .expect_err("no answer");
+    assert!(err.is_timeout(), "the connection hangs: {err}");
+
+    lose(sim::LostMode::EmptyBody);
+    let r = s
+        .call(reqwest::Method::POST, "/credentials", Some(create("empty")))
+        .await;
+    assert_eq!((r.status, r.text.as_str()), (200, ""));
+
+    lose(sim::LostMode::NoId);
+    let r = s
+        .call(reqwest::Method::POST, "/credentials", Some(create("no-id")))
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["credentials_name"], "no-id");
+    assert!(r.json().get("credentials_id").is_none(), "{}", r.text);
+
+    let names: Vec<String> = s
+        .get("/credentials")
+        .await
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["credentials_name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names.len(), 3, "every create was committed: {names:?}");
+    for n in ["hung", "empty", "no-id"] {
+        assert!(names.iter().any(|x| x == n), "{n} missing from {names:?}");
+    }
+}
+
+/// A proxy's 404 is HTML, not the API's JSON, and it touches nothing behind it.
+#[tokio::test]
+async fn a_proxy_not_found_answers_html_and_deletes_nothing() {
+    let s = start(fast_config()).await;
+    let r = s
+        .call(reqwest::Method::POST, "/credentials", Some(json!({"credentials_name": "kept", "aws_credentials": {"sts_role": {"role_arn": "arn:aws:iam::1:role/kept"}}})))
+        .await;
+    let id = r.json()["credentials_id"].as_str().unwrap().to_string();
+    s.handle.set_faults(Faults {
+        proxy_not_found: Some(sim::ProxyNotFound {
+            count: 1,
+            path_contains: Some("/credentials/".into()),
+        }),
+        ..Faults::default()
+    });
+    let r = s
+        .call(reqwest::Method::DELETE, &format!("/credentials/{id}"), None)
+        .await;
+    assert_eq!(r.status, 404);
+    assert!(r.text.starts_with("<html>"), "{}", r.text);
+    assert_eq!(s.get("/credentials").await.as_array().unwrap().len(), 1);
+    let r = s
+        .call(reqwest::Method::DELETE, &format!("/credentials/{id}"), None)
+        .await;
+    assert_eq!(r.status, 200, "the fault is spent: {}", r.text);
 }
 
 /// The IAM-propagation fault refuses a new role, then accepts it after the window.

@@ -15,7 +15,8 @@ pub use super::state::{CredentialPropagation, FailRule};
 ///   "rate_limit":   {"count": 2, "retry_after_seconds": 1, "path_contains": "/workspaces"},
 ///   "server_error": {"count": 1, "status": 503, "path_contains": null},
 ///   "latency_ms": 0,
-///   "lost_response": {"count": 1, "route": "POST /credentials"},
+///   "lost_response": {"count": 1, "route": "POST /credentials", "mode": "hang"},
+///   "proxy_not_found": {"count": 1, "path_contains": "/credentials/"},
 ///   "credential_propagation": {"seconds": 10, "role_arn": null},
 ///   "fail_workspaces": [{"workspace_name_contains": "fail", "while_initial_credentials": true}]
 /// }
@@ -29,8 +30,10 @@ pub struct Faults {
     pub server_error: Option<ServerError>,
     /// Added latency for every API request, in milliseconds.
     pub latency_ms: u64,
-    /// Commit the next `count` matching creates but close the connection without a response.
+    /// Commit the next `count` matching creates but lose or spoil the response.
     pub lost_response: Option<LostResponse>,
+    /// Answer the next `count` matching API calls with a proxy's HTML 404 (nothing committed).
+    pub proxy_not_found: Option<ProxyNotFound>,
     /// The IAM-propagation window for credential validation.
     pub credential_propagation: Option<CredentialPropagation>,
     /// Rules that make matching workspaces end FAILED.
@@ -61,17 +64,56 @@ pub struct ServerError {
     pub path_contains: Option<String>,
 }
 
-/// A request whose effect is committed but whose response is lost: the TCP connection is closed,
-/// or (with `status`) a 5xx is answered instead, as a proxy does when the backend is slow.
+/// A request whose effect is committed but whose response is lost or spoiled: the TCP connection
+/// is closed, held open without an answer, answered with a 5xx (as a proxy does when the backend
+/// is slow), or answered 200 with an empty body or without the new object's ID.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct LostResponse {
     /// How many matching requests still lose their response.
     pub count: u32,
-    /// The route template, for example `POST /credentials` (any successful create when unset).
+    /// The route template, for example `POST /credentials` or `DELETE /networks/{id}` (any
+    /// successful create when unset).
     pub route: Option<String>,
-    /// 0 (default): close the connection. 500-599: answer that status after committing.
+    /// 500-599: answer that status after committing (`mode` is then ignored). 0 (default): `mode`.
     pub status: u16,
+    /// What happens to the response when `status` is 0.
+    pub mode: LostMode,
+}
+
+/// How a committed request's response is lost when no status is given.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LostMode {
+    /// Close the connection without a response.
+    #[default]
+    Close,
+    /// Keep the connection open without answering for a minute, then close it (a client's own
+    /// timeout ends it first).
+    Hang,
+    /// Answer 200 `application/json` with an empty body.
+    EmptyBody,
+    /// Answer 200 with the object minus its ID field.
+    NoId,
+}
+
+/// What the server does instead of the committed request's response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lost {
+    /// Answer this 5xx.
+    Status(u16),
+    /// Lose it as [`LostMode`] says.
+    Mode(LostMode),
+}
+
+/// A proxy in front of the API answering 404 with an HTML page, for the next `count` calls.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ProxyNotFound {
+    /// How many calls still get the HTML 404.
+    pub count: u32,
+    /// Only calls whose path contains this substring.
+    pub path_contains: Option<String>,
 }
 
 /// What the server must do to one API request before (or instead of) handling it.
@@ -87,6 +129,8 @@ pub enum Injected {
         /// The status code.
         status: u16,
     },
+    /// Answer 404 with an HTML page, as a proxy that does not know the path.
+    ProxyNotFound,
 }
 
 fn scoped(path_contains: Option<&str>, path: &str) -> bool {
@@ -117,12 +161,19 @@ impl Faults {
             };
             return Some(Injected::ServerError { status });
         }
+        if let Some(p) = &mut self.proxy_not_found
+            && p.count > 0
+            && scoped(p.path_contains.as_deref(), path)
+        {
+            p.count -= 1;
+            return Some(Injected::ProxyNotFound);
+        }
         None
     }
 
-    /// Whether the response to this (successful) create must be lost, and how: `Some(0)` to
-    /// close the connection, `Some(5xx)` to answer that status. Consumes one count.
-    pub fn take_lost_response(&mut self, route: &str) -> Option<u16> {
+    /// Whether the response to this (successful) request must be lost, and how. Consumes one
+    /// count.
+    pub fn take_lost_response(&mut self, route: &str) -> Option<Lost> {
         if let Some(l) = &mut self.lost_response
             && l.count > 0
             && l.route
@@ -131,9 +182,9 @@ impl Faults {
         {
             l.count -= 1;
             return Some(if (500..=599).contains(&l.status) {
-                l.status
+                Lost::Status(l.status)
             } else {
-                0
+                Lost::Mode(l.mode)
             });
         }
         None
@@ -190,7 +241,45 @@ mod tests {
         )
         .unwrap();
         assert_eq!(f.take_lost_response("POST /networks"), None);
-        assert_eq!(f.take_lost_response("POST /credentials"), Some(0));
+        assert_eq!(
+            f.take_lost_response("POST /credentials"),
+            Some(Lost::Mode(LostMode::Close))
+        );
         assert_eq!(f.take_lost_response("POST /credentials"), None);
+    }
+
+    /// A status wins over the mode; the mode names what happens otherwise.
+    #[test]
+    fn a_lost_response_answers_its_status_or_its_mode() {
+        let mut f: Faults = serde_json::from_str(
+            r#"{"lost_response": {"count": 2, "mode": "no_id", "status": 502}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            f.take_lost_response("POST /networks"),
+            Some(Lost::Status(502))
+        );
+        f.lost_response.as_mut().unwrap().status = 0;
+        assert_eq!(f.take_lost_response("DELETE /networks/{id}"), None);
+        assert_eq!(
+            f.take_lost_response("POST /workspaces"),
+            Some(Lost::Mode(LostMode::NoId))
+        );
+        assert_eq!(f.take_lost_response("POST /networks"), None);
+    }
+
+    /// The proxy's 404 is counted and scoped like the other injected answers.
+    #[test]
+    fn a_proxy_not_found_applies_to_its_paths_only() {
+        let mut f: Faults = serde_json::from_str(
+            r#"{"proxy_not_found": {"count": 1, "path_contains": "/credentials/"}}"#,
+        )
+        .unwrap();
+        assert_eq!(f.take_injected("/api/2.0/accounts/a/credentials"), None);
+        assert_eq!(
+            f.take_injected("/api/2.0/accounts/a/credentials/c1"),
+            Some(Injected::ProxyNotFound)
+        );
+        assert_eq!(f.take_injected("/api/2.0/accounts/a/credentials/c1"), None);
     }
 }

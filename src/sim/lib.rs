@@ -36,7 +36,10 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-pub use faults::{CredentialPropagation, FailRule, Faults, LostResponse, RateLimit, ServerError};
+pub use faults::{
+    CredentialPropagation, FailRule, Faults, LostMode, LostResponse, ProxyNotFound, RateLimit,
+    ServerError,
+};
 pub use server::{LoggedRequest, RequestCount, RequestCounts};
 pub use state::ApiError;
 

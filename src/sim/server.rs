@@ -24,7 +24,7 @@ use tokio::sync::{Notify, watch};
 use tokio_rustls::TlsAcceptor;
 
 use super::SimConfig;
-use super::faults::{Faults, Injected};
+use super::faults::{Faults, Injected, Lost, LostMode};
 use super::state::{ApiError, Kind, Store};
 
 /// How many API requests were answered, per route template (`POST /credentials`,
@@ -83,6 +83,9 @@ impl RequestCounts {
     }
 }
 
+/// How long a hanging response (lost-response fault, mode `hang`) holds its connection.
+const HANG: Duration = Duration::from_secs(60);
+
 /// Everything the connection tasks share.
 pub(crate) struct Shared {
     pub config: SimConfig,
@@ -97,7 +100,7 @@ pub(crate) struct Shared {
 }
 
 /// How the response to a committed request is lost, if it is (the fault lock is released here).
-fn take_lost(shared: &Shared, route: &str) -> Option<u16> {
+fn take_lost(shared: &Shared, route: &str) -> Option<Lost> {
     lock(&shared.faults).take_lost_response(route)
 }
 
@@ -575,6 +578,11 @@ async fn api(
             };
             error_json(status, code, msg)
         }
+        Some(Injected::ProxyNotFound) => response(
+            404,
+            "text/html; charset=utf-8",
+            "<html><head><title>404 Not Found</title></head><body><center><h1>404 Not Found</h1></center></body></html>".into(),
+        ),
         None => {
             if !authenticated(shared, &req) {
                 error_json(
@@ -589,18 +597,37 @@ async fn api(
                     &format!("The caller is not authorized to access account {acct}."),
                 )
             } else if let Some(target) = target {
+                let kind = match &target {
+                    Target::List(k) | Target::One(k, _) => *k,
+                };
                 match dispatch(shared, &method, target, req).await {
                     Ok(value) => match take_lost(shared, &route) {
-                        Some(0) => {
+                        Some(Lost::Mode(mode @ (LostMode::Close | LostMode::Hang))) => {
                             shared.count(&route, 0);
                             shared.log(&route, 0, &user_agent);
+                            drop(value);
+                            if mode == LostMode::Hang {
+                                tracing::info!(%route, "committed; holding the response");
+                                tokio::time::sleep(HANG).await;
+                            }
                             tracing::info!(%route, "committed; losing the response");
                             kill.notify_one();
                             // The connection task is stopped by the notification.
-                            drop(value);
                             return std::future::pending::<Response<Body>>().await;
                         }
-                        Some(status) => {
+                        Some(Lost::Mode(LostMode::EmptyBody)) => {
+                            tracing::info!(%route, "committed; answering an empty body");
+                            response(200, "application/json", String::new())
+                        }
+                        Some(Lost::Mode(LostMode::NoId)) => {
+                            tracing::info!(%route, "committed; answering without the ID");
+                            let mut value = value;
+                            if let Some(obj) = value.as_object_mut() {
+                                obj.remove(kind.map_or("workspace_id", Kind::id_field));
+                            }
+                            json_response(200, &value)
+                        }
+                        Some(Lost::Status(status)) => {
                             tracing::info!(%route, status, "committed; answering an error");
                             error_json(
                                 status,
