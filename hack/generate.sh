@@ -130,9 +130,11 @@ EOF
     verbs: ["create", "patch"]
   # Secrets: watched with a label selector, so only those labelled
   # $GROUP/account-secret=true are ever read (RBAC cannot select by label).
+  # patch: only to add and remove the finalizer $GROUP/account-secret-in-use on those Secrets
+  # (--hold-account-secrets; drop the verb and pass --hold-account-secrets=false to opt out).
   - apiGroups: [""]
     resources: ["secrets"]
-    verbs: ["get", "list", "watch"]
+    verbs: ["get", "list", "watch", "patch"]
   # The CA ConfigMap a DatabricksAccount names.
   - apiGroups: [""]
     resources: ["configmaps"]

@@ -88,6 +88,11 @@ struct RunArgs {
         default_value = "/var/run/secrets/databricks/token"
     )]
     federation_token_file: std::path::PathBuf,
+    /// Keep a finalizer on each opted-in Secret while a DatabricksAccount names it, so that deletes
+    /// finish even when a namespace delete removes the Secret first and the operator restarts.
+    /// Needs `patch` on Secrets.
+    #[arg(long, env = "HOLD_ACCOUNT_SECRETS", default_value_t = true, action = clap::ArgAction::Set)]
+    hold_account_secrets: bool,
     /// Time limit of one HTTP exchange with the Account API, e.g. `60s`.
     #[arg(long, env = "API_TIMEOUT", default_value = "60s")]
     api_timeout: String,
@@ -138,6 +143,7 @@ async fn run(args: RunArgs) -> Result<(), String> {
         federation_token_file: args.federation_token_file.clone(),
         api_timeout: flag("api-timeout", &args.api_timeout)?,
         fence: fence.clone(),
+        hold_secrets: args.hold_account_secrets,
         ..Settings::default()
     };
     let lease_duration = flag("lease-duration", &args.lease_duration)?;

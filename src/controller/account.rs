@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Secret as KubeSecret};
-use kube::api::Api;
+use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 
@@ -14,7 +14,7 @@ use super::managed::{Error, set_finalizer, write_status};
 use super::{AccountEntry, Context, ObjKey};
 use crate::bounds;
 use crate::crd::account::{AccountStatus, DatabricksAccount};
-use crate::crd::{FINALIZER, Reason, SECRET_LABEL};
+use crate::crd::{FINALIZER, Reason, SECRET_FINALIZER, SECRET_LABEL};
 use crate::databricks::{AccountClient, AccountConfig, ConfigError, Credentials, Secret};
 
 /// Longest Secret value used (bytes): client IDs, secrets, usernames and passwords are far shorter.
@@ -282,6 +282,9 @@ async fn apply(acct: Arc<DatabricksAccount>, ctx: Arc<Context>, ns: &str) -> Res
         return Ok(Action::requeue(poll));
     }
 
+    hold_secret(&ctx, &acct, ns).await;
+    // A Secret this account named before is let go once no account names it.
+    release_unused_secrets(&ctx, ns).await;
     let (config, fingerprint) = match build_config(&ctx, &acct, ns).await {
         Ok(c) => c,
         Err((reason, message)) => {
@@ -398,6 +401,7 @@ async fn cleanup(
     let key = format!("{ns}/{name}");
     let users = ctx.account_users(ns, &name);
     if !users.is_empty() {
+        hold_secret(&ctx, &acct, ns).await;
         // The objects are deleted through this account: make sure it has a client (after a
         // restart none was built yet). Why it cannot have one is what its users wait for.
         let mut cannot: Option<String> = None;
@@ -450,6 +454,81 @@ async fn cleanup(
     }
     ctx.forget_account(&key);
     Ok(None)
+}
+
+/// Puts [`SECRET_FINALIZER`] on the opted-in Secret the account names, unless it is there or the
+/// Secret is already being deleted (no finalizer can be added then). A refusal (RBAC without
+/// `patch` on Secrets) is logged, not fatal: the account works, only a namespace delete after a
+/// restart may then wait for the Secret to be restored.
+async fn hold_secret(ctx: &Context, acct: &DatabricksAccount, ns: &str) {
+    if !ctx.settings.hold_secrets {
+        return;
+    }
+    let Some(name) = acct.spec.auth.secret_name() else {
+        return;
+    };
+    let Some(secret) = ctx.secret(ns, name) else {
+        return;
+    };
+    if secret.metadata.deletion_timestamp.is_some()
+        || secret.finalizers().iter().any(|f| f == SECRET_FINALIZER)
+    {
+        return;
+    }
+    let api: Api<KubeSecret> = Api::namespaced(ctx.client.clone(), ns);
+    let patch = serde_json::json!({"metadata": {"finalizers": [SECRET_FINALIZER]}});
+    match api
+        .patch(name, &PatchParams::default(), &Patch::Strategic(&patch))
+        .await
+    {
+        Ok(_) => tracing::debug!(secret = %format!("{ns}/{name}"), "holding the account's Secret"),
+        Err(kube::Error::Api(e)) if e.code == 404 => {}
+        Err(e) => {
+            tracing::warn!(secret = %format!("{ns}/{name}"), error = %e, "cannot put the finalizer on the account's Secret; a namespace delete may need it restored");
+        }
+    }
+}
+
+/// Removes [`SECRET_FINALIZER`] from every opted-in Secret of `ns` that no `DatabricksAccount`
+/// names any more (its last account is gone, or names another Secret). Reads the caches only:
+/// call it once they are ready.
+pub(super) async fn release_unused_secrets(ctx: &Context, ns: &str) {
+    let Some(scope) = ctx.scope(ns) else {
+        return;
+    };
+    let in_ns = |o: &Option<String>| o.as_deref() == Some(ns);
+    let used: std::collections::HashSet<String> = scope
+        .accounts
+        .state()
+        .iter()
+        .filter(|a| in_ns(&a.metadata.namespace))
+        .filter_map(|a| a.spec.auth.secret_name().map(str::to_string))
+        .collect();
+    let api: Api<KubeSecret> = Api::namespaced(ctx.client.clone(), ns);
+    for s in scope.secrets.state() {
+        let name = s.name_any();
+        if !in_ns(&s.metadata.namespace)
+            || used.contains(&name)
+            || !s.finalizers().iter().any(|f| f == SECRET_FINALIZER)
+        {
+            continue;
+        }
+        let patch = serde_json::json!({
+            "metadata": {"$deleteFromPrimitiveList/finalizers": [SECRET_FINALIZER]}
+        });
+        match api
+            .patch(&name, &PatchParams::default(), &Patch::Strategic(&patch))
+            .await
+        {
+            Ok(_) => {
+                tracing::debug!(secret = %format!("{ns}/{name}"), "released the Secret: no account names it")
+            }
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(e) => {
+                tracing::warn!(secret = %format!("{ns}/{name}"), error = %e, "cannot remove the finalizer from a Secret no account names");
+            }
+        }
+    }
 }
 
 async fn write_account_status(

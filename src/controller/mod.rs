@@ -56,6 +56,10 @@ pub struct Settings {
     pub min_annotated_poll_interval: Duration,
     /// Time limit of one HTTP exchange with the Account API (a trickling server is cut off).
     pub api_timeout: Duration,
+    /// Keep a finalizer on each opted-in Secret while a `DatabricksAccount` names it (needs
+    /// `patch` on Secrets), so that deletes finish even when a namespace delete removes the Secret
+    /// first and the operator restarts.
+    pub hold_secrets: bool,
     /// Reconciles of one kind running at once. Unbounded, a thousand new objects start a thousand
     /// reconciles and as many connections to the API server, which stay open afterwards.
     pub concurrency: u16,
@@ -77,6 +81,7 @@ impl Default for Settings {
             fence: WriteFence::open(),
             min_annotated_poll_interval: crate::bounds::POLL_INTERVAL_MIN,
             api_timeout: Duration::from_secs(60),
+            hold_secrets: true,
             concurrency: 16,
         }
     }
@@ -821,6 +826,8 @@ mod runner {
         /// What other objects last saw of each object (a hash), so that an event that changes
         /// nothing they depend on wakes only the object itself.
         seen: Mutex<HashMap<Seen, (u64, u64)>>,
+        /// Namespaces where a held Secret may no longer be named by any account.
+        unheld: UnboundedSender<String>,
     }
 
     impl Fanout {
@@ -978,6 +985,9 @@ mod runner {
                     let name = a.name_any();
                     self.forget(KIND, &ns, &name);
                     self.wake_all(&ns, &self.caches.account_users(&ns, &name));
+                    if a.spec.auth.secret_name().is_some() {
+                        let _ = self.unheld.send(ns);
+                    }
                 }
                 watcher::Event::Init | watcher::Event::InitDone => {}
             }
@@ -992,14 +1002,43 @@ mod runner {
             };
             let ns = s.namespace();
             let name = s.name_any();
+            let mut named = false;
             for a in self.caches.accounts.state() {
                 if a.namespace() == ns && a.spec.auth.secret_name() == Some(name.as_str()) {
+                    named = true;
                     self.wake(
                         "DatabricksAccount",
                         &a.namespace().unwrap_or_default(),
                         &a.name_any(),
                     );
                 }
+            }
+            if !named
+                && !matches!(event, watcher::Event::Delete(_))
+                && s.finalizers()
+                    .iter()
+                    .any(|f| f == crate::crd::SECRET_FINALIZER)
+            {
+                let _ = self.unheld.send(ns.unwrap_or_default());
+            }
+        }
+    }
+
+    /// Releases held Secrets that no account names, for each namespace the fan-out reports,
+    /// once the caches have listed (before that, "no account names it" could be wrong).
+    async fn release_secrets(
+        ctx: Arc<Context>,
+        caches: Arc<ScopeCaches>,
+        mut namespaces: tokio::sync::mpsc::UnboundedReceiver<String>,
+    ) {
+        caches.ready().await;
+        while let Some(ns) = namespaces.recv().await {
+            let mut batch = std::collections::BTreeSet::from([ns]);
+            while let Ok(more) = namespaces.try_recv() {
+                batch.insert(more);
+            }
+            for ns in batch {
+                super::account::release_unused_secrets(&ctx, &ns).await;
             }
         }
     }
@@ -1232,10 +1271,12 @@ mod runner {
         let mut senders: HashMap<String, UnboundedSender<Wake>> =
             kinds.iter().map(|k| k.sender()).collect();
         senders.insert("DatabricksAccount".into(), accounts_tx);
+        let (unheld, unheld_rx) = unbounded_channel::<String>();
         let fanout = Arc::new(Fanout {
             caches,
             senders,
             seen: Mutex::default(),
+            unheld,
         });
         let mut drivers: Vec<Driver> = Vec::new();
         let f = fanout.clone();
@@ -1264,6 +1305,7 @@ mod runner {
         ));
         drivers
             .push(sweep::<DatabricksAccount>(ctx.clone(), fanout.caches.clone(), accounts).boxed());
+        drivers.push(release_secrets(ctx.clone(), fanout.caches.clone(), unheld_rx).boxed());
         for kind in kinds {
             drivers.extend(kind.start(&ctx, &fanout, &listed, &shutdown));
         }

@@ -15,6 +15,9 @@ pub const POLL_INTERVAL_ANNOTATION: &str = "account.databricks-operator.dev/poll
 /// Label that opts a Secret in for this operator: only Secrets labelled `"true"` are watched and
 /// read, and only their documented keys are sent.
 pub const SECRET_LABEL: &str = "account.databricks-operator.dev/account-secret";
+/// Finalizer kept on an opted-in Secret while a `DatabricksAccount` names it, so that a namespace
+/// delete cannot remove the credentials the account's objects are deleted with.
+pub const SECRET_FINALIZER: &str = "account.databricks-operator.dev/account-secret-in-use";
 /// Field manager of every write the operator makes.
 pub const FIELD_MANAGER: &str = "databricks-account-operator";
 

@@ -127,7 +127,7 @@ EXPECTED_RECONCILE_RULES = rules_key([
     {"apiGroups": [GROUP], "resources": [p + "/status" for p in PLURALS], "verbs": ["patch"]},
     {"apiGroups": [GROUP], "resources": [p + "/finalizers" for p in PLURALS], "verbs": ["update"]},
     {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
-    {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "watch"]},
+    {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "watch", "patch"]},
     {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]},
 ])
 
@@ -298,7 +298,7 @@ def test_render_defaults() -> None:
         "run", "--poll-interval=10m", "--busy-poll-interval=15s", "--default-deletion-policy=Delete",
         "--metrics-addr=0.0.0.0:8080", "--log-format=json",
         "--allowed-hosts=accounts.cloud.databricks.com,accounts.cloud.databricks.us,accounts-dod.cloud.databricks.mil",
-        "--federation-token-file=/var/run/secrets/databricks/token",
+        "--federation-token-file=/var/run/secrets/databricks/token", "--hold-account-secrets=true",
     ], c["args"])
     env = {e["name"]: e.get("value") for e in c["env"]}
     check("defaults: RUST_LOG info", env.get("RUST_LOG") == "info", env)
@@ -317,6 +317,13 @@ def test_render_defaults() -> None:
     cr = one(objs, "ClusterRole")
     check("defaults: ClusterRole has exactly the operator's calls", rules_key(cr["rules"]) == EXPECTED_RECONCILE_RULES,
           cr["rules"])
+    # Opting out of the Secret finalizer drops `patch` on Secrets and tells the binary.
+    unheld = objects(render({"holdAccountSecrets": False}))
+    secret_rules = [r for r in one(unheld, "ClusterRole")["rules"] if r["resources"] == ["secrets"]]
+    check("holdAccountSecrets=false: Secrets are only read", secret_rules == [
+        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "watch"]}], secret_rules)
+    check("holdAccountSecrets=false: the flag says so",
+          "--hold-account-secrets=false" in container(unheld)["args"], container(unheld)["args"])
     crb = one(objs, "ClusterRoleBinding")
     check("defaults: ClusterRoleBinding to the ServiceAccount",
           crb["roleRef"]["name"] == cr["metadata"]["name"]
@@ -357,7 +364,8 @@ def test_render_all() -> None:
         "run", "--poll-interval=5m", "--busy-poll-interval=20s", "--default-deletion-policy=Orphan",
         "--metrics-addr=0.0.0.0:9090", "--log-format=text",
         "--allowed-hosts=accounts.cloud.databricks.com,127.0.0.1:8085",
-        "--federation-token-file=/var/run/secrets/databricks/token", "--watch-namespaces=team-a,team-b",
+        "--federation-token-file=/var/run/secrets/databricks/token", "--hold-account-secrets=true",
+        "--watch-namespaces=team-a,team-b",
         "--leader-elect", "--lease-name=dbx-operator-leader",
         "--extra-ca-file=/etc/databricks-account-operator/extra-ca/bundle.pem",
     ], c["args"])
@@ -815,7 +823,9 @@ def test_install() -> None:
                 ("create", "events.events.k8s.io", "default", True),
                 ("get", "secrets", "default", True),
                 ("list", "secrets", "default", True),
+                ("patch", "secrets", "default", True),
                 ("delete", "secrets", "default", False),
+                ("update", "secrets", "default", False),
                 ("watch", "configmaps", "default", False),
                 ("create", f"databricksworkspaces.{GROUP}", "default", False),
                 ("delete", f"databricksworkspaces.{GROUP}", "default", False),

@@ -109,9 +109,11 @@ calls the operator makes.
   verbs: ["create", "patch"]
 # Secrets: watched with a label selector, so only those labelled
 # account.databricks-operator.dev/account-secret=true are ever read (RBAC cannot select by label).
+# With holdAccountSecrets, `patch` too: the operator only adds and removes its finalizer
+# account.databricks-operator.dev/account-secret-in-use on those Secrets.
 - apiGroups: [""]
   resources: ["secrets"]
-  verbs: ["get", "list", "watch"]
+  verbs: ["get", "list", "watch"{{ if .Values.holdAccountSecrets }}, "patch"{{ end }}]
 # The CA ConfigMap a DatabricksAccount names.
 - apiGroups: [""]
   resources: ["configmaps"]
