@@ -418,7 +418,10 @@ impl AccountClient {
                 // it up before it tries again.
                 _ if err.is_outcome_unknown() => false,
                 Error::OutcomeUnknown { .. } | Error::Decode { .. } | Error::Fenced { .. } => false,
-                Error::Api(api) => api.is_retryable(),
+                // A read may also be repeated after a 500 or 502: it changes nothing.
+                Error::Api(api) => {
+                    api.is_retryable() || (method == Method::GET && matches!(api.status, 500 | 502))
+                }
                 Error::Transport { .. } => true,
                 Error::Auth(a) => a.is_retryable(),
             };
