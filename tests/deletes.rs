@@ -247,3 +247,60 @@ async fn an_account_deleted_while_the_operator_was_down_finishes_once_its_secret
         .unwrap();
     sim.shutdown().await;
 }
+
+/// A proxy's HTML 404 on a DELETE is not the API saying the object is gone: a fresh list shows
+/// it is still there, the finalizer stays, and the delete is tried again with backoff (not at
+/// the poll interval, which here is ten minutes) until it goes through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delete_answered_by_a_proxy_page_is_retried_with_backoff() {
+    let client = common::client().await;
+    common::install_crds(&client).await;
+    let ns = common::namespace(&client, "deletes-proxy").await;
+    let sim = common::fast_sim().await;
+    let _op = OperatorProcess::start("deletes-proxy", &ns, &["--poll-interval", "10m"]);
+    let mut docs = common::account_docs(&sim, 100);
+    docs.push(credential_doc("cred"));
+    apply(&client, &ns, &docs).await;
+    common::wait_condition(
+        &client,
+        &ns,
+        "DatabricksCredential",
+        "cred",
+        "Ready",
+        "Available",
+        60,
+    )
+    .await;
+    sim.set_faults(
+        serde_json::from_value(serde_json::json!({
+            "proxy_not_found": {"count": 3, "path_contains": "/credentials/"}
+        }))
+        .unwrap(),
+    );
+    dynamic(&client, &ns, "DatabricksCredential")
+        .delete("cred", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("the credential to go", 45, || {
+        let creds = dynamic(&client, &ns, "DatabricksCredential");
+        async move { creds.get_opt("cred").await.ok()?.is_none().then_some(()) }
+    })
+    .await;
+    let counts = sim.request_count();
+    assert_eq!(
+        (
+            counts.get("DELETE /credentials/{id}", 404),
+            counts.get("DELETE /credentials/{id}", 200)
+        ),
+        (3, 1),
+        "three proxy pages, then the delete: {counts:?}"
+    );
+    assert_eq!(
+        sim.snapshot()["credentials"].as_array().map(Vec::len),
+        Some(0)
+    );
+    common::remove_namespace(&client, &ns, Duration::from_secs(60))
+        .await
+        .unwrap();
+    sim.shutdown().await;
+}

@@ -566,7 +566,13 @@ impl<K: Managed> Run<'_, K> {
                 Reason::AuthenticationFailed,
                 self.ctx.backoff(&self.key, None),
             )
-        } else if err.is_retryable() || err.api().is_some_and(|a| a.status >= 500) {
+        } else if err.is_retryable()
+            || err
+                .api()
+                // A 404 that is not the API's own "does not exist" comes from something in the
+                // way (a proxy, a gateway): worth another try soon, not a verdict on the spec.
+                .is_some_and(|a| a.status >= 500 || (a.status == 404 && !a.is_not_found()))
+        {
             (
                 Reason::ApiUnavailable,
                 self.ctx.backoff(&self.key, err.retry_after()),
