@@ -458,7 +458,7 @@ fn admission_cases(s: &Sim) -> Vec<Case> {
         refused("network: dataplaneRelay reference with neither name nor id", network("bad-net", 1, json!({"vpcEndpoints": {"dataplaneRelay": [{}]}})), &["\"spec.vpcEndpoints.dataplaneRelay\" ", oneof_none]),
         // DatabricksVpcEndpoint
         refused("vpc endpoint: malformed endpoint ID", endpoint("bad-vpce", 1, json!({"awsVpcEndpointId": "vpc-123"})), &["spec.awsVpcEndpointId in body should match"]),
-        refused("vpc endpoint: unknown region", endpoint("bad-vpce", 1, json!({"region": "mars-north-1"})), &["spec.region: Unsupported value: \"mars-north-1\""]),
+        refused("vpc endpoint: not a region name", endpoint("bad-vpce", 1, json!({"region": "mars-north-1"})), &["spec.region in body should match"]),
         refused("vpc endpoint: region missing", endpoint("bad-vpce", 1, json!({"region": null})), &["spec.region: Required value"]),
         refused("vpc endpoint: empty vpcEndpointName", endpoint("bad-vpce", 1, json!({"vpcEndpointName": ""})), &["spec.vpcEndpointName in body should be at least 1 chars long"]),
         // DatabricksPrivateAccessSettings
@@ -473,7 +473,9 @@ fn admission_cases(s: &Sim) -> Vec<Case> {
         refused("workspace: credentials with both name and id", workspace("bad-ws", json!({"credentials": {"name": "a", "id": "b"}})), &["\"spec.credentials\" ", oneof_two]),
         refused("workspace: storageConfiguration missing", workspace("bad-ws", json!({"storageConfiguration": null})), &["spec.storageConfiguration: Required value"]),
         refused("workspace: awsRegion missing", workspace("bad-ws", json!({"awsRegion": null})), &["spec.awsRegion: Required value"]),
-        refused("workspace: unknown awsRegion", workspace("bad-ws", json!({"awsRegion": "us-east-9"})), &["spec.awsRegion: Unsupported value: \"us-east-9\""]),
+        refused("workspace: awsRegion in capitals", workspace("bad-ws", json!({"awsRegion": "US-EAST-1"})), &["spec.awsRegion in body should match"]),
+        refused("workspace: awsRegion without its number", workspace("bad-ws", json!({"awsRegion": "us-east"})), &["spec.awsRegion in body should match"]),
+        refused("private access: region with underscores", pas("bad-pas", json!({"region": "us_east_1"})), &["spec.region in body should match"]),
         refused("workspace: deploymentName with capitals", workspace("bad-ws", json!({"deploymentName": "Bad_Name"})), &["spec.deploymentName in body should match"]),
         refused("workspace: deploymentName with a leading hyphen", workspace("bad-ws", json!({"deploymentName": "-lead"})), &["spec.deploymentName in body should match"]),
         refused("workspace: deploymentName of 65 characters", workspace("bad-ws", json!({"deploymentName": long(65)})), &["spec.deploymentName in body should be at most 64 chars long"]),
@@ -573,6 +575,7 @@ fn condition_cases(s: &Sim) -> Vec<Case> {
         condition("workspace: credential ID unknown to the API", vec![workspace("ws-cred-id-unknown", json!({"credentials": {"id": "no-such-credential-id"}}))], expect("DatabricksWorkspace", "ws-cred-id-unknown", "Ready", "ApiRejected", "Invalid credentialsId: no-such-credential-id")),
         condition("workspace: storageKey whose key is not for STORAGE", vec![workspace("ws-wrong-key-use", json!({"storageKey": {"name": "managed-services-key"}}))], expect("DatabricksWorkspace", "ws-wrong-key-use", "Ready", "ApiRejected", "must have use case STORAGE")),
         // Values the schema lets through and the API refuses.
+        condition("workspace: region-shaped but not one the account has", vec![workspace("ws-region-unknown", json!({"awsRegion": "us-east-9"}))], expect("DatabricksWorkspace", "ws-region-unknown", "Ready", "ApiRejected", "Region us-east-9 is not supported")),
         condition("workspace: empty custom tag key", vec![workspace("ws-empty-tag-key", json!({"customTags": {"": "x"}}))], expect("DatabricksWorkspace", "ws-empty-tag-key", "Ready", "ApiRejected", "Invalid custom tag key ''")),
         condition("workspace: custom tag key of 128 characters", vec![workspace("ws-long-tag-key", json!({"customTags": {"k".repeat(128): "x"}}))], expect("DatabricksWorkspace", "ws-long-tag-key", "Ready", "ApiRejected", "keys must be 1 to 127 characters")),
         // Adoption and observation.

@@ -518,6 +518,51 @@ async fn lost_create_response_is_adopted_not_duplicated() {
     .await;
 }
 
+/// A classic workspace on the sample credential and storage configuration, in `region`.
+fn workspace_doc(name: &str, region: &str) -> String {
+    format!(
+        "apiVersion: account.databricks-operator.dev/v1alpha1\nkind: DatabricksWorkspace\nmetadata:\n  name: {name}\nspec:\n  awsRegion: {region}\n  credentials: {{name: cross-account}}\n  storageConfiguration: {{name: root-bucket}}\n"
+    )
+}
+
+/// Regions Databricks added after the seed's closed list (São Paulo, Paris) are accepted by the
+/// schema and by the simulator's default account: both workspaces reach RUNNING in their region.
+#[tokio::test]
+async fn workspaces_in_newer_regions_become_ready() {
+    run_test(&["regions"], |env| async move {
+        let Env { client, ns, .. } = env;
+        let sim = start_sim(sim_config()).await;
+        let mut docs = samples_of(
+            &sim,
+            &[
+                "Secret",
+                "DatabricksAccount",
+                "DatabricksCredential",
+                "DatabricksStorageConfig",
+            ],
+        );
+        docs.push(workspace_doc("sao-paulo", "sa-east-1"));
+        docs.push(workspace_doc("paris", "eu-west-3"));
+        apply(&client, &ns, &docs).await;
+        for (name, region) in [("sao-paulo", "sa-east-1"), ("paris", "eu-west-3")] {
+            let ws = wait_ready(&client, &ns, "DatabricksWorkspace", name, 60).await;
+            assert_eq!(ws.data["status"]["workspaceStatus"], "RUNNING", "{name}");
+            let id = ws.data["status"]["workspaceId"].as_i64().unwrap();
+            let snap = sim.snapshot();
+            let remote = snap["workspaces"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|w| w["workspace_id"] == id)
+                .unwrap_or_else(|| panic!("{name}: no workspace {id} in {snap:#}"));
+            assert_eq!(remote["aws_region"], region, "{name}");
+        }
+        assert_eq!(count(&sim.snapshot(), "workspaces"), 2);
+        delete_namespace_and_wait(&client, &ns).await;
+    })
+    .await;
+}
+
 /// A storage configuration with this remote name and bucket.
 fn storage_doc(name: &str, remote_name: &str, bucket: &str) -> String {
     format!(

@@ -66,6 +66,12 @@ pub struct DatabricksWorkspaceSpec {
     #[x_kube(validation = Rule::new("self == oldSelf").message("workspaceName cannot be changed"))]
     pub workspace_name: Option<String>,
     /// AWS region of the workspace's compute plane. Only a FAILED workspace can move region.
+    ///
+    /// Any AWS region name is accepted (`^[a-z]{2}(-gov)?-[a-z]+-[0-9]$`); the Account API refuses
+    /// one the account cannot use. Regions Databricks supports: `ap-northeast-1`, `ap-northeast-2`,
+    /// `ap-south-1`, `ap-southeast-1`, `ap-southeast-2`, `ap-southeast-3`, `ca-central-1`,
+    /// `eu-central-1`, `eu-west-1`, `eu-west-2`, `eu-west-3`, `sa-east-1`, `us-east-1`, `us-east-2`,
+    /// `us-west-1`, `us-west-2`, and `us-gov-west-1` (GovCloud accounts only).
     pub aws_region: AwsRegion,
     /// The workspace's subdomain (needs a deployment-name prefix on the account; Databricks adds
     /// the prefix). Lowercase letters, digits and hyphens, or `EMPTY` for the prefix alone. When

@@ -14,17 +14,23 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-/// AWS regions the simulated account accepts (the documented Account API list plus GovCloud).
-pub const SUPPORTED_REGIONS: &[&str] = &[
+/// AWS regions the simulated account accepts unless configured otherwise
+/// ([`StoreConfig::regions`]): the regions Databricks lists for workspaces on AWS, GovCloud included
+/// (account-api.md §11.10). A real account may see fewer (GovCloud is a separate account host) or
+/// more (a region added since), so the list is a setting, not a rule.
+pub const DEFAULT_REGIONS: &[&str] = &[
     "ap-northeast-1",
     "ap-northeast-2",
     "ap-south-1",
     "ap-southeast-1",
     "ap-southeast-2",
+    "ap-southeast-3",
     "ca-central-1",
+    "eu-central-1",
     "eu-west-1",
     "eu-west-2",
-    "eu-central-1",
+    "eu-west-3",
+    "sa-east-1",
     "us-east-1",
     "us-east-2",
     "us-west-1",
@@ -32,8 +38,10 @@ pub const SUPPORTED_REGIONS: &[&str] = &[
     "us-gov-west-1",
 ];
 
-/// The region where customer-managed keys are not supported.
-pub const NO_CMK_REGION: &str = "us-west-1";
+/// The regions accepted by default, as owned strings.
+pub fn default_regions() -> Vec<String> {
+    DEFAULT_REGIONS.iter().map(|r| r.to_string()).collect()
+}
 
 /// The exact plain-text error of a create with `deployment_name` when the account has no prefix.
 pub const NO_PREFIX_MESSAGE: &str = "Failed parameter validation checks: Deployment name cannot be used until a deployment name prefix is defined. Please contact your Databricks representative";
@@ -247,6 +255,12 @@ pub struct StoreConfig {
     pub endpoint_pending_ms: u64,
     /// How long the objects of a removed workspace stay "in use" (ms).
     pub in_use_linger_ms: u64,
+    /// The AWS regions the account accepts (others: 400 `INVALID_PARAMETER_VALUE`).
+    pub regions: Vec<String>,
+    /// Regions where workspaces refuse customer-managed keys. Empty by default: older Databricks
+    /// pages said us-west-1 had no CMK support, the current regions page lists it
+    /// (account-api.md §11.10), so the rule is only turned on to test how a refusal is reported.
+    pub no_cmk_regions: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -410,17 +424,6 @@ fn str_list(body: &Map<String, Value>, key: &str) -> Result<Vec<String>, ApiErro
     }
 }
 
-fn check_region(region: &str) -> Result<(), ApiError> {
-    if SUPPORTED_REGIONS.contains(&region) {
-        Ok(())
-    } else {
-        Err(ApiError::invalid(format!(
-            "Region {region} is not supported. Supported regions: {}",
-            SUPPORTED_REGIONS.join(", ")
-        )))
-    }
-}
-
 /// Validate `custom_tags`: a map of strings, keys 1-127 characters, values at most 255.
 pub fn check_custom_tags(tags: &Value) -> Result<(), ApiError> {
     let Some(map) = tags.as_object() else {
@@ -510,6 +513,17 @@ impl Store {
     /// The account settings.
     pub fn config(&self) -> &StoreConfig {
         &self.config
+    }
+
+    fn check_region(&self, region: &str) -> Result<(), ApiError> {
+        if self.config.regions.iter().any(|r| r == region) {
+            Ok(())
+        } else {
+            Err(ApiError::invalid(format!(
+                "Region {region} is not supported. Supported regions: {}",
+                self.config.regions.join(", ")
+            )))
+        }
     }
 
     fn list_of(&self, kind: Kind) -> &[Map<String, Value>] {
@@ -987,7 +1001,7 @@ impl Store {
             )));
         }
         let region = req_str(body, "region")?;
-        check_region(region)?;
+        self.check_region(region)?;
         let mut obj = self.base_object(Kind::VpcEndpoint, now);
         obj.remove("creation_time");
         obj.insert("vpc_endpoint_name".into(), json!(name));
@@ -1014,7 +1028,7 @@ impl Store {
     ) -> Result<(), ApiError> {
         let name = req_str(body, "private_access_settings_name")?;
         let region = req_str(body, "region")?;
-        check_region(region)?;
+        self.check_region(region)?;
         let public = match body.get("public_access_enabled") {
             None | Some(Value::Null) => false,
             Some(Value::Bool(b)) => *b,
@@ -1161,9 +1175,9 @@ impl Store {
                 "Customer-managed key {key_id} used as {field} must have use case {use_case}"
             )));
         }
-        if region == NO_CMK_REGION {
+        if self.config.no_cmk_regions.iter().any(|r| r == region) {
             return Err(ApiError::invalid(format!(
-                "Customer-managed keys are not supported in region {NO_CMK_REGION}"
+                "Customer-managed keys are not supported in region {region}"
             )));
         }
         Ok(())
@@ -1218,7 +1232,7 @@ impl Store {
             ));
         }
         let region = req_str(body, "aws_region")?;
-        check_region(region)?;
+        self.check_region(region)?;
         let compute_mode = opt_str(body, "compute_mode")?;
         if let Some(m) = compute_mode
             && m != "HYBRID"
@@ -1492,7 +1506,7 @@ impl Store {
                             "aws_region can only be updated on a FAILED workspace",
                         ));
                     }
-                    check_region(new_str.unwrap_or_default())?;
+                    self.check_region(new_str.unwrap_or_default())?;
                 }
                 "network_id" => {
                     let n =
@@ -1671,6 +1685,8 @@ mod tests {
             deletion_ms: 500,
             endpoint_pending_ms: 200,
             in_use_linger_ms: 0,
+            regions: default_regions(),
+            no_cmk_regions: Vec::new(),
         })
     }
 
@@ -1878,10 +1894,12 @@ mod tests {
         assert!(err.message.contains("at least 2"));
     }
 
-    /// Keys are not supported in us-west-1 and must carry the use case of their slot.
+    /// Keys must carry the use case of their slot; where the account is set to refuse keys in a
+    /// region, a workspace there with a key is refused, naming the region.
     #[test]
     fn keys_are_checked_for_use_case_and_region() {
         let mut s = store(None);
+        s.config.no_cmk_regions = vec!["us-west-1".into()];
         let ms = key(&mut s, &["MANAGED_SERVICES"]);
         let err =
             workspace(&mut s, "w", json!({"storage_customer_managed_key_id": ms})).unwrap_err();
@@ -1905,6 +1923,28 @@ mod tests {
             .create(Kind::Key, &json!({"use_cases": ["BOGUS"], "aws_key_info": {"key_arn": "arn:aws:kms:us-east-1:1:key/x"}}), 0)
             .unwrap_err();
         assert_eq!(err.status, 400);
+    }
+
+    /// By default every listed region takes keys, the regions added since the seed included; a
+    /// region missing from the configured list is refused with the list.
+    #[test]
+    fn regions_come_from_the_configuration() {
+        let mut s = store(None);
+        let ms = key(&mut s, &["MANAGED_SERVICES"]);
+        for region in ["us-west-1", "sa-east-1", "eu-west-3", "ap-southeast-3"] {
+            let name = format!("w-{region}");
+            let extra =
+                json!({"aws_region": region, "managed_services_customer_managed_key_id": ms});
+            workspace(&mut s, &name, extra).unwrap();
+        }
+        s.config.regions = vec!["eu-west-3".into()];
+        let err = workspace(&mut s, "w-east", json!({})).unwrap_err();
+        assert_eq!(err.status, 400);
+        assert!(err.message.contains("us-east-1 is not supported"), "{err}");
+        assert!(
+            err.message.contains("Supported regions: eu-west-3"),
+            "{err}"
+        );
     }
 
     /// References to unknown IDs get the camelCase plain-text error.
