@@ -471,7 +471,7 @@ fn admission_cases(s: &Sim) -> Vec<Case> {
         refused("workspace: custom tag value a number", workspace("bad-ws", json!({"customTags": {"team": 5}})), &["spec.customTags.team in body must be of type string"]),
         refused("workspace: credentials with neither name nor id", workspace("bad-ws", json!({"credentials": {}})), &["\"spec.credentials\" ", oneof_none]),
         refused("workspace: credentials with both name and id", workspace("bad-ws", json!({"credentials": {"name": "a", "id": "b"}})), &["\"spec.credentials\" ", oneof_two]),
-        refused("workspace: storageConfiguration missing", workspace("bad-ws", json!({"storageConfiguration": null})), &["spec.storageConfiguration: Required value"]),
+        refused("workspace: unknown computeMode", workspace("bad-ws", json!({"computeMode": "HYBRID_PLUS"})), &["spec.computeMode: Unsupported value: \"HYBRID_PLUS\""]),
         refused("workspace: awsRegion missing", workspace("bad-ws", json!({"awsRegion": null})), &["spec.awsRegion: Required value"]),
         refused("workspace: awsRegion in capitals", workspace("bad-ws", json!({"awsRegion": "US-EAST-1"})), &["spec.awsRegion in body should match"]),
         refused("workspace: awsRegion without its number", workspace("bad-ws", json!({"awsRegion": "us-east"})), &["spec.awsRegion in body should match"]),
@@ -574,6 +574,9 @@ fn condition_cases(s: &Sim) -> Vec<Case> {
         condition("private access: allowed endpoint missing", vec![pas("pas-endpoint-missing", json!({"privateAccessLevel": "ENDPOINT", "allowedVpcEndpoints": [{"name": "no-such-endpoint"}]}))], expect("DatabricksPrivateAccessSettings", "pas-endpoint-missing", "Ready", "WaitingForDependency", "DatabricksVpcEndpoint \"no-such-endpoint\" (spec.allowedVpcEndpoints) does not exist")),
         condition("workspace: credential ID unknown to the API", vec![workspace("ws-cred-id-unknown", json!({"credentials": {"id": "no-such-credential-id"}}))], expect("DatabricksWorkspace", "ws-cred-id-unknown", "Ready", "ApiRejected", "Invalid credentialsId: no-such-credential-id")),
         condition("workspace: storageKey whose key is not for STORAGE", vec![workspace("ws-wrong-key-use", json!({"storageKey": {"name": "managed-services-key"}}))], expect("DatabricksWorkspace", "ws-wrong-key-use", "Ready", "ApiRejected", "must have use case STORAGE")),
+        // What a CEL rule refuses on 1.25+: on 1.20 the operator says it, before any API call.
+        condition("workspace: classic without storageConfiguration", vec![workspace("ws-no-storage", json!({"storageConfiguration": null}))], expect("DatabricksWorkspace", "ws-no-storage", "Ready", "InvalidSpec", "a classic workspace (no computeMode) needs credentials and storageConfiguration")),
+        condition("workspace: serverless with credentials", vec![workspace("ws-serverless-cred", json!({"computeMode": "SERVERLESS", "storageConfiguration": null}))], expect("DatabricksWorkspace", "ws-serverless-cred", "Ready", "InvalidSpec", "a SERVERLESS workspace takes no credentials, storageConfiguration or network")),
         // Values the schema lets through and the API refuses.
         condition("workspace: region-shaped but not one the account has", vec![workspace("ws-region-unknown", json!({"awsRegion": "us-east-9"}))], expect("DatabricksWorkspace", "ws-region-unknown", "Ready", "ApiRejected", "Region us-east-9 is not supported")),
         condition("workspace: empty custom tag key", vec![workspace("ws-empty-tag-key", json!({"customTags": {"": "x"}}))], expect("DatabricksWorkspace", "ws-empty-tag-key", "Ready", "ApiRejected", "Invalid custom tag key ''")),

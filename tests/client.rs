@@ -11,11 +11,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use databricks_account_operator::databricks::models::{
-    AwsCredentials, AwsKeyInfo, CreateCredential, CreateCustomerManagedKey, CreateNetwork,
-    CreateStorageConfiguration, CreateVpcEndpoint, CreateWorkspace, Credential, CustomerManagedKey,
-    KeyUseCase, Network, PrivateAccessLevel, PrivateAccessSettings, PrivateAccessSettingsRequest,
-    RootBucketInfo, StorageConfiguration, StsRole, VpcEndpoint, Workspace, WorkspaceStatus,
-    WorkspaceUpdate,
+    AwsCredentials, AwsKeyInfo, ComputeMode, CreateCredential, CreateCustomerManagedKey,
+    CreateNetwork, CreateStorageConfiguration, CreateVpcEndpoint, CreateWorkspace, Credential,
+    CustomerManagedKey, KeyUseCase, Network, PrivateAccessLevel, PrivateAccessSettings,
+    PrivateAccessSettingsRequest, RootBucketInfo, StorageConfiguration, StorageMode, StsRole,
+    VpcEndpoint, Workspace, WorkspaceStatus, WorkspaceUpdate,
 };
 use databricks_account_operator::databricks::{
     AccountClient, AccountConfig, AuthError, CallObserver, CallRecord, Credentials, Error, Secret,
@@ -467,6 +467,28 @@ async fn every_endpoint_works_against_the_simulator_with_oauth_m2m() {
     let got: Workspace = c.get(&ws.workspace_id.to_string()).await.unwrap();
     assert_eq!(got.custom_tags, tags, "the update_mask named custom_tags");
 
+    // A serverless workspace: compute_mode goes out, no credential or storage is needed, and the
+    // answer says Databricks hosts its storage.
+    let serverless: Workspace = c
+        .create(&CreateWorkspace {
+            workspace_name: "ws-serverless".into(),
+            aws_region: "sa-east-1".into(),
+            compute_mode: Some(ComputeMode::Serverless),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(serverless.compute_mode, Some(ComputeMode::Serverless));
+    assert_eq!(serverless.storage_mode, Some(StorageMode::DefaultStorage));
+    assert_eq!(serverless.credentials_id, None);
+    let got: Workspace = c.get(&serverless.workspace_id.to_string()).await.unwrap();
+    assert_eq!(got.storage_mode, Some(StorageMode::DefaultStorage));
+    let classic: Workspace = c.get(&ws.workspace_id.to_string()).await.unwrap();
+    assert_eq!(classic.storage_mode, Some(StorageMode::CustomerHosted));
+    c.delete::<Workspace>(&serverless.workspace_id.to_string())
+        .await
+        .unwrap();
+
     // A credential used by the workspace cannot go.
     let err = c
         .delete::<Credential>(&cred.credentials_id)
@@ -555,7 +577,11 @@ async fn every_endpoint_works_against_the_simulator_with_oauth_m2m() {
     let counts = s.request_count();
     assert_eq!(counts.get("PATCH /workspaces/{id}", 200), 1);
     assert_eq!(counts.get("PUT /private-access-settings/{id}", 200), 1);
-    assert_eq!(counts.get("POST /workspaces", 200), 1);
+    assert_eq!(
+        counts.get("POST /workspaces", 200),
+        2,
+        "classic and serverless"
+    );
     s.shutdown().await;
 }
 

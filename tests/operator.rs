@@ -11,7 +11,7 @@
 
 mod common;
 
-use common::{apply, condition, eventually, samples, samples_of};
+use common::{apply, condition, eventually, sample, samples, samples_of};
 
 use std::future::Future;
 use std::io::Write;
@@ -559,6 +559,64 @@ async fn workspaces_in_newer_regions_become_ready() {
         }
         assert_eq!(count(&sim.snapshot(), "workspaces"), 2);
         delete_namespace_and_wait(&client, &ns).await;
+    })
+    .await;
+}
+
+/// The serverless sample becomes RUNNING with nothing but the account: no credential, storage or
+/// network exists in the account, and status shows the mode and Databricks' default storage. A
+/// classic workspace without credentials is refused by the operator (the CEL rule's job on 1.25+)
+/// and never reaches the API. Deleting the namespace removes the workspace.
+#[tokio::test]
+async fn a_serverless_workspace_needs_no_credential_storage_or_network() {
+    run_test(&["serverless"], |env| async move {
+        let Env { client, ns, .. } = env;
+        let sim = start_sim(sim_config()).await;
+        let mut docs = samples_of(&sim, &["Secret", "DatabricksAccount"]);
+        docs.extend(sample(&sim, "workspace-serverless.yaml"));
+        docs.push(
+            "apiVersion: account.databricks-operator.dev/v1alpha1\nkind: DatabricksWorkspace\nmetadata:\n  name: classic-without-credentials\nspec:\n  awsRegion: us-east-1\n  storageConfiguration: {id: s-1}\n"
+                .to_string(),
+        );
+        apply(&client, &ns, &docs).await;
+        let ws = wait_ready(&client, &ns, "DatabricksWorkspace", "serverless-analytics", 60).await;
+        let s = &ws.data["status"];
+        assert_eq!(s["workspaceStatus"], "RUNNING");
+        assert_eq!(s["computeMode"], "SERVERLESS");
+        assert_eq!(s["storageMode"], "DEFAULT_STORAGE");
+        assert!(s.get("credentialsId").is_none(), "{s:#}");
+        let snap = sim.snapshot();
+        assert_eq!(count(&snap, "workspaces"), 1, "{snap:#}");
+        let remote = &snap["workspaces"][0];
+        assert_eq!(remote["workspace_id"], s["workspaceId"]);
+        assert_eq!(remote["compute_mode"], "SERVERLESS");
+        assert!(remote.get("credentials_id").is_none(), "{remote:#}");
+        for kind in ["credentials", "storage-configurations", "networks"] {
+            assert_eq!(count(&snap, kind), 0, "{kind}: {snap:#}");
+        }
+
+        let bad = common::wait_condition(
+            &client,
+            &ns,
+            "DatabricksWorkspace",
+            "classic-without-credentials",
+            "Ready",
+            "InvalidSpec",
+            30,
+        )
+        .await;
+        let c = condition(&bad, "Ready").unwrap();
+        assert!(
+            c.message.contains("needs credentials and storageConfiguration"),
+            "{c:?}"
+        );
+        assert_eq!(
+            sim.request_count().total("POST /workspaces"),
+            1,
+            "only the serverless workspace was sent"
+        );
+        delete_namespace_and_wait(&client, &ns).await;
+        assert_eq!(count(&sim.snapshot(), "workspaces"), 0);
     })
     .await;
 }

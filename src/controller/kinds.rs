@@ -616,19 +616,14 @@ impl Managed for DatabricksWorkspace {
 
     fn dependencies(&self) -> Vec<Dep> {
         let s = &self.spec;
-        let mut v = vec![
-            Dep {
-                kind: DepKind::Credential,
-                field: "credentials",
-                reference: s.credentials.clone(),
-            },
-            Dep {
-                kind: DepKind::Storage,
-                field: "storageConfiguration",
-                reference: s.storage_configuration.clone(),
-            },
-        ];
+        let mut v = Vec::new();
         let optional = [
+            (DepKind::Credential, "credentials", &s.credentials),
+            (
+                DepKind::Storage,
+                "storageConfiguration",
+                &s.storage_configuration,
+            ),
             (DepKind::Network, "network", &s.network),
             (
                 DepKind::PrivateAccess,
@@ -669,7 +664,11 @@ impl Managed for DatabricksWorkspace {
             storage_customer_managed_key_id: deps.one("storageKey"),
             network_connectivity_config_id: s.network_connectivity_config_id.clone(),
             custom_tags: s.custom_tags.clone(),
+            compute_mode: s.serverless().then_some(m::ComputeMode::Serverless),
         }
+    }
+    fn spec_problem(&self) -> Option<String> {
+        self.spec.problem().map(str::to_string)
     }
     fn matches(&self, r: &m::Workspace) -> bool {
         r.workspace_name == self.desired_name()
@@ -699,6 +698,11 @@ impl Managed for DatabricksWorkspace {
             && serde_plain(&want) != have.as_str()
         {
             v.push("pricingTier");
+        }
+        // A workspace that reports no mode is classic (HYBRID is the API's default).
+        let remote_serverless = r.compute_mode == Some(m::ComputeMode::Serverless);
+        if remote_serverless != self.spec.serverless() {
+            v.push("computeMode");
         }
         if !failed {
             if r.aws_region
@@ -765,6 +769,14 @@ impl Managed for DatabricksWorkspace {
             .map(|d| bounds::truncate(d, 256));
         s.workspace_url = s.deployment_name.as_deref().map(|d| workspace_url(host, d));
         s.pricing_tier = r.pricing_tier.as_ref().map(|p| p.to_string());
+        s.compute_mode = Some(r.compute_mode.as_ref().map_or_else(
+            || m::ComputeMode::Hybrid.to_string(),
+            |c| bounds::truncate(&c.to_string(), 64),
+        ));
+        s.storage_mode = r
+            .storage_mode
+            .as_ref()
+            .map(|c| bounds::truncate(&c.to_string(), 64));
         s.credentials_id = deps.one("credentials");
         s.storage_configuration_id = deps.one("storageConfiguration");
         s.network_id = deps.one("network");

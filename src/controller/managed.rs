@@ -210,6 +210,11 @@ pub trait Managed:
     }
     /// The kind as a dependency of others.
     fn dep_kind() -> Option<DepKind>;
+    /// What is wrong with the spec that the schema could not refuse (CEL rules on servers older
+    /// than 1.25), as a message for the `InvalidSpec` condition.
+    fn spec_problem(&self) -> Option<String> {
+        None
+    }
     /// Marks out of date the shared lists of kinds whose remote objects change when this one
     /// does (a workspace changes its network's `vpc_status`), so their next observation is fresh.
     fn invalidate_related(_ctx: &Context, _account: &str) {}

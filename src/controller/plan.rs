@@ -152,6 +152,15 @@ pub fn precheck<K: Managed>(obj: &K, status: &K::Status, facts: Facts) -> Preche
             requeue: facts.poll,
         });
     }
+    if let Some(problem) = obj.spec_problem() {
+        return Precheck::Wait(Wait {
+            reason: Reason::InvalidSpec,
+            message: format!("{problem}; no API call is made until the spec is fixed"),
+            ready: !has_id,
+            warn: true,
+            requeue: facts.poll,
+        });
+    }
     if let Some(problem) = moved(obj, status) {
         return Precheck::Wait(Wait {
             reason: Reason::ImmutableFieldChanged,

@@ -127,6 +127,15 @@ wire_enum!(
     }
 );
 
+wire_enum!(
+    /// `storage_mode` of a workspace: the customer's root bucket, or Databricks-hosted default
+    /// storage (serverless workspaces).
+    StorageMode {
+        CustomerHosted = "CUSTOMER_HOSTED",
+        DefaultStorage = "DEFAULT_STORAGE",
+    }
+);
+
 // ------------------------------------------------------------------------------------------------
 // Credentials
 
@@ -516,9 +525,12 @@ pub struct Workspace {
     /// Status message.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workspace_status_message: Option<String>,
-    /// Compute mode.
+    /// Compute mode (`HYBRID`, the default, is classic).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compute_mode: Option<ComputeMode>,
+    /// Storage mode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_mode: Option<StorageMode>,
     /// Owning account.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub account_id: Option<String>,
@@ -564,6 +576,10 @@ pub struct CreateWorkspace {
     /// Tags.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub custom_tags: BTreeMap<String, String>,
+    /// `SERVERLESS` for a workspace without credentials, storage or network; unset (the API's
+    /// default, `HYBRID`) for a classic one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compute_mode: Option<ComputeMode>,
 }
 
 /// The fields of a workspace that `PATCH` can change. Only the fields that are set are sent, and

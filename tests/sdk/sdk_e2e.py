@@ -200,6 +200,30 @@ def main():
         contains="Invalid credentialsId: nope",
     )
 
+    # Serverless: compute_mode SERVERLESS with no credential, storage or network reaches RUNNING on
+    # Databricks-hosted storage; mixing in a credential is refused.
+    sl = a.workspaces.create(
+        workspace_name=f"sdk-serverless-{run}",
+        aws_region="sa-east-1",
+        compute_mode=p.CustomerFacingComputeMode.SERVERLESS,
+    ).result(timeout=datetime.timedelta(minutes=2))
+    check("serverless workspaces.create(...).result() reaches RUNNING", sl.workspace_status == p.WorkspaceStatus.RUNNING, sl.workspace_status)
+    check("serverless workspace reports compute_mode SERVERLESS", sl.compute_mode == p.CustomerFacingComputeMode.SERVERLESS, sl.compute_mode)
+    check("serverless workspace has default storage", sl.storage_mode == p.CustomerFacingStorageMode.DEFAULT_STORAGE, sl.storage_mode)
+    check("serverless workspace has no credential", sl.credentials_id is None, sl.credentials_id)
+    expect_error(
+        "serverless with a credential is refused",
+        lambda: a.workspaces.create(
+            workspace_name=f"sdk-mixed-{run}",
+            aws_region="us-east-1",
+            compute_mode=p.CustomerFacingComputeMode.SERVERLESS,
+            credentials_id=cred.credentials_id,
+        ),
+        cls=BadRequest,
+        contains="SERVERLESS workspace cannot have credentials",
+    )
+    a.workspaces.delete(sl.workspace_id)
+
     # Deletes in order
     deleted = a.workspaces.delete(ws.workspace_id)
     check("workspaces.delete returns CANCELLING", deleted.workspace_status == p.WorkspaceStatus.CANCELLING, deleted.workspace_status)

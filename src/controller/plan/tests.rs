@@ -852,3 +852,126 @@ fn a_lost_key_create_never_adopts_another_resources_key() {
     assert!(!adoptable(&k, &marker, &theirs, None, &owned));
     assert!(adoptable(&k, &marker, &theirs, None, &|_| None));
 }
+
+// ---------------------------------------------------------------------------------------------
+// Serverless workspaces.
+
+/// A serverless workspace spec (no credential, storage or network).
+fn serverless(extra: Value, status: Value) -> DatabricksWorkspace {
+    let mut spec = json!({"awsRegion": "eu-west-3", "computeMode": "SERVERLESS"});
+    if let (Some(s), Some(e)) = (spec.as_object_mut(), extra.as_object()) {
+        s.extend(e.clone());
+    }
+    object("DatabricksWorkspace", spec, status)
+}
+
+/// On API servers without CEL (before 1.25) the operator itself refuses a workspace that mixes the
+/// modes, before any API call, with the rule's message; once the object has an ID, Ready is left
+/// as it is (the workspace still runs).
+#[test]
+fn a_workspace_that_mixes_serverless_and_classic_is_refused_before_any_call() {
+    let fresh = serverless(json!({"credentials": {"name": "cred"}}), json!({}));
+    let w = wait(precheck(&fresh, &status(&fresh), clear()));
+    assert_eq!(
+        (w.reason, w.ready, w.warn),
+        (Reason::InvalidSpec, true, true)
+    );
+    assert!(
+        w.message
+            .starts_with(crate::crd::workspace::SERVERLESS_TAKES_NONE),
+        "{}",
+        w.message
+    );
+
+    let with_network = serverless(
+        json!({"network": {"id": "n-1"}}),
+        json!({"workspaceId": 42}),
+    );
+    let w = wait(precheck(&with_network, &status(&with_network), clear()));
+    assert_eq!((w.reason, w.ready), (Reason::InvalidSpec, false));
+
+    let classic_without_storage: DatabricksWorkspace = object(
+        "DatabricksWorkspace",
+        json!({"awsRegion": "us-east-1", "credentials": {"name": "cred"}}),
+        json!({}),
+    );
+    let w = wait(precheck(
+        &classic_without_storage,
+        &status(&classic_without_storage),
+        clear(),
+    ));
+    assert_eq!(w.reason, Reason::InvalidSpec);
+    assert!(
+        w.message.starts_with(crate::crd::workspace::CLASSIC_NEEDS),
+        "{}",
+        w.message
+    );
+
+    let fine = serverless(json!({}), json!({}));
+    assert_eq!(
+        precheck(
+            &fine,
+            &status(&fine),
+            Facts {
+                dependencies: Ok(deps(&[])),
+                ..clear()
+            }
+        ),
+        Precheck::Go(deps(&[]))
+    );
+    assert!(
+        fine.dependencies().is_empty(),
+        "a serverless workspace waits for nothing"
+    );
+}
+
+/// The create asks for SERVERLESS and sends no credential or storage; a classic create sends no
+/// mode (the API's default, HYBRID).
+#[test]
+fn a_serverless_workspace_is_created_with_its_mode_and_nothing_of_yours() {
+    let w = serverless(json!({}), json!({}));
+    let Plan::Create(request) = decide(&w, &status(&w), &deps(&[]), Observed::Listed(&[])) else {
+        panic!("expected a create");
+    };
+    assert_eq!(request.compute_mode, Some(m::ComputeMode::Serverless));
+    assert_eq!(
+        (
+            request.credentials_id,
+            request.storage_configuration_id,
+            request.network_id
+        ),
+        (None, None, None)
+    );
+    let body = serde_json::to_value(w.create_request(&deps(&[]))).unwrap();
+    assert_eq!(body["compute_mode"], "SERVERLESS");
+    assert!(body.get("credentials_id").is_none(), "{body}");
+
+    let classic = workspace(json!({}));
+    let body = serde_json::to_value(classic.create_request(&ws_deps(&[]))).unwrap();
+    assert!(body.get("compute_mode").is_none(), "{body}");
+}
+
+/// The mode is fixed at create: a workspace whose mode differs from the spec is reported, not
+/// patched; one that reports no mode counts as classic.
+#[test]
+fn a_workspace_mode_cannot_change() {
+    let w = serverless(json!({}), json!({"workspaceId": 42}));
+    let classic_remote = ws_remote("RUNNING", json!({"aws_region": "eu-west-3"}));
+    assert_eq!(
+        change(&w, &classic_remote, &deps(&[])),
+        Change::Immutable(vec!["computeMode"])
+    );
+    let serverless_remote = ws_remote(
+        "RUNNING",
+        json!({"compute_mode": "SERVERLESS", "credentials_id": null, "storage_configuration_id": null, "aws_region": "eu-west-3"}),
+    );
+    assert_eq!(change(&w, &serverless_remote, &deps(&[])), Change::None);
+    let classic = workspace(json!({"awsRegion": "eu-west-3"}));
+    assert!(
+        matches!(
+            change(&classic, &serverless_remote, &ws_deps(&[])),
+            Change::Immutable(f) if f.contains(&"computeMode")
+        ),
+        "a classic spec never patches a serverless workspace"
+    );
+}
