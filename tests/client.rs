@@ -1614,3 +1614,65 @@ async fn ids_cannot_escape_their_path_segment() {
     }
     assert_eq!(fake.api_requests(), 4);
 }
+
+/// The NCC list follows `next_page_token` (the simulator pages by two) and rules are created,
+/// listed and deleted under their NCC.
+#[tokio::test]
+async fn network_connectivity_configs_are_listed_across_pages() {
+    use databricks_account_operator::databricks::models::{
+        CreateNetworkConnectivityConfig, CreatePrivateEndpointRule, NetworkConnectivityConfig,
+    };
+    let s = start_sim().await;
+    let c = sim_client(&s, m2m());
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let n: NetworkConnectivityConfig = c
+            .create(&CreateNetworkConnectivityConfig {
+                name: format!("ncc-{i}"),
+                region: "us-east-1".into(),
+            })
+            .await
+            .unwrap();
+        ids.push(n.network_connectivity_config_id);
+    }
+    let listed: Vec<String> = c
+        .list::<NetworkConnectivityConfig>()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|n| n.network_connectivity_config_id)
+        .collect();
+    assert_eq!(listed, ids);
+    assert_eq!(
+        s.request_count()
+            .get("GET /network-connectivity-configs", 200),
+        3,
+        "five objects in pages of two"
+    );
+    let rule = c
+        .create_private_endpoint_rule(
+            &ids[0],
+            &CreatePrivateEndpointRule {
+                resource_names: vec!["bucket".into()],
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let rules = c.list_private_endpoint_rules(&ids[0]).await.unwrap();
+    assert_eq!(rules.len(), 1);
+    assert_eq!(rules[0].rule_id, rule.rule_id);
+    c.delete_private_endpoint_rule(&ids[0], &rule.rule_id)
+        .await
+        .unwrap();
+    c.delete::<NetworkConnectivityConfig>(&ids[1])
+        .await
+        .unwrap();
+    assert!(
+        c.get::<NetworkConnectivityConfig>(&ids[1])
+            .await
+            .unwrap_err()
+            .is_not_found()
+    );
+    s.shutdown().await;
+}

@@ -3,7 +3,9 @@
 //! It serves, under `/api/2.0/accounts/{account_id}`, every create/list/get/delete endpoint of
 //! credentials, storage configurations, customer-managed keys, networks, VPC endpoints, private
 //! access settings and workspaces, plus `PATCH /workspaces/{id}` and
-//! `PUT /private-access-settings/{id}`, with the validation, error shapes (JSON or `text/plain`
+//! `PUT /private-access-settings/{id}`, and the network connectivity configurations of the settings
+//! service (`/network-connectivity-configs`, their `private-endpoint-rules`, paginated lists), with
+//! the validation, error shapes (JSON or `text/plain`
 //! `CODE: message`), workspace state machine and delete semantics of `account-api.md`. It also serves
 //! the discovery documents and OAuth token endpoint the SDKs use:
 //! `GET /.well-known/databricks-config`,

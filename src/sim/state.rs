@@ -10,6 +10,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+mod ncc;
+pub use ncc::{NCC_PAGE_SIZE, ncc_route};
+
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -362,6 +365,8 @@ pub struct Store {
     pub fail_rules: Vec<FailRule>,
     /// IAM-propagation window (fault injection).
     pub propagation: Option<CredentialPropagation>,
+    /// Network connectivity configurations and their rules (`ncc.rs`).
+    nccs: Vec<ncc::NccRec>,
 }
 
 /// The fields a PATCH may touch, with the state rules of account-api.md §4.4.
@@ -521,6 +526,7 @@ impl Store {
             role_first_seen: HashMap::new(),
             fail_rules: Vec::new(),
             propagation: None,
+            nccs: Vec::new(),
         }
     }
 
@@ -571,6 +577,7 @@ impl Store {
 
     /// Apply every time-driven transition due at `now`.
     pub fn tick(&mut self, now: u64) {
+        self.tick_nccs(now);
         // VPC endpoints: pending -> available.
         let pending = self.config.endpoint_pending_ms;
         let created = self.endpoint_created.clone();
@@ -1330,6 +1337,7 @@ impl Store {
             out.insert("private_access_settings_id".into(), json!(p));
         }
         if let Some(ncc) = opt_str(body, "network_connectivity_config_id")? {
+            self.check_ncc(ncc, region, None)?;
             out.insert("network_connectivity_config_id".into(), json!(ncc));
         }
         let tier = opt_str(body, "pricing_tier")?.unwrap_or("PREMIUM");
@@ -1575,10 +1583,13 @@ impl Store {
                     })?;
                     self.check_pas(p, &region)?;
                 }
-                "network_connectivity_config_id" if new_str.is_none() => {
-                    return Err(ApiError::invalid(
-                        "network_connectivity_config_id cannot be removed, only added or switched",
-                    ));
+                "network_connectivity_config_id" => {
+                    let n = new_str.ok_or_else(|| {
+                        ApiError::invalid(
+                            "network_connectivity_config_id cannot be removed, only added or switched",
+                        )
+                    })?;
+                    self.check_ncc(n, &region, Some(id))?;
                 }
                 "expected_workspace_status" => {
                     let e = new_str.unwrap_or_default();
@@ -1689,6 +1700,10 @@ impl Store {
             out.insert(kind.path().into(), Value::Array(self.list(kind)));
         }
         out.insert("workspaces".into(), Value::Array(self.list_workspaces()));
+        out.insert(
+            "network-connectivity-configs".into(),
+            Value::Array(self.nccs.iter().map(|n| n.wire()).collect()),
+        );
         Value::Object(out)
     }
 
