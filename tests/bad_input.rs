@@ -39,7 +39,7 @@ const POLL_ANNOTATION: &str = "account.databricks-operator.dev/poll-interval";
 /// one account rate limit with about 170 objects); 180 s leaves room while that is looked into.
 const WAIT_SECS: u64 = 180;
 
-const KINDS: [&str; 8] = [
+const KINDS: [&str; 9] = [
     "DatabricksAccount",
     "DatabricksCredential",
     "DatabricksStorageConfig",
@@ -47,17 +47,19 @@ const KINDS: [&str; 8] = [
     "DatabricksNetwork",
     "DatabricksVpcEndpoint",
     "DatabricksPrivateAccessSettings",
+    "DatabricksNetworkConnectivityConfig",
     "DatabricksWorkspace",
 ];
 
 /// The Account API collections whose writes the simulator counts.
-const COLLECTIONS: [&str; 7] = [
+const COLLECTIONS: [&str; 8] = [
     "credentials",
     "storage-configurations",
     "customer-managed-keys",
     "networks",
     "vpc-endpoints",
     "private-access-settings",
+    "network-connectivity-configs",
     "workspaces",
 ];
 
@@ -484,6 +486,11 @@ fn admission_cases(s: &Sim) -> Vec<Case> {
         refused("workspace: workspaceName of 101 characters", workspace("bad-ws", json!({"workspaceName": long(101)})), &["spec.workspaceName in body should be at most 100 chars long"]),
         refused("workspace: empty workspaceName", workspace("bad-ws", json!({"workspaceName": ""})), &["spec.workspaceName in body should be at least 1 chars long"]),
         refused("workspace: empty managedServicesKey id", workspace("bad-ws", json!({"managedServicesKey": {"id": ""}})), &["spec.managedServicesKey.id in body should be at least 1 chars long"]),
+        // DatabricksNetworkConnectivityConfig
+        refused("ncc: name with a space", obj("DatabricksNetworkConnectivityConfig", "bad-ncc", json!({"region": "us-east-1", "name": "my ncc"})), &["spec.name in body should match"]),
+        refused("ncc: region missing", obj("DatabricksNetworkConnectivityConfig", "bad-ncc", json!({})), &["spec.region: Required value"]),
+        refused("ncc: rule with 11 domain names", obj("DatabricksNetworkConnectivityConfig", "bad-ncc", json!({"region": "us-east-1", "privateEndpointRules": [{"endpointService": "com.amazonaws.vpce.us-east-1.vpce-svc-1", "domainNames": (0..11).map(|i| format!("d{i}.internal")).collect::<Vec<_>>()}]})), &["spec.privateEndpointRules.domainNames in body should have at most 10 items"]),
+        refused("ncc: endpoint service not an AWS service name", obj("DatabricksNetworkConnectivityConfig", "bad-ncc", json!({"region": "us-east-1", "privateEndpointRules": [{"endpointService": "vpce-svc-1"}]})), &["spec.privateEndpointRules.endpointService in body should match"]),
         // Annotations
         refused("annotation: poll-interval of 300 KiB", annotated(credential("bad-annotation"), POLL_ANNOTATION, &"1".repeat(300 * 1024)), &["metadata.annotations: Too long: must have at most 262144 bytes"]),
         refused("annotation: key with a space", annotated(credential("bad-annotation"), "account.databricks-operator.dev/poll interval", "30s"), &["metadata.annotations: Invalid value: \"account.databricks-operator.dev/poll interval\""]),

@@ -621,6 +621,74 @@ async fn a_serverless_workspace_needs_no_credential_storage_or_network() {
     .await;
 }
 
+/// An NCC with one S3 private endpoint rule, bound by name to a serverless workspace: both Ready,
+/// IDs and the rule's state in status, the binding in the simulator. A workspace in another region
+/// naming it is refused before any call. Deleting the NCC while the workspace uses it waits with
+/// `InUse`; deleting the namespace then removes the workspace, the rule and the NCC.
+#[tokio::test]
+async fn an_ncc_with_a_rule_is_bound_to_a_serverless_workspace() {
+    run_test(&["ncc"], |env| async move {
+        let Env { client, ns, .. } = env;
+        let sim = start_sim(sim_config()).await;
+        let mut docs = samples_of(&sim, &["Secret", "DatabricksAccount"]);
+        docs.push(
+            "apiVersion: account.databricks-operator.dev/v1alpha1\nkind: DatabricksNetworkConnectivityConfig\nmetadata:\n  name: egress\nspec:\n  region: eu-west-3\n  privateEndpointRules:\n  - resourceNames: [analytics-bucket]\n".to_string(),
+        );
+        for (name, region) in [("bound", "eu-west-3"), ("elsewhere", "us-east-1")] {
+            docs.push(format!(
+                "apiVersion: account.databricks-operator.dev/v1alpha1\nkind: DatabricksWorkspace\nmetadata:\n  name: {name}\nspec:\n  awsRegion: {region}\n  computeMode: SERVERLESS\n  networkConnectivityConfig: {{name: egress}}\n"
+            ));
+        }
+        apply(&client, &ns, &docs).await;
+        let ncc = wait_ready(&client, &ns, "DatabricksNetworkConnectivityConfig", "egress", 60).await;
+        let s = &ncc.data["status"];
+        let ncc_id = s["networkConnectivityConfigId"].as_str().unwrap().to_string();
+        assert_eq!(s["privateEndpointRules"][0]["connectionState"], "ESTABLISHED", "{s:#}");
+        assert!(s["privateEndpointRules"][0]["ruleId"].as_str().is_some_and(|r| !r.is_empty()));
+        assert!(!s["egressCidrBlocks"].as_array().unwrap().is_empty(), "{s:#}");
+
+        let ws = wait_ready(&client, &ns, "DatabricksWorkspace", "bound", 60).await;
+        assert_eq!(ws.data["status"]["networkConnectivityConfigId"], ncc_id.as_str());
+        let snap = sim.snapshot();
+        let remote = snap["workspaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|w| w["workspace_id"] == ws.data["status"]["workspaceId"])
+            .unwrap();
+        assert_eq!(remote["network_connectivity_config_id"], ncc_id.as_str());
+        assert_eq!(count(&snap, "workspaces"), 1, "{snap:#}");
+        let rules = &snap["network-connectivity-configs"][0]["egress_config"]["target_rules"]["aws_private_endpoint_rules"];
+        assert_eq!(rules.as_array().unwrap().len(), 1, "one rule, created once: {snap:#}");
+
+        let elsewhere = common::wait_condition(
+            &client, &ns, "DatabricksWorkspace", "elsewhere", "Ready", "InvalidSpec", 30,
+        )
+        .await;
+        let c = condition(&elsewhere, "Ready").unwrap();
+        assert!(c.message.contains("is in region eu-west-3, but this object is in us-east-1"), "{c:?}");
+
+        dynamic(&client, &ns, "DatabricksNetworkConnectivityConfig")
+            .delete("egress", &DeleteParams::default())
+            .await
+            .unwrap();
+        let held = common::wait_condition(
+            &client, &ns, "DatabricksNetworkConnectivityConfig", "egress", "Ready", "InUse", 30,
+        )
+        .await;
+        let c = condition(&held, "Ready").unwrap();
+        assert!(c.message.contains("DatabricksWorkspace/bound"), "{c:?}");
+        assert_eq!(count(&sim.snapshot(), "network-connectivity-configs"), 1);
+
+        delete_namespace_and_wait(&client, &ns).await;
+        let snap = sim.snapshot();
+        for kind in ["workspaces", "network-connectivity-configs"] {
+            assert_eq!(count(&snap, kind), 0, "{kind}: {snap:#}");
+        }
+    })
+    .await;
+}
+
 /// A storage configuration with this remote name and bucket.
 fn storage_doc(name: &str, remote_name: &str, bucket: &str) -> String {
     format!(

@@ -1201,6 +1201,7 @@ mod runner {
                 DatabricksNetwork,
                 DatabricksVpcEndpoint,
                 DatabricksPrivateAccessSettings,
+                DatabricksNetworkConnectivityConfig,
                 DatabricksWorkspace
             )
         };

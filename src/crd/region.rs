@@ -75,6 +75,11 @@ mod tests {
                     .unwrap_or_default(),
                 "region",
             ),
+            (
+                serde_json::to_value(crate::crd::DatabricksNetworkConnectivityConfig::crd())
+                    .unwrap_or_default(),
+                "region",
+            ),
         ];
         for (crd, field) in crds {
             let prop = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]

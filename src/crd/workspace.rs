@@ -118,9 +118,11 @@ pub struct DatabricksWorkspaceSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self == oldSelf").message("computeMode cannot be changed"))]
     pub compute_mode: Option<ComputeMode>,
-    /// Network connectivity configuration for serverless compute (can be added or switched, not removed).
+    /// The network connectivity configuration for serverless egress (a
+    /// `DatabricksNetworkConnectivityConfig` name or a Databricks ID), in the workspace's region.
+    /// Can be added or switched, not removed: Databricks cannot unbind one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub network_connectivity_config_id: Option<String>,
+    pub network_connectivity_config: Option<DependencyRef>,
     /// The credential configuration (a `DatabricksCredential` name or a Databricks ID). Required
     /// for a classic workspace, not allowed for a serverless one. Can be changed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -217,4 +219,7 @@ pub struct WorkspaceStatus {
     /// Resolved storage key ID.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage_customer_managed_key_id: Option<String>,
+    /// The network connectivity configuration the workspace is bound to, as Databricks reports it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_connectivity_config_id: Option<String>,
 }

@@ -7,6 +7,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use super::*;
+use crate::controller::managed::DepKind;
 use crate::crd::{
     DatabricksCredential, DatabricksKeyConfig, DatabricksNetwork, DatabricksPrivateAccessSettings,
     DatabricksStorageConfig, DatabricksVpcEndpoint, DatabricksWorkspace, PendingCreate,
@@ -973,5 +974,147 @@ fn a_workspace_mode_cannot_change() {
             Change::Immutable(f) if f.contains(&"computeMode")
         ),
         "a classic spec never patches a serverless workspace"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Network connectivity configurations.
+
+fn ncc(rules: Value) -> crate::crd::DatabricksNetworkConnectivityConfig {
+    object(
+        "DatabricksNetworkConnectivityConfig",
+        json!({"region": "eu-west-3", "privateEndpointRules": rules}),
+        json!({"networkConnectivityConfigId": "ncc-1"}),
+    )
+}
+
+fn ncc_remote(rules: Value) -> m::NetworkConnectivityConfig {
+    remote(
+        json!({"network_connectivity_config_id": "ncc-1", "name": "x", "region": "eu-west-3",
+        "egress_config": {"default_rules": {"aws_stable_ip_rule": {"cidr_blocks": ["192.0.2.0/28"]}},
+                          "target_rules": {"aws_private_endpoint_rules": rules}}}),
+    )
+}
+
+/// Rules the spec adds are created, rules it drops are deleted, a rule already there (in any
+/// order of its buckets) is left alone, and a deactivated rule counts as gone.
+#[test]
+fn ncc_rules_follow_the_spec() {
+    let n = ncc(json!([
+        {"resourceNames": ["a", "b"]},
+        {"endpointService": "com.amazonaws.vpce.eu-west-3.vpce-svc-1", "domainNames": ["db.internal"]}
+    ]));
+    let r = ncc_remote(json!([
+        {"rule_id": "r-s3", "endpoint_service": "com.amazonaws.eu-west-3.s3", "resource_names": ["b", "a"], "connection_state": "ESTABLISHED"},
+        {"rule_id": "r-old", "endpoint_service": "com.amazonaws.vpce.eu-west-3.vpce-svc-9", "connection_state": "PENDING"},
+        {"rule_id": "r-gone", "endpoint_service": "com.amazonaws.vpce.eu-west-3.vpce-svc-1", "domain_names": ["db.internal"], "deactivated": true}
+    ]));
+    let Change::Update(Update::NccRules { id, create, delete }) = change(&n, &r, &deps(&[])) else {
+        panic!("expected a rule update");
+    };
+    assert_eq!(id, "ncc-1");
+    assert_eq!(delete, ["r-old"]);
+    assert_eq!(create.len(), 1);
+    assert_eq!(
+        create[0].endpoint_service.as_deref(),
+        Some("com.amazonaws.vpce.eu-west-3.vpce-svc-1")
+    );
+    assert_eq!(create[0].domain_names, ["db.internal"]);
+
+    let settled = ncc_remote(json!([
+        {"rule_id": "r-s3", "endpoint_service": "com.amazonaws.eu-west-3.s3", "resource_names": ["a", "b"], "connection_state": "ESTABLISHED"},
+        {"rule_id": "r-nlb", "endpoint_service": "com.amazonaws.vpce.eu-west-3.vpce-svc-1", "domain_names": ["db.internal"], "connection_state": "PENDING"}
+    ]));
+    assert_eq!(change(&n, &settled, &deps(&[])), Change::None);
+    let elsewhere = remote::<m::NetworkConnectivityConfig>(
+        json!({"network_connectivity_config_id": "ncc-1", "name": "x", "region": "us-east-1"}),
+    );
+    assert_eq!(
+        change(&n, &elsewhere, &deps(&[])),
+        Change::Immutable(vec!["region"])
+    );
+}
+
+/// Status lists the live rules with their states and the egress CIDRs; a rule still being
+/// created keeps the NCC busy, a PENDING one says what to do, a failed one is not Ready.
+#[test]
+fn ncc_readiness_follows_its_rules() {
+    let n = ncc(json!([]));
+    let mut s = status(&n);
+    let pending = ncc_remote(json!([
+        {"rule_id": "r-1", "endpoint_service": "com.amazonaws.vpce.eu-west-3.vpce-svc-1", "connection_state": "PENDING"},
+        {"rule_id": "r-2", "connection_state": "ESTABLISHED", "deactivated": true}
+    ]));
+    let o = n.observe(&pending, &deps(&[]), &mut s, "", None);
+    assert!(o.ready, "{o:?}");
+    assert!(
+        o.message
+            .contains("accept the connection on your endpoint service"),
+        "{}",
+        o.message
+    );
+    assert_eq!(s.egress_cidr_blocks, ["192.0.2.0/28"]);
+    assert_eq!(
+        s.private_endpoint_rules.len(),
+        1,
+        "the deactivated rule is not listed"
+    );
+    assert_eq!(
+        s.private_endpoint_rules[0].connection_state.as_deref(),
+        Some("PENDING")
+    );
+
+    let creating = ncc_remote(json!([{"rule_id": "r-1", "connection_state": "CREATING"}]));
+    let o = n.observe(&creating, &deps(&[]), &mut s, "", None);
+    assert_eq!(
+        (o.ready, o.busy, o.reason),
+        (false, true, Reason::Provisioning)
+    );
+
+    let failed = ncc_remote(
+        json!([{"rule_id": "r-1", "connection_state": "CREATE_FAILED", "error_message": "no such service"}]),
+    );
+    let o = n.observe(&failed, &deps(&[]), &mut s, "", None);
+    assert_eq!((o.ready, o.reason), (false, Reason::ProvisioningFailed));
+    assert!(
+        o.message.contains("CREATE_FAILED: no such service"),
+        "{}",
+        o.message
+    );
+}
+
+/// A workspace binds its NCC at create and by PATCH when it changes; it cannot unbind one.
+#[test]
+fn a_workspace_binds_its_ncc_and_never_unbinds_it() {
+    let w = serverless(
+        json!({"networkConnectivityConfig": {"name": "egress"}}),
+        json!({"workspaceId": 42}),
+    );
+    let d = deps(&[("networkConnectivityConfig", &["ncc-1"])]);
+    assert_eq!(
+        w.create_request(&d)
+            .network_connectivity_config_id
+            .as_deref(),
+        Some("ncc-1")
+    );
+    let r = ws_remote(
+        "RUNNING",
+        json!({"compute_mode": "SERVERLESS", "credentials_id": null, "storage_configuration_id": null, "aws_region": "eu-west-3"}),
+    );
+    assert_eq!(mask(change(&w, &r, &d)), "network_connectivity_config_id");
+    let bound = ws_remote(
+        "RUNNING",
+        json!({"compute_mode": "SERVERLESS", "credentials_id": null, "storage_configuration_id": null, "aws_region": "eu-west-3", "network_connectivity_config_id": "ncc-1"}),
+    );
+    assert_eq!(change(&w, &bound, &d), Change::None);
+    let unbound = serverless(json!({}), json!({"workspaceId": 42}));
+    assert_eq!(
+        change(&unbound, &bound, &deps(&[])),
+        Change::Immutable(vec!["networkConnectivityConfig"])
+    );
+    let dep = &w.dependencies()[0];
+    assert_eq!(
+        (dep.kind, dep.region.as_deref()),
+        (DepKind::Ncc, Some("eu-west-3"))
     );
 }
