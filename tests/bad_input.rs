@@ -39,7 +39,7 @@ const POLL_ANNOTATION: &str = "account.databricks-operator.dev/poll-interval";
 /// one account rate limit with about 170 objects); 180 s leaves room while that is looked into.
 const WAIT_SECS: u64 = 180;
 
-const KINDS: [&str; 8] = [
+const KINDS: [&str; 9] = [
     "DatabricksAccount",
     "DatabricksCredential",
     "DatabricksStorageConfig",
@@ -47,17 +47,19 @@ const KINDS: [&str; 8] = [
     "DatabricksNetwork",
     "DatabricksVpcEndpoint",
     "DatabricksPrivateAccessSettings",
+    "DatabricksNetworkConnectivityConfig",
     "DatabricksWorkspace",
 ];
 
 /// The Account API collections whose writes the simulator counts.
-const COLLECTIONS: [&str; 7] = [
+const COLLECTIONS: [&str; 8] = [
     "credentials",
     "storage-configurations",
     "customer-managed-keys",
     "networks",
     "vpc-endpoints",
     "private-access-settings",
+    "network-connectivity-configs",
     "workspaces",
 ];
 
@@ -458,7 +460,7 @@ fn admission_cases(s: &Sim) -> Vec<Case> {
         refused("network: dataplaneRelay reference with neither name nor id", network("bad-net", 1, json!({"vpcEndpoints": {"dataplaneRelay": [{}]}})), &["\"spec.vpcEndpoints.dataplaneRelay\" ", oneof_none]),
         // DatabricksVpcEndpoint
         refused("vpc endpoint: malformed endpoint ID", endpoint("bad-vpce", 1, json!({"awsVpcEndpointId": "vpc-123"})), &["spec.awsVpcEndpointId in body should match"]),
-        refused("vpc endpoint: unknown region", endpoint("bad-vpce", 1, json!({"region": "mars-north-1"})), &["spec.region: Unsupported value: \"mars-north-1\""]),
+        refused("vpc endpoint: not a region name", endpoint("bad-vpce", 1, json!({"region": "mars-north-1"})), &["spec.region in body should match"]),
         refused("vpc endpoint: region missing", endpoint("bad-vpce", 1, json!({"region": null})), &["spec.region: Required value"]),
         refused("vpc endpoint: empty vpcEndpointName", endpoint("bad-vpce", 1, json!({"vpcEndpointName": ""})), &["spec.vpcEndpointName in body should be at least 1 chars long"]),
         // DatabricksPrivateAccessSettings
@@ -471,9 +473,11 @@ fn admission_cases(s: &Sim) -> Vec<Case> {
         refused("workspace: custom tag value a number", workspace("bad-ws", json!({"customTags": {"team": 5}})), &["spec.customTags.team in body must be of type string"]),
         refused("workspace: credentials with neither name nor id", workspace("bad-ws", json!({"credentials": {}})), &["\"spec.credentials\" ", oneof_none]),
         refused("workspace: credentials with both name and id", workspace("bad-ws", json!({"credentials": {"name": "a", "id": "b"}})), &["\"spec.credentials\" ", oneof_two]),
-        refused("workspace: storageConfiguration missing", workspace("bad-ws", json!({"storageConfiguration": null})), &["spec.storageConfiguration: Required value"]),
+        refused("workspace: unknown computeMode", workspace("bad-ws", json!({"computeMode": "HYBRID_PLUS"})), &["spec.computeMode: Unsupported value: \"HYBRID_PLUS\""]),
         refused("workspace: awsRegion missing", workspace("bad-ws", json!({"awsRegion": null})), &["spec.awsRegion: Required value"]),
-        refused("workspace: unknown awsRegion", workspace("bad-ws", json!({"awsRegion": "us-east-9"})), &["spec.awsRegion: Unsupported value: \"us-east-9\""]),
+        refused("workspace: awsRegion in capitals", workspace("bad-ws", json!({"awsRegion": "US-EAST-1"})), &["spec.awsRegion in body should match"]),
+        refused("workspace: awsRegion without its number", workspace("bad-ws", json!({"awsRegion": "us-east"})), &["spec.awsRegion in body should match"]),
+        refused("private access: region with underscores", pas("bad-pas", json!({"region": "us_east_1"})), &["spec.region in body should match"]),
         refused("workspace: deploymentName with capitals", workspace("bad-ws", json!({"deploymentName": "Bad_Name"})), &["spec.deploymentName in body should match"]),
         refused("workspace: deploymentName with a leading hyphen", workspace("bad-ws", json!({"deploymentName": "-lead"})), &["spec.deploymentName in body should match"]),
         refused("workspace: deploymentName of 65 characters", workspace("bad-ws", json!({"deploymentName": long(65)})), &["spec.deploymentName in body should be at most 64 chars long"]),
@@ -482,6 +486,11 @@ fn admission_cases(s: &Sim) -> Vec<Case> {
         refused("workspace: workspaceName of 101 characters", workspace("bad-ws", json!({"workspaceName": long(101)})), &["spec.workspaceName in body should be at most 100 chars long"]),
         refused("workspace: empty workspaceName", workspace("bad-ws", json!({"workspaceName": ""})), &["spec.workspaceName in body should be at least 1 chars long"]),
         refused("workspace: empty managedServicesKey id", workspace("bad-ws", json!({"managedServicesKey": {"id": ""}})), &["spec.managedServicesKey.id in body should be at least 1 chars long"]),
+        // DatabricksNetworkConnectivityConfig
+        refused("ncc: name with a space", obj("DatabricksNetworkConnectivityConfig", "bad-ncc", json!({"region": "us-east-1", "name": "my ncc"})), &["spec.name in body should match"]),
+        refused("ncc: region missing", obj("DatabricksNetworkConnectivityConfig", "bad-ncc", json!({})), &["spec.region: Required value"]),
+        refused("ncc: rule with 11 domain names", obj("DatabricksNetworkConnectivityConfig", "bad-ncc", json!({"region": "us-east-1", "privateEndpointRules": [{"endpointService": "com.amazonaws.vpce.us-east-1.vpce-svc-1", "domainNames": (0..11).map(|i| format!("d{i}.internal")).collect::<Vec<_>>()}]})), &["spec.privateEndpointRules.domainNames in body should have at most 10 items"]),
+        refused("ncc: endpoint service not an AWS service name", obj("DatabricksNetworkConnectivityConfig", "bad-ncc", json!({"region": "us-east-1", "privateEndpointRules": [{"endpointService": "vpce-svc-1"}]})), &["spec.privateEndpointRules.endpointService in body should match"]),
         // Annotations
         refused("annotation: poll-interval of 300 KiB", annotated(credential("bad-annotation"), POLL_ANNOTATION, &"1".repeat(300 * 1024)), &["metadata.annotations: Too long: must have at most 262144 bytes"]),
         refused("annotation: key with a space", annotated(credential("bad-annotation"), "account.databricks-operator.dev/poll interval", "30s"), &["metadata.annotations: Invalid value: \"account.databricks-operator.dev/poll interval\""]),
@@ -572,7 +581,11 @@ fn condition_cases(s: &Sim) -> Vec<Case> {
         condition("private access: allowed endpoint missing", vec![pas("pas-endpoint-missing", json!({"privateAccessLevel": "ENDPOINT", "allowedVpcEndpoints": [{"name": "no-such-endpoint"}]}))], expect("DatabricksPrivateAccessSettings", "pas-endpoint-missing", "Ready", "WaitingForDependency", "DatabricksVpcEndpoint \"no-such-endpoint\" (spec.allowedVpcEndpoints) does not exist")),
         condition("workspace: credential ID unknown to the API", vec![workspace("ws-cred-id-unknown", json!({"credentials": {"id": "no-such-credential-id"}}))], expect("DatabricksWorkspace", "ws-cred-id-unknown", "Ready", "ApiRejected", "Invalid credentialsId: no-such-credential-id")),
         condition("workspace: storageKey whose key is not for STORAGE", vec![workspace("ws-wrong-key-use", json!({"storageKey": {"name": "managed-services-key"}}))], expect("DatabricksWorkspace", "ws-wrong-key-use", "Ready", "ApiRejected", "must have use case STORAGE")),
+        // What a CEL rule refuses on 1.25+: on 1.20 the operator says it, before any API call.
+        condition("workspace: classic without storageConfiguration", vec![workspace("ws-no-storage", json!({"storageConfiguration": null}))], expect("DatabricksWorkspace", "ws-no-storage", "Ready", "InvalidSpec", "a classic workspace (no computeMode) needs credentials and storageConfiguration")),
+        condition("workspace: serverless with credentials", vec![workspace("ws-serverless-cred", json!({"computeMode": "SERVERLESS", "storageConfiguration": null}))], expect("DatabricksWorkspace", "ws-serverless-cred", "Ready", "InvalidSpec", "a SERVERLESS workspace takes no credentials, storageConfiguration or network")),
         // Values the schema lets through and the API refuses.
+        condition("workspace: region-shaped but not one the account has", vec![workspace("ws-region-unknown", json!({"awsRegion": "us-east-9"}))], expect("DatabricksWorkspace", "ws-region-unknown", "Ready", "ApiRejected", "Region us-east-9 is not supported")),
         condition("workspace: empty custom tag key", vec![workspace("ws-empty-tag-key", json!({"customTags": {"": "x"}}))], expect("DatabricksWorkspace", "ws-empty-tag-key", "Ready", "ApiRejected", "Invalid custom tag key ''")),
         condition("workspace: custom tag key of 128 characters", vec![workspace("ws-long-tag-key", json!({"customTags": {"k".repeat(128): "x"}}))], expect("DatabricksWorkspace", "ws-long-tag-key", "Ready", "ApiRejected", "keys must be 1 to 127 characters")),
         // Adoption and observation.

@@ -362,3 +362,92 @@ fn optional_immutable_fields_cannot_be_added_or_removed() {
         "{msgs:?}"
     );
 }
+
+/// The messages of the rules a new object breaks (empty when it is accepted).
+fn refused_on_create(plural: &str, kind: &str, spec: Value) -> Vec<String> {
+    match Validator::new().validate(&schema(plural), &with_spec(kind, spec), None) {
+        Ok(()) => Vec::new(),
+        Err(errs) => errs.into_vec().into_iter().map(|e| e.message).collect(),
+    }
+}
+
+/// Credentials and storage belong to classic workspaces only: a classic workspace without them
+/// and a serverless one with them (or with a network) are refused at admission on 1.25+, with
+/// the message the operator reports itself on older servers.
+#[test]
+fn serverless_and_classic_workspaces_take_their_own_fields() {
+    let ws = |spec: Value| refused_on_create("databricksworkspaces", "DatabricksWorkspace", spec);
+    let classic = json!({"awsRegion": "us-east-1", "credentials": {"name": "c"}, "storageConfiguration": {"name": "s"}});
+    let serverless = json!({"awsRegion": "us-east-1", "computeMode": "SERVERLESS"});
+    assert!(ws(classic.clone()).is_empty(), "{:?}", ws(classic.clone()));
+    assert!(
+        ws(serverless.clone()).is_empty(),
+        "{:?}",
+        ws(serverless.clone())
+    );
+    let classic_needs = databricks_account_operator::crd::workspace::CLASSIC_NEEDS;
+    let serverless_takes_none = databricks_account_operator::crd::workspace::SERVERLESS_TAKES_NONE;
+    for missing in ["credentials", "storageConfiguration"] {
+        let mut spec = classic.clone();
+        spec.as_object_mut().unwrap().remove(missing);
+        assert_eq!(ws(spec), [classic_needs], "classic without {missing}");
+    }
+    for (field, value) in [
+        ("credentials", json!({"name": "c"})),
+        ("storageConfiguration", json!({"id": "s-1"})),
+        ("network", json!({"name": "n"})),
+    ] {
+        assert_eq!(
+            ws(set(serverless.clone(), field, value)),
+            [serverless_takes_none],
+            "serverless with {field}"
+        );
+    }
+    // Keys, private access settings and an NCC are not refused: nothing says serverless refuses them.
+    assert!(
+        ws(set(
+            serverless.clone(),
+            "managedServicesKey",
+            json!({"name": "k"})
+        ))
+        .is_empty()
+    );
+}
+
+/// The compute mode is chosen once: it cannot be switched, added or removed.
+#[test]
+fn a_workspace_compute_mode_is_fixed() {
+    let serverless = json!({"awsRegion": "us-east-1", "computeMode": "SERVERLESS"});
+    let classic = json!({"awsRegion": "us-east-1", "credentials": {"name": "c"}, "storageConfiguration": {"name": "s"}});
+    let msgs = broken(
+        "databricksworkspaces",
+        "DatabricksWorkspace",
+        serverless.clone(),
+        classic.clone(),
+    );
+    assert!(
+        msgs.iter()
+            .any(|m| m.contains("computeMode cannot be added or removed")),
+        "{msgs:?}"
+    );
+    let msgs = broken(
+        "databricksworkspaces",
+        "DatabricksWorkspace",
+        classic,
+        set(serverless.clone(), "awsRegion", json!("us-east-1")),
+    );
+    assert!(
+        msgs.iter()
+            .any(|m| m.contains("computeMode cannot be added or removed")),
+        "{msgs:?}"
+    );
+    assert!(
+        broken(
+            "databricksworkspaces",
+            "DatabricksWorkspace",
+            serverless.clone(),
+            serverless
+        )
+        .is_empty()
+    );
+}

@@ -11,11 +11,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use databricks_account_operator::databricks::models::{
-    AwsCredentials, AwsKeyInfo, CreateCredential, CreateCustomerManagedKey, CreateNetwork,
-    CreateStorageConfiguration, CreateVpcEndpoint, CreateWorkspace, Credential, CustomerManagedKey,
-    KeyUseCase, Network, PrivateAccessLevel, PrivateAccessSettings, PrivateAccessSettingsRequest,
-    RootBucketInfo, StorageConfiguration, StsRole, VpcEndpoint, Workspace, WorkspaceStatus,
-    WorkspaceUpdate,
+    AwsCredentials, AwsKeyInfo, ComputeMode, CreateCredential, CreateCustomerManagedKey,
+    CreateNetwork, CreateStorageConfiguration, CreateVpcEndpoint, CreateWorkspace, Credential,
+    CustomerManagedKey, KeyUseCase, Network, PrivateAccessLevel, PrivateAccessSettings,
+    PrivateAccessSettingsRequest, RootBucketInfo, StorageConfiguration, StorageMode, StsRole,
+    VpcEndpoint, Workspace, WorkspaceStatus, WorkspaceUpdate,
 };
 use databricks_account_operator::databricks::{
     AccountClient, AccountConfig, AuthError, CallObserver, CallRecord, Credentials, Error, Secret,
@@ -467,6 +467,28 @@ async fn every_endpoint_works_against_the_simulator_with_oauth_m2m() {
     let got: Workspace = c.get(&ws.workspace_id.to_string()).await.unwrap();
     assert_eq!(got.custom_tags, tags, "the update_mask named custom_tags");
 
+    // A serverless workspace: compute_mode goes out, no credential or storage is needed, and the
+    // answer says Databricks hosts its storage.
+    let serverless: Workspace = c
+        .create(&CreateWorkspace {
+            workspace_name: "ws-serverless".into(),
+            aws_region: "sa-east-1".into(),
+            compute_mode: Some(ComputeMode::Serverless),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(serverless.compute_mode, Some(ComputeMode::Serverless));
+    assert_eq!(serverless.storage_mode, Some(StorageMode::DefaultStorage));
+    assert_eq!(serverless.credentials_id, None);
+    let got: Workspace = c.get(&serverless.workspace_id.to_string()).await.unwrap();
+    assert_eq!(got.storage_mode, Some(StorageMode::DefaultStorage));
+    let classic: Workspace = c.get(&ws.workspace_id.to_string()).await.unwrap();
+    assert_eq!(classic.storage_mode, Some(StorageMode::CustomerHosted));
+    c.delete::<Workspace>(&serverless.workspace_id.to_string())
+        .await
+        .unwrap();
+
     // A credential used by the workspace cannot go.
     let err = c
         .delete::<Credential>(&cred.credentials_id)
@@ -555,7 +577,11 @@ async fn every_endpoint_works_against_the_simulator_with_oauth_m2m() {
     let counts = s.request_count();
     assert_eq!(counts.get("PATCH /workspaces/{id}", 200), 1);
     assert_eq!(counts.get("PUT /private-access-settings/{id}", 200), 1);
-    assert_eq!(counts.get("POST /workspaces", 200), 1);
+    assert_eq!(
+        counts.get("POST /workspaces", 200),
+        2,
+        "classic and serverless"
+    );
     s.shutdown().await;
 }
 
@@ -1605,4 +1631,66 @@ async fn ids_cannot_escape_their_path_segment() {
         assert_eq!(err.category(), "Rejected", "{id:?}");
     }
     assert_eq!(fake.api_requests(), 4);
+}
+
+/// The NCC list follows `next_page_token` (the simulator pages by two) and rules are created,
+/// listed and deleted under their NCC.
+#[tokio::test]
+async fn network_connectivity_configs_are_listed_across_pages() {
+    use databricks_account_operator::databricks::models::{
+        CreateNetworkConnectivityConfig, CreatePrivateEndpointRule, NetworkConnectivityConfig,
+    };
+    let s = start_sim().await;
+    let c = sim_client(&s, m2m());
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let n: NetworkConnectivityConfig = c
+            .create(&CreateNetworkConnectivityConfig {
+                name: format!("ncc-{i}"),
+                region: "us-east-1".into(),
+            })
+            .await
+            .unwrap();
+        ids.push(n.network_connectivity_config_id);
+    }
+    let listed: Vec<String> = c
+        .list::<NetworkConnectivityConfig>()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|n| n.network_connectivity_config_id)
+        .collect();
+    assert_eq!(listed, ids);
+    assert_eq!(
+        s.request_count()
+            .get("GET /network-connectivity-configs", 200),
+        3,
+        "five objects in pages of two"
+    );
+    let rule = c
+        .create_private_endpoint_rule(
+            &ids[0],
+            &CreatePrivateEndpointRule {
+                resource_names: vec!["bucket".into()],
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let rules = c.list_private_endpoint_rules(&ids[0]).await.unwrap();
+    assert_eq!(rules.len(), 1);
+    assert_eq!(rules[0].rule_id, rule.rule_id);
+    c.delete_private_endpoint_rule(&ids[0], &rule.rule_id)
+        .await
+        .unwrap();
+    c.delete::<NetworkConnectivityConfig>(&ids[1])
+        .await
+        .unwrap();
+    assert!(
+        c.get::<NetworkConnectivityConfig>(&ids[1])
+            .await
+            .unwrap_err()
+            .is_not_found()
+    );
+    s.shutdown().await;
 }

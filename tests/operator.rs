@@ -11,7 +11,7 @@
 
 mod common;
 
-use common::{apply, condition, eventually, samples, samples_of};
+use common::{apply, condition, eventually, sample, samples, samples_of};
 
 use std::future::Future;
 use std::io::Write;
@@ -515,6 +515,177 @@ async fn lost_create_response_is_adopted_not_duplicated() {
             "no second create"
         );
         delete_namespace_and_wait(&client, &ns).await;
+    })
+    .await;
+}
+
+/// A classic workspace on the sample credential and storage configuration, in `region`.
+fn workspace_doc(name: &str, region: &str) -> String {
+    format!(
+        "apiVersion: account.databricks-operator.dev/v1alpha1\nkind: DatabricksWorkspace\nmetadata:\n  name: {name}\nspec:\n  awsRegion: {region}\n  credentials: {{name: cross-account}}\n  storageConfiguration: {{name: root-bucket}}\n"
+    )
+}
+
+/// Regions Databricks added after the seed's closed list (São Paulo, Paris) are accepted by the
+/// schema and by the simulator's default account: both workspaces reach RUNNING in their region.
+#[tokio::test]
+async fn workspaces_in_newer_regions_become_ready() {
+    run_test(&["regions"], |env| async move {
+        let Env { client, ns, .. } = env;
+        let sim = start_sim(sim_config()).await;
+        let mut docs = samples_of(
+            &sim,
+            &[
+                "Secret",
+                "DatabricksAccount",
+                "DatabricksCredential",
+                "DatabricksStorageConfig",
+            ],
+        );
+        docs.push(workspace_doc("sao-paulo", "sa-east-1"));
+        docs.push(workspace_doc("paris", "eu-west-3"));
+        apply(&client, &ns, &docs).await;
+        for (name, region) in [("sao-paulo", "sa-east-1"), ("paris", "eu-west-3")] {
+            let ws = wait_ready(&client, &ns, "DatabricksWorkspace", name, 60).await;
+            assert_eq!(ws.data["status"]["workspaceStatus"], "RUNNING", "{name}");
+            let id = ws.data["status"]["workspaceId"].as_i64().unwrap();
+            let snap = sim.snapshot();
+            let remote = snap["workspaces"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|w| w["workspace_id"] == id)
+                .unwrap_or_else(|| panic!("{name}: no workspace {id} in {snap:#}"));
+            assert_eq!(remote["aws_region"], region, "{name}");
+        }
+        assert_eq!(count(&sim.snapshot(), "workspaces"), 2);
+        delete_namespace_and_wait(&client, &ns).await;
+    })
+    .await;
+}
+
+/// The serverless sample becomes RUNNING with nothing but the account: no credential, storage or
+/// network exists in the account, and status shows the mode and Databricks' default storage. A
+/// classic workspace without credentials is refused by the operator (the CEL rule's job on 1.25+)
+/// and never reaches the API. Deleting the namespace removes the workspace.
+#[tokio::test]
+async fn a_serverless_workspace_needs_no_credential_storage_or_network() {
+    run_test(&["serverless"], |env| async move {
+        let Env { client, ns, .. } = env;
+        let sim = start_sim(sim_config()).await;
+        let mut docs = samples_of(&sim, &["Secret", "DatabricksAccount"]);
+        docs.extend(sample(&sim, "workspace-serverless.yaml"));
+        docs.push(
+            "apiVersion: account.databricks-operator.dev/v1alpha1\nkind: DatabricksWorkspace\nmetadata:\n  name: classic-without-credentials\nspec:\n  awsRegion: us-east-1\n  storageConfiguration: {id: s-1}\n"
+                .to_string(),
+        );
+        apply(&client, &ns, &docs).await;
+        let ws = wait_ready(&client, &ns, "DatabricksWorkspace", "serverless-analytics", 60).await;
+        let s = &ws.data["status"];
+        assert_eq!(s["workspaceStatus"], "RUNNING");
+        assert_eq!(s["computeMode"], "SERVERLESS");
+        assert_eq!(s["storageMode"], "DEFAULT_STORAGE");
+        assert!(s.get("credentialsId").is_none(), "{s:#}");
+        let snap = sim.snapshot();
+        assert_eq!(count(&snap, "workspaces"), 1, "{snap:#}");
+        let remote = &snap["workspaces"][0];
+        assert_eq!(remote["workspace_id"], s["workspaceId"]);
+        assert_eq!(remote["compute_mode"], "SERVERLESS");
+        assert!(remote.get("credentials_id").is_none(), "{remote:#}");
+        for kind in ["credentials", "storage-configurations", "networks"] {
+            assert_eq!(count(&snap, kind), 0, "{kind}: {snap:#}");
+        }
+
+        let bad = common::wait_condition(
+            &client,
+            &ns,
+            "DatabricksWorkspace",
+            "classic-without-credentials",
+            "Ready",
+            "InvalidSpec",
+            30,
+        )
+        .await;
+        let c = condition(&bad, "Ready").unwrap();
+        assert!(
+            c.message.contains("needs credentials and storageConfiguration"),
+            "{c:?}"
+        );
+        assert_eq!(
+            sim.request_count().total("POST /workspaces"),
+            1,
+            "only the serverless workspace was sent"
+        );
+        delete_namespace_and_wait(&client, &ns).await;
+        assert_eq!(count(&sim.snapshot(), "workspaces"), 0);
+    })
+    .await;
+}
+
+/// An NCC with one S3 private endpoint rule, bound by name to a serverless workspace: both Ready,
+/// IDs and the rule's state in status, the binding in the simulator. A workspace in another region
+/// naming it is refused before any call. Deleting the NCC while the workspace uses it waits with
+/// `InUse`; deleting the namespace then removes the workspace, the rule and the NCC.
+#[tokio::test]
+async fn an_ncc_with_a_rule_is_bound_to_a_serverless_workspace() {
+    run_test(&["ncc"], |env| async move {
+        let Env { client, ns, .. } = env;
+        let sim = start_sim(sim_config()).await;
+        let mut docs = samples_of(&sim, &["Secret", "DatabricksAccount"]);
+        docs.push(
+            "apiVersion: account.databricks-operator.dev/v1alpha1\nkind: DatabricksNetworkConnectivityConfig\nmetadata:\n  name: egress\nspec:\n  region: eu-west-3\n  privateEndpointRules:\n  - resourceNames: [analytics-bucket]\n".to_string(),
+        );
+        for (name, region) in [("bound", "eu-west-3"), ("elsewhere", "us-east-1")] {
+            docs.push(format!(
+                "apiVersion: account.databricks-operator.dev/v1alpha1\nkind: DatabricksWorkspace\nmetadata:\n  name: {name}\nspec:\n  awsRegion: {region}\n  computeMode: SERVERLESS\n  networkConnectivityConfig: {{name: egress}}\n"
+            ));
+        }
+        apply(&client, &ns, &docs).await;
+        let ncc = wait_ready(&client, &ns, "DatabricksNetworkConnectivityConfig", "egress", 60).await;
+        let s = &ncc.data["status"];
+        let ncc_id = s["networkConnectivityConfigId"].as_str().unwrap().to_string();
+        assert_eq!(s["privateEndpointRules"][0]["connectionState"], "ESTABLISHED", "{s:#}");
+        assert!(s["privateEndpointRules"][0]["ruleId"].as_str().is_some_and(|r| !r.is_empty()));
+        assert!(!s["egressCidrBlocks"].as_array().unwrap().is_empty(), "{s:#}");
+
+        let ws = wait_ready(&client, &ns, "DatabricksWorkspace", "bound", 60).await;
+        assert_eq!(ws.data["status"]["networkConnectivityConfigId"], ncc_id.as_str());
+        let snap = sim.snapshot();
+        let remote = snap["workspaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|w| w["workspace_id"] == ws.data["status"]["workspaceId"])
+            .unwrap();
+        assert_eq!(remote["network_connectivity_config_id"], ncc_id.as_str());
+        assert_eq!(count(&snap, "workspaces"), 1, "{snap:#}");
+        let rules = &snap["network-connectivity-configs"][0]["egress_config"]["target_rules"]["aws_private_endpoint_rules"];
+        assert_eq!(rules.as_array().unwrap().len(), 1, "one rule, created once: {snap:#}");
+
+        let elsewhere = common::wait_condition(
+            &client, &ns, "DatabricksWorkspace", "elsewhere", "Ready", "InvalidSpec", 30,
+        )
+        .await;
+        let c = condition(&elsewhere, "Ready").unwrap();
+        assert!(c.message.contains("is in region eu-west-3, but this object is in us-east-1"), "{c:?}");
+
+        dynamic(&client, &ns, "DatabricksNetworkConnectivityConfig")
+            .delete("egress", &DeleteParams::default())
+            .await
+            .unwrap();
+        let held = common::wait_condition(
+            &client, &ns, "DatabricksNetworkConnectivityConfig", "egress", "Ready", "InUse", 30,
+        )
+        .await;
+        let c = condition(&held, "Ready").unwrap();
+        assert!(c.message.contains("DatabricksWorkspace/bound"), "{c:?}");
+        assert_eq!(count(&sim.snapshot(), "network-connectivity-configs"), 1);
+
+        delete_namespace_and_wait(&client, &ns).await;
+        let snap = sim.snapshot();
+        for kind in ["workspaces", "network-connectivity-configs"] {
+            assert_eq!(count(&snap, kind), 0, "{kind}: {snap:#}");
+        }
     })
     .await;
 }

@@ -386,10 +386,15 @@ async fn a_deployment_name_without_an_account_prefix_is_refused_in_plain_text() 
     );
 }
 
-/// Invalid deployment names and us-west-1 keys and subnet reuse are refused; nothing is created.
+/// Invalid deployment names, keys in a region set to refuse them (`no_cmk_regions`) and subnet
+/// reuse are refused; nothing is created.
 #[tokio::test]
 async fn invalid_creates_are_refused_and_create_nothing() {
-    let s = start(fast_config()).await;
+    let s = start(SimConfig {
+        no_cmk_regions: vec!["us-west-1".into()],
+        ..fast_config()
+    })
+    .await;
     let cred = s.credential("c").await;
     let storage = s.storage().await;
     let r = s

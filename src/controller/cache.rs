@@ -22,6 +22,8 @@ pub struct DepView {
     pub reason: Option<String>,
     /// Its Databricks ID, if it has one.
     pub id: Option<String>,
+    /// Its region, for kinds that serve only their own region.
+    pub region: Option<String>,
 }
 
 /// The questions the controllers ask about the objects of one managed kind.
@@ -59,6 +61,7 @@ impl<K: Managed> KindCache for Store<K> {
             ready: ready.is_some_and(|c| c.status == "True"),
             reason: ready.map(|c| c.reason.clone()),
             id: status.and_then(K::remote_id),
+            region: o.region(),
         })
     }
 

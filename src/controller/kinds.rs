@@ -9,6 +9,9 @@ use super::plan::Update;
 use crate::bounds;
 use crate::crd::credential::CredentialStatus;
 use crate::crd::key::{KeyConfigStatus, KeyUseCase};
+use crate::crd::ncc::{
+    NetworkConnectivityConfigStatus, PrivateEndpointRuleSpec, PrivateEndpointRuleStatus,
+};
 use crate::crd::network::{NetworkMessage, NetworkStatus};
 use crate::crd::private_access::{PrivateAccessLevel, PrivateAccessSettingsStatus};
 use crate::crd::storage::StorageConfigStatus;
@@ -16,8 +19,8 @@ use crate::crd::vpc_endpoint::VpcEndpointStatus;
 use crate::crd::workspace::WorkspaceStatus;
 use crate::crd::{
     CommonStatus, DatabricksCredential, DatabricksKeyConfig, DatabricksNetwork,
-    DatabricksPrivateAccessSettings, DatabricksStorageConfig, DatabricksVpcEndpoint,
-    DatabricksWorkspace, DependencyRef, Management, Reason,
+    DatabricksNetworkConnectivityConfig, DatabricksPrivateAccessSettings, DatabricksStorageConfig,
+    DatabricksVpcEndpoint, DatabricksWorkspace, DependencyRef, Management, Reason,
 };
 use crate::databricks::AccountClient;
 use crate::databricks::models as m;
@@ -248,6 +251,7 @@ fn endpoint_deps(field: &'static str, refs: &[DependencyRef]) -> Vec<Dep> {
             kind: DepKind::VpcEndpoint,
             field,
             reference: r.clone(),
+            region: None,
         })
         .collect()
 }
@@ -528,6 +532,222 @@ impl Managed for DatabricksPrivateAccessSettings {
 
 // ------------------------------------------------------------------------------------------------
 
+/// Whether a remote rule is the one a spec rule asks for (same service when both name one, same
+/// domains and buckets in any order). Deactivated rules match nothing: they are on their way out.
+fn rule_matches(want: &PrivateEndpointRuleSpec, have: &m::PrivateEndpointRule) -> bool {
+    have.deactivated != Some(true)
+        && want
+            .endpoint_service
+            .as_ref()
+            .is_none_or(|s| have.endpoint_service.as_ref() == Some(s))
+        && same_set(&want.domain_names, &have.domain_names)
+        && same_set(&want.resource_names, &have.resource_names)
+}
+
+impl DatabricksNetworkConnectivityConfig {
+    /// The rules to create (spec rules no remote rule matches) and to delete (live remote rules
+    /// no spec rule matches). Each remote rule serves one spec rule.
+    fn rule_changes(
+        &self,
+        r: &m::NetworkConnectivityConfig,
+    ) -> (Vec<m::CreatePrivateEndpointRule>, Vec<String>) {
+        let mut unused: Vec<&m::PrivateEndpointRule> = r
+            .rules()
+            .iter()
+            .filter(|x| x.deactivated != Some(true))
+            .collect();
+        let mut create = Vec::new();
+        for want in &self.spec.private_endpoint_rules {
+            match unused.iter().position(|have| rule_matches(want, have)) {
+                Some(i) => {
+                    unused.remove(i);
+                }
+                None => create.push(m::CreatePrivateEndpointRule {
+                    endpoint_service: want.endpoint_service.clone(),
+                    domain_names: want.domain_names.clone(),
+                    resource_names: want.resource_names.clone(),
+                }),
+            }
+        }
+        (create, unused.iter().map(|x| x.rule_id.clone()).collect())
+    }
+}
+
+impl Managed for DatabricksNetworkConnectivityConfig {
+    type Remote = m::NetworkConnectivityConfig;
+    status_access!(
+        NetworkConnectivityConfigStatus,
+        network_connectivity_config_id
+    );
+
+    fn desired_name(&self) -> String {
+        name_or(&self.spec.name, self.name_any())
+    }
+    fn create_request(&self, _: &Resolved) -> m::CreateNetworkConnectivityConfig {
+        m::CreateNetworkConnectivityConfig {
+            name: self.desired_name(),
+            region: self.spec.region.as_str().into(),
+        }
+    }
+    fn matches(&self, r: &m::NetworkConnectivityConfig) -> bool {
+        r.name == self.desired_name()
+    }
+    fn immutable_changes(
+        &self,
+        r: &m::NetworkConnectivityConfig,
+        _: &Resolved,
+    ) -> Vec<&'static str> {
+        let mut v = Vec::new();
+        if r.name != self.desired_name() {
+            v.push("name");
+        }
+        if r.region != self.spec.region.as_str() {
+            v.push("region");
+        }
+        v
+    }
+    fn desired_update(&self, r: &m::NetworkConnectivityConfig, _: &Resolved) -> Option<Update> {
+        let (create, delete) = self.rule_changes(r);
+        (!create.is_empty() || !delete.is_empty()).then(|| Update::NccRules {
+            id: r.network_connectivity_config_id.clone(),
+            create,
+            delete,
+        })
+    }
+    fn observe(
+        &self,
+        r: &m::NetworkConnectivityConfig,
+        _: &Resolved,
+        s: &mut NetworkConnectivityConfigStatus,
+        _: &str,
+        _: Option<String>,
+    ) -> Observation {
+        s.egress_cidr_blocks = r
+            .cidr_blocks()
+            .iter()
+            .take(bounds::MAX_MESSAGES * 10)
+            .map(|c| bounds::truncate(c, 64))
+            .collect();
+        let live: Vec<&m::PrivateEndpointRule> = r
+            .rules()
+            .iter()
+            .filter(|x| x.deactivated != Some(true))
+            .collect();
+        s.private_endpoint_rules = live
+            .iter()
+            .take(bounds::MAX_MESSAGES * 10)
+            .map(|x| PrivateEndpointRuleStatus {
+                rule_id: bounds::truncate(&x.rule_id, 64),
+                endpoint_service: x
+                    .endpoint_service
+                    .as_deref()
+                    .map(|v| bounds::truncate(v, 256)),
+                connection_state: x
+                    .connection_state
+                    .as_ref()
+                    .map(|c| bounds::truncate(c.as_str(), 64)),
+                vpc_endpoint_id: x
+                    .vpc_endpoint_id
+                    .as_deref()
+                    .map(|v| bounds::truncate(v, 64)),
+                error_message: x.error_message.as_deref().map(bounds::message),
+            })
+            .collect();
+        let failed: Vec<String> = live
+            .iter()
+            .filter(|x| {
+                matches!(
+                    x.connection_state,
+                    Some(
+                        m::RuleConnectionState::CreateFailed
+                            | m::RuleConnectionState::Rejected
+                            | m::RuleConnectionState::Disconnected
+                            | m::RuleConnectionState::Expired
+                    )
+                )
+            })
+            .map(|x| {
+                format!(
+                    "rule {} to {} is {}{}",
+                    x.rule_id,
+                    x.endpoint_service.as_deref().unwrap_or("?"),
+                    x.connection_state.as_ref().map_or("", |c| c.as_str()),
+                    x.error_message
+                        .as_deref()
+                        .map(|e| format!(": {e}"))
+                        .unwrap_or_default()
+                )
+            })
+            .collect();
+        let creating = live
+            .iter()
+            .filter(|x| x.connection_state == Some(m::RuleConnectionState::Creating))
+            .count();
+        let pending = live
+            .iter()
+            .filter(|x| x.connection_state == Some(m::RuleConnectionState::Pending))
+            .count();
+        let id = &r.network_connectivity_config_id;
+        if !failed.is_empty() {
+            return Observation {
+                ready: false,
+                reason: Reason::ProvisioningFailed,
+                message: format!(
+                    "network connectivity configuration {id}: {}. Fix the endpoint service (or its approval) and remove and re-add the rule",
+                    bounds::messages(&failed).join("; ")
+                ),
+                busy: false,
+            };
+        }
+        if creating > 0 {
+            return Observation {
+                ready: false,
+                reason: Reason::Provisioning,
+                message: format!(
+                    "network connectivity configuration {id}: {creating} private endpoint rule(s) being created"
+                ),
+                busy: true,
+            };
+        }
+        let mut msg = format!(
+            "network connectivity configuration {id} in {} has {} private endpoint rule(s)",
+            r.region,
+            live.len()
+        );
+        if pending > 0 {
+            msg.push_str(&format!(
+                "; {pending} PENDING: accept the connection on your endpoint service (rules carry traffic once ESTABLISHED)"
+            ));
+        }
+        Observation::available(msg)
+    }
+    fn dep_kind() -> Option<DepKind> {
+        Some(DepKind::Ncc)
+    }
+    fn region(&self) -> Option<String> {
+        Some(self.spec.region.as_str().to_string())
+    }
+    async fn before_delete(
+        &self,
+        client: &AccountClient,
+        id: &str,
+    ) -> Result<(), crate::databricks::Error> {
+        // Databricks refuses to delete an NCC that still has rules: delete them first. Rules
+        // already deactivated are left to Databricks to purge; the NCC delete says in use meanwhile.
+        for rule in client.list_private_endpoint_rules(id).await? {
+            if rule.deactivated != Some(true) {
+                match client.delete_private_endpoint_rule(id, &rule.rule_id).await {
+                    Err(e) if !e.is_not_found() => return Err(e),
+                    _ => {}
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+
 /// The workspace URL: the account host's first label replaced by the deployment name, as the
 /// Terraform provider does; for a host that is not an `accounts.` host (the local simulator), the
 /// AWS commercial domain.
@@ -569,11 +789,9 @@ impl DatabricksWorkspace {
         {
             u.storage_customer_managed_key_id = sk;
         }
-        if differs(
-            &self.spec.network_connectivity_config_id,
-            &r.network_connectivity_config_id,
-        ) {
-            u.network_connectivity_config_id = self.spec.network_connectivity_config_id.clone();
+        let ncc = deps.one("networkConnectivityConfig");
+        if differs(&ncc, &r.network_connectivity_config_id) {
+            u.network_connectivity_config_id = ncc;
         }
         if !self.spec.custom_tags.is_empty() && self.spec.custom_tags != r.custom_tags {
             u.custom_tags = Some(self.spec.custom_tags.clone());
@@ -616,19 +834,14 @@ impl Managed for DatabricksWorkspace {
 
     fn dependencies(&self) -> Vec<Dep> {
         let s = &self.spec;
-        let mut v = vec![
-            Dep {
-                kind: DepKind::Credential,
-                field: "credentials",
-                reference: s.credentials.clone(),
-            },
-            Dep {
-                kind: DepKind::Storage,
-                field: "storageConfiguration",
-                reference: s.storage_configuration.clone(),
-            },
-        ];
+        let mut v = Vec::new();
         let optional = [
+            (DepKind::Credential, "credentials", &s.credentials),
+            (
+                DepKind::Storage,
+                "storageConfiguration",
+                &s.storage_configuration,
+            ),
             (DepKind::Network, "network", &s.network),
             (
                 DepKind::PrivateAccess,
@@ -637,6 +850,11 @@ impl Managed for DatabricksWorkspace {
             ),
             (DepKind::Key, "managedServicesKey", &s.managed_services_key),
             (DepKind::Key, "storageKey", &s.storage_key),
+            (
+                DepKind::Ncc,
+                "networkConnectivityConfig",
+                &s.network_connectivity_config,
+            ),
         ];
         for (kind, field, r) in optional {
             if let Some(r) = r {
@@ -644,6 +862,8 @@ impl Managed for DatabricksWorkspace {
                     kind,
                     field,
                     reference: r.clone(),
+                    // An NCC serves only the workspaces of its region.
+                    region: (kind == DepKind::Ncc).then(|| s.aws_region.as_str().to_string()),
                 });
             }
         }
@@ -667,9 +887,13 @@ impl Managed for DatabricksWorkspace {
             private_access_settings_id: deps.one("privateAccessSettings"),
             managed_services_customer_managed_key_id: deps.one("managedServicesKey"),
             storage_customer_managed_key_id: deps.one("storageKey"),
-            network_connectivity_config_id: s.network_connectivity_config_id.clone(),
+            network_connectivity_config_id: deps.one("networkConnectivityConfig"),
             custom_tags: s.custom_tags.clone(),
+            compute_mode: s.serverless().then_some(m::ComputeMode::Serverless),
         }
+    }
+    fn spec_problem(&self) -> Option<String> {
+        self.spec.problem().map(str::to_string)
     }
     fn matches(&self, r: &m::Workspace) -> bool {
         r.workspace_name == self.desired_name()
@@ -700,6 +924,11 @@ impl Managed for DatabricksWorkspace {
         {
             v.push("pricingTier");
         }
+        // A workspace that reports no mode is classic (HYBRID is the API's default).
+        let remote_serverless = r.compute_mode == Some(m::ComputeMode::Serverless);
+        if remote_serverless != self.spec.serverless() {
+            v.push("computeMode");
+        }
         if !failed {
             if r.aws_region
                 .as_deref()
@@ -724,6 +953,14 @@ impl Managed for DatabricksWorkspace {
         }
         if deps.one("network").is_none() && r.network_id.as_deref().is_some_and(|n| !n.is_empty()) {
             v.push("network");
+        }
+        // Databricks cannot unbind an NCC, only switch to another (account-api.md §11.5).
+        if deps.one("networkConnectivityConfig").is_none()
+            && r.network_connectivity_config_id
+                .as_deref()
+                .is_some_and(|n| !n.is_empty())
+        {
+            v.push("networkConnectivityConfig");
         }
         v
     }
@@ -765,12 +1002,21 @@ impl Managed for DatabricksWorkspace {
             .map(|d| bounds::truncate(d, 256));
         s.workspace_url = s.deployment_name.as_deref().map(|d| workspace_url(host, d));
         s.pricing_tier = r.pricing_tier.as_ref().map(|p| p.to_string());
+        s.compute_mode = Some(r.compute_mode.as_ref().map_or_else(
+            || m::ComputeMode::Hybrid.to_string(),
+            |c| bounds::truncate(&c.to_string(), 64),
+        ));
+        s.storage_mode = r
+            .storage_mode
+            .as_ref()
+            .map(|c| bounds::truncate(&c.to_string(), 64));
         s.credentials_id = deps.one("credentials");
         s.storage_configuration_id = deps.one("storageConfiguration");
         s.network_id = deps.one("network");
         s.private_access_settings_id = deps.one("privateAccessSettings");
         s.managed_services_customer_managed_key_id = deps.one("managedServicesKey");
         s.storage_customer_managed_key_id = deps.one("storageKey");
+        s.network_connectivity_config_id = r.network_connectivity_config_id.clone();
         let msg = s.workspace_status_message.clone().unwrap_or_default();
         let status = r
             .workspace_status

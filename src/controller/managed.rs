@@ -67,6 +67,8 @@ pub enum DepKind {
     VpcEndpoint,
     /// `DatabricksPrivateAccessSettings`.
     PrivateAccess,
+    /// `DatabricksNetworkConnectivityConfig`.
+    Ncc,
 }
 
 impl DepKind {
@@ -79,6 +81,7 @@ impl DepKind {
             Self::Network => "DatabricksNetwork",
             Self::VpcEndpoint => "DatabricksVpcEndpoint",
             Self::PrivateAccess => "DatabricksPrivateAccessSettings",
+            Self::Ncc => "DatabricksNetworkConnectivityConfig",
         }
     }
 }
@@ -92,6 +95,9 @@ pub struct Dep {
     pub field: &'static str,
     /// The reference.
     pub reference: DependencyRef,
+    /// The region the referenced object must be in, when only objects of the referrer's region
+    /// serve it (checked for references by name, before any API call).
+    pub region: Option<String>,
 }
 
 /// Databricks IDs of the dependencies, by spec field.
@@ -210,6 +216,24 @@ pub trait Managed:
     }
     /// The kind as a dependency of others.
     fn dep_kind() -> Option<DepKind>;
+    /// The region the object lives in, for kinds whose users must share it.
+    fn region(&self) -> Option<String> {
+        None
+    }
+    /// Removes what the remote object holds that its delete would refuse (an NCC's rules),
+    /// just before the delete.
+    fn before_delete(
+        &self,
+        _client: &AccountClient,
+        _id: &str,
+    ) -> impl Future<Output = Result<(), ApiCallError>> + Send {
+        async { Ok(()) }
+    }
+    /// What is wrong with the spec that the schema could not refuse (CEL rules on servers older
+    /// than 1.25), as a message for the `InvalidSpec` condition.
+    fn spec_problem(&self) -> Option<String> {
+        None
+    }
     /// Marks out of date the shared lists of kinds whose remote objects change when this one
     /// does (a workspace changes its network's `vpc_status`), so their next observation is fresh.
     fn invalidate_related(_ctx: &Context, _account: &str) {}
@@ -387,6 +411,16 @@ fn resolve(
                         format!(
                             "{kind} {name:?} (spec.{field}) is managed through DatabricksAccount {:?}, but this object uses {account:?}; both must use the same account",
                             view.account
+                        ),
+                    ));
+                }
+                if let (Some(want), Some(have)) = (&dep.region, &view.region)
+                    && want != have
+                {
+                    return Err((
+                        Reason::InvalidSpec,
+                        format!(
+                            "{kind} {name:?} (spec.{field}) is in region {have}, but this object is in {want}; it serves only its own region: use one in {want}"
                         ),
                     ));
                 }
@@ -1102,6 +1136,13 @@ async fn cleanup<K: Managed>(
             }
             Some(_) => {}
         }
+    }
+    if let Err(e) = obj.before_delete(client, &id).await {
+        return match gone::<K>(ctx, client, &account_key, &id, &e).await {
+            Ok(true) => Ok(Step::Release),
+            Ok(false) => run.api_failure(&e, "delete").await,
+            Err(e) => run.api_failure(&e, "list").await,
+        };
     }
     match client.delete::<K::Remote>(&id).await {
         Ok(()) => {

@@ -1240,6 +1240,7 @@ mod runner {
                 DatabricksNetwork,
                 DatabricksVpcEndpoint,
                 DatabricksPrivateAccessSettings,
+                DatabricksNetworkConnectivityConfig,
                 DatabricksWorkspace
             )
         };

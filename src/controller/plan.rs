@@ -27,6 +27,16 @@ pub enum Update {
         /// The whole new object.
         request: m::PrivateAccessSettingsRequest,
     },
+    /// An NCC's private endpoint rules: the spec's that it lacks are created, the ones the spec
+    /// no longer has are deleted.
+    NccRules {
+        /// The NCC's ID.
+        id: String,
+        /// Rules to create.
+        create: Vec<m::CreatePrivateEndpointRule>,
+        /// IDs of rules to delete.
+        delete: Vec<String>,
+    },
 }
 
 impl Update {
@@ -39,6 +49,11 @@ impl Update {
             Self::PrivateAccess { id, .. } => {
                 format!("private access settings {id} (replaced as a whole)")
             }
+            Self::NccRules { id, create, delete } => format!(
+                "network connectivity configuration {id}: {} private endpoint rule(s) to create, {} to delete",
+                create.len(),
+                delete.len()
+            ),
         }
     }
 
@@ -50,6 +65,15 @@ impl Update {
                 .replace_private_access_settings(id, request)
                 .await
                 .map(drop),
+            Self::NccRules { id, create, delete } => {
+                for rule in delete {
+                    client.delete_private_endpoint_rule(id, rule).await?;
+                }
+                for rule in create {
+                    client.create_private_endpoint_rule(id, rule).await?;
+                }
+                Ok(())
+            }
         }
     }
 }
@@ -147,6 +171,15 @@ pub fn precheck<K: Managed>(obj: &K, status: &K::Status, facts: Facts) -> Preche
         return Precheck::Wait(Wait {
             reason: Reason::InvalidSpec,
             message: problem,
+            ready: !has_id,
+            warn: true,
+            requeue: facts.poll,
+        });
+    }
+    if let Some(problem) = obj.spec_problem() {
+        return Precheck::Wait(Wait {
+            reason: Reason::InvalidSpec,
+            message: format!("{problem}; no API call is made until the spec is fixed"),
             ready: !has_id,
             warn: true,
             requeue: facts.poll,

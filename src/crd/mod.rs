@@ -4,6 +4,7 @@ pub mod account;
 pub mod common;
 pub mod credential;
 pub mod key;
+pub mod ncc;
 pub mod network;
 pub mod private_access;
 pub mod region;
@@ -15,6 +16,7 @@ pub use account::DatabricksAccount;
 pub use common::*;
 pub use credential::DatabricksCredential;
 pub use key::DatabricksKeyConfig;
+pub use ncc::DatabricksNetworkConnectivityConfig;
 pub use network::DatabricksNetwork;
 pub use private_access::DatabricksPrivateAccessSettings;
 pub use storage::DatabricksStorageConfig;
@@ -34,6 +36,7 @@ pub fn all() -> Vec<CustomResourceDefinition> {
         DatabricksNetwork::crd(),
         DatabricksVpcEndpoint::crd(),
         DatabricksPrivateAccessSettings::crd(),
+        DatabricksNetworkConnectivityConfig::crd(),
         DatabricksWorkspace::crd(),
     ]
 }
@@ -70,6 +73,11 @@ mod tests {
                 "DatabricksPrivateAccessSettings",
                 "databricksprivateaccesssettings",
                 "dbpas",
+            ),
+            (
+                "DatabricksNetworkConnectivityConfig",
+                "databricksnetworkconnectivityconfigs",
+                "dbncc",
             ),
             ("DatabricksWorkspace", "databricksworkspaces", "dbws"),
         ];

@@ -48,6 +48,12 @@ pub struct DatabricksPrivateAccessSettingsSpec {
     #[schemars(length(min = 4, max = 256))]
     pub private_access_settings_name: Option<String>,
     /// AWS region; only workspaces in this region can use the settings. Cannot be changed.
+    ///
+    /// Any AWS region name is accepted (`^[a-z]{2}(-gov)?-[a-z]+-[0-9]$`); the Account API refuses
+    /// one the account cannot use. Regions Databricks supports: `ap-northeast-1`, `ap-northeast-2`,
+    /// `ap-south-1`, `ap-southeast-1`, `ap-southeast-2`, `ap-southeast-3`, `ca-central-1`,
+    /// `eu-central-1`, `eu-west-1`, `eu-west-2`, `eu-west-3`, `sa-east-1`, `us-east-1`, `us-east-2`,
+    /// `us-west-1`, `us-west-2`, and `us-gov-west-1` (GovCloud accounts only).
     #[x_kube(validation = Rule::new("self == oldSelf").message("region cannot be changed"))]
     pub region: AwsRegion,
     /// Whether the workspace can also be reached from the public internet (default false).

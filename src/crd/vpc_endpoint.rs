@@ -41,6 +41,12 @@ pub struct DatabricksVpcEndpointSpec {
     #[x_kube(validation = Rule::new("self == oldSelf").message("awsVpcEndpointId cannot be changed"))]
     pub aws_vpc_endpoint_id: String,
     /// AWS region of the endpoint. Cannot be changed.
+    ///
+    /// Any AWS region name is accepted (`^[a-z]{2}(-gov)?-[a-z]+-[0-9]$`); the Account API refuses
+    /// one the account cannot use. Regions Databricks supports: `ap-northeast-1`, `ap-northeast-2`,
+    /// `ap-south-1`, `ap-southeast-1`, `ap-southeast-2`, `ap-southeast-3`, `ca-central-1`,
+    /// `eu-central-1`, `eu-west-1`, `eu-west-2`, `eu-west-3`, `sa-east-1`, `us-east-1`, `us-east-2`,
+    /// `us-west-1`, `us-west-2`, and `us-gov-west-1` (GovCloud accounts only).
     #[x_kube(validation = Rule::new("self == oldSelf").message("region cannot be changed"))]
     pub region: AwsRegion,
 }

@@ -17,6 +17,8 @@ pub const MAX_MESSAGES: usize = 10;
 pub const MAX_BODY_BYTES: usize = 1 << 20;
 /// Largest Account API answer read for a list (bytes): every object of a kind in one answer.
 pub const MAX_LIST_BODY_BYTES: usize = 16 << 20;
+/// Pages read of one paginated list (network connectivity configurations and their rules).
+pub const MAX_PAGES: usize = 100;
 /// The poll-interval annotation's range.
 pub const POLL_INTERVAL_MIN: Duration = Duration::from_secs(10);
 /// See [`POLL_INTERVAL_MIN`].

@@ -213,17 +213,117 @@ impl AccountClient {
         }
     }
 
-    /// Lists every object of a kind (the API has no pagination).
+    /// Lists every object of a kind: one bare array for the provisioning kinds, pages for the
+    /// kinds that have them ([`Resource::PAGED`]).
     pub async fn list<R: Resource>(&self) -> Result<Vec<R>, Error> {
         let op = format!("{}.list", R::COLLECTION);
+        let path = self.path(&Method::GET, R::COLLECTION, None)?;
+        if R::PAGED {
+            self.pages(&path, &op).await
+        } else {
+            self.json(Method::GET, &path, None, None::<&()>, &op).await
+        }
+    }
+
+    /// Follows `next_page_token` to the end, at most [`crate::bounds::MAX_PAGES`] pages: a server
+    /// that never stops must not keep the client (and its memory) busy forever.
+    async fn pages<T: DeserializeOwned>(&self, path: &str, op: &str) -> Result<Vec<T>, Error> {
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        for _ in 0..crate::bounds::MAX_PAGES {
+            let query = token.as_deref().map(|t| [("page_token", t)]);
+            let page: super::models::Page<T> = self
+                .json(
+                    Method::GET,
+                    path,
+                    query.as_ref().map(|q| &q[..]),
+                    None::<&()>,
+                    op,
+                )
+                .await?;
+            out.extend(page.items);
+            match page.next_page_token.filter(|t| !t.is_empty()) {
+                Some(t) => token = Some(t),
+                None => return Ok(out),
+            }
+        }
+        Err(Error::Decode {
+            method: Method::GET.to_string(),
+            path: path.to_string(),
+            status: 200,
+            detail: format!(
+                "more than {} pages; refusing to read further",
+                crate::bounds::MAX_PAGES
+            ),
+        })
+    }
+
+    /// The private endpoint rules of a network connectivity configuration.
+    pub async fn list_private_endpoint_rules(
+        &self,
+        ncc_id: &str,
+    ) -> Result<Vec<super::models::PrivateEndpointRule>, Error> {
+        let path = self.rules_path(&Method::GET, ncc_id, None)?;
+        self.pages(&path, "private-endpoint-rules.list").await
+    }
+
+    /// Adds a private endpoint rule to a network connectivity configuration.
+    pub async fn create_private_endpoint_rule(
+        &self,
+        ncc_id: &str,
+        rule: &super::models::CreatePrivateEndpointRule,
+    ) -> Result<super::models::PrivateEndpointRule, Error> {
+        let path = self.rules_path(&Method::POST, ncc_id, None)?;
         self.json(
-            Method::GET,
-            &self.path(&Method::GET, R::COLLECTION, None)?,
+            Method::POST,
+            &path,
             None,
-            None::<&()>,
-            &op,
+            Some(rule),
+            "private-endpoint-rules.create",
         )
         .await
+    }
+
+    /// Deletes (or, for an established one, deactivates) a private endpoint rule.
+    pub async fn delete_private_endpoint_rule(
+        &self,
+        ncc_id: &str,
+        rule_id: &str,
+    ) -> Result<(), Error> {
+        let path = self.rules_path(&Method::DELETE, ncc_id, Some(rule_id))?;
+        self.send(
+            Method::DELETE,
+            &path,
+            None,
+            None::<&()>,
+            "private-endpoint-rules.delete",
+        )
+        .await
+        .map(drop)
+    }
+
+    fn rules_path(
+        &self,
+        method: &Method,
+        ncc_id: &str,
+        rule: Option<&str>,
+    ) -> Result<String, Error> {
+        let ncc = self.path(method, "network-connectivity-configs", Some(ncc_id))?;
+        Ok(match rule {
+            None => format!("{ncc}/private-endpoint-rules"),
+            Some(r) if r.is_empty() || r == "." || r == ".." => {
+                return Err(Error::Api(ApiError {
+                    status: 400,
+                    error_code: "MALFORMED_REQUEST".into(),
+                    message: format!("Invalid rule ID {r:?}: refused by the client, not sent"),
+                    method: method.to_string(),
+                    path: format!("{ncc}/private-endpoint-rules/{r}"),
+                    retry_after: None,
+                    json: false,
+                }));
+            }
+            Some(r) => format!("{ncc}/private-endpoint-rules/{}", encode_segment(r)),
+        })
     }
 
     /// Reads one object.

@@ -148,6 +148,8 @@ impl ApiError {
         m.contains("is being used by active workspace")
             || m.contains("while it is attached to a workspace")
             || m.contains("is associated with")
+            // Network connectivity configurations with rules or workspaces (account-api.md §11.7).
+            || m.contains("is unable to be deleted because it")
     }
 
     /// The IAM-propagation race: `Failed credential(s) validation checks`.

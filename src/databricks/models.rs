@@ -127,6 +127,15 @@ wire_enum!(
     }
 );
 
+wire_enum!(
+    /// `storage_mode` of a workspace: the customer's root bucket, or Databricks-hosted default
+    /// storage (serverless workspaces).
+    StorageMode {
+        CustomerHosted = "CUSTOMER_HOSTED",
+        DefaultStorage = "DEFAULT_STORAGE",
+    }
+);
+
 // ------------------------------------------------------------------------------------------------
 // Credentials
 
@@ -516,9 +525,12 @@ pub struct Workspace {
     /// Status message.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workspace_status_message: Option<String>,
-    /// Compute mode.
+    /// Compute mode (`HYBRID`, the default, is classic).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compute_mode: Option<ComputeMode>,
+    /// Storage mode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_mode: Option<StorageMode>,
     /// Owning account.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub account_id: Option<String>,
@@ -564,6 +576,10 @@ pub struct CreateWorkspace {
     /// Tags.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub custom_tags: BTreeMap<String, String>,
+    /// `SERVERLESS` for a workspace without credentials, storage or network; unset (the API's
+    /// default, `HYBRID`) for a classic one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compute_mode: Option<ComputeMode>,
 }
 
 /// The fields of a workspace that `PATCH` can change. Only the fields that are set are sent, and
@@ -649,6 +665,162 @@ impl WorkspaceUpdate {
 }
 
 // ------------------------------------------------------------------------------------------------
+// Network connectivity configurations (account-api.md §11; the SDKs' settings service)
+
+wire_enum!(
+    /// `connection_state` of a private endpoint rule. Only `ESTABLISHED` carries traffic.
+    RuleConnectionState {
+        Creating = "CREATING",
+        Pending = "PENDING",
+        Established = "ESTABLISHED",
+        Rejected = "REJECTED",
+        Disconnected = "DISCONNECTED",
+        Expired = "EXPIRED",
+        CreateFailed = "CREATE_FAILED",
+    }
+);
+
+/// A private endpoint rule to a customer resource (an NLB endpoint service or S3 buckets).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct PrivateEndpointRule {
+    /// Databricks ID of the rule.
+    #[serde(default)]
+    pub rule_id: String,
+    /// The NCC it belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_connectivity_config_id: Option<String>,
+    /// Full AWS endpoint service name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint_service: Option<String>,
+    /// Domain names reachable through an NLB endpoint service.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub domain_names: Vec<String>,
+    /// S3 bucket names.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resource_names: Vec<String>,
+    /// State of the connection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection_state: Option<RuleConnectionState>,
+    /// Why a create failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_message: Option<String>,
+    /// The AWS VPC endpoint Databricks created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vpc_endpoint_id: Option<String>,
+    /// Deleted, and waiting to be purged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deactivated: Option<bool>,
+}
+
+/// `POST .../network-connectivity-configs/{id}/private-endpoint-rules` (flat body).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct CreatePrivateEndpointRule {
+    /// Full AWS endpoint service name (for S3 the server may fill it in).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub endpoint_service: Option<String>,
+    /// Domain names (NLB endpoint services only).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub domain_names: Vec<String>,
+    /// S3 bucket names (S3 only).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub resource_names: Vec<String>,
+}
+
+/// `egress_config.default_rules.aws_stable_ip_rule`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct AwsStableIpRule {
+    /// CIDR blocks serverless traffic comes from.
+    #[serde(default)]
+    pub cidr_blocks: Vec<String>,
+}
+
+/// `egress_config.default_rules`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct EgressDefaultRules {
+    /// Stable IPs (AWS).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aws_stable_ip_rule: Option<AwsStableIpRule>,
+}
+
+/// `egress_config.target_rules`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct EgressTargetRules {
+    /// Private endpoint rules (AWS).
+    #[serde(default)]
+    pub aws_private_endpoint_rules: Vec<PrivateEndpointRule>,
+}
+
+/// `egress_config` of an NCC.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct EgressConfig {
+    /// Default rules.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_rules: Option<EgressDefaultRules>,
+    /// Target rules.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_rules: Option<EgressTargetRules>,
+}
+
+/// A network connectivity configuration: serverless egress rules for the workspaces of a region.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct NetworkConnectivityConfig {
+    /// Databricks ID.
+    #[serde(default)]
+    pub network_connectivity_config_id: String,
+    /// Name (3-30 letters, digits, `-`, `_`).
+    #[serde(default)]
+    pub name: String,
+    /// Cloud region.
+    #[serde(default)]
+    pub region: String,
+    /// Egress configuration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub egress_config: Option<EgressConfig>,
+    /// Epoch milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub creation_time: Option<i64>,
+}
+
+impl NetworkConnectivityConfig {
+    /// Its private endpoint rules, as the NCC reports them.
+    pub fn rules(&self) -> &[PrivateEndpointRule] {
+        self.egress_config
+            .as_ref()
+            .and_then(|e| e.target_rules.as_ref())
+            .map_or(&[], |t| t.aws_private_endpoint_rules.as_slice())
+    }
+
+    /// Its stable egress CIDR blocks.
+    pub fn cidr_blocks(&self) -> &[String] {
+        self.egress_config
+            .as_ref()
+            .and_then(|e| e.default_rules.as_ref())
+            .and_then(|d| d.aws_stable_ip_rule.as_ref())
+            .map_or(&[], |r| r.cidr_blocks.as_slice())
+    }
+}
+
+/// `POST /network-connectivity-configs` (flat body).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct CreateNetworkConnectivityConfig {
+    /// Name.
+    pub name: String,
+    /// Region.
+    pub region: String,
+}
+
+/// One page of a paginated list (`{items, next_page_token}`).
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct Page<T> {
+    /// The objects of this page.
+    #[serde(default = "Vec::new")]
+    pub items: Vec<T>,
+    /// Token of the next page; absent or empty on the last.
+    #[serde(default)]
+    pub next_page_token: Option<String>,
+}
+
+// ------------------------------------------------------------------------------------------------
 // The common shape the client and the controllers use.
 
 /// What every object kind of the provisioning API has in common.
@@ -668,11 +840,14 @@ pub trait Resource: serde::de::DeserializeOwned + Send + Sync + 'static {
     fn created_ms(&self) -> Option<i64> {
         None
     }
+    /// Whether the list answers `{items, next_page_token}` pages instead of a bare array.
+    const PAGED: bool = false;
 }
 
 macro_rules! resource {
-    ($ty:ty, $create:ty, $coll:literal, $noun:literal, |$s:ident| $id:expr, $name:ident $(, created: $created:ident)?) => {
+    ($ty:ty, $create:ty, $coll:literal, $noun:literal, |$s:ident| $id:expr, $name:ident $(, created: $created:ident)? $(, paged: $paged:literal)?) => {
         impl Resource for $ty {
+            $(const PAGED: bool = $paged;)?
             const COLLECTION: &'static str = $coll;
             const NOUN: &'static str = $noun;
             type Create = $create;
@@ -752,6 +927,17 @@ resource!(
     |s| s.workspace_id.to_string(),
     workspace_name,
     created: creation_time
+);
+
+resource!(
+    NetworkConnectivityConfig,
+    CreateNetworkConnectivityConfig,
+    "network-connectivity-configs",
+    "network connectivity configuration",
+    |s| s.network_connectivity_config_id.clone(),
+    name,
+    created: creation_time,
+    paged: true
 );
 
 #[cfg(test)]

@@ -3,7 +3,9 @@
 //! It serves, under `/api/2.0/accounts/{account_id}`, every create/list/get/delete endpoint of
 //! credentials, storage configurations, customer-managed keys, networks, VPC endpoints, private
 //! access settings and workspaces, plus `PATCH /workspaces/{id}` and
-//! `PUT /private-access-settings/{id}`, with the validation, error shapes (JSON or `text/plain`
+//! `PUT /private-access-settings/{id}`, and the network connectivity configurations of the settings
+//! service (`/network-connectivity-configs`, their `private-endpoint-rules`, paginated lists), with
+//! the validation, error shapes (JSON or `text/plain`
 //! `CODE: message`), workspace state machine and delete semantics of `account-api.md`. It also serves
 //! the discovery documents and OAuth token endpoint the SDKs use:
 //! `GET /.well-known/databricks-config`,
@@ -84,6 +86,12 @@ pub struct SimConfig {
     /// `REQUEST_LIMIT_EXCEEDED` with `Retry-After: 1` (default: no limit). Bursts up to one
     /// second's worth. The token endpoint is not limited.
     pub rate_limit: Option<u32>,
+    /// The AWS regions the account accepts (default [`state::DEFAULT_REGIONS`]). Set it to
+    /// mirror a real account's regions.
+    pub regions: Vec<String>,
+    /// Regions where a workspace with a customer-managed key is refused (default none). The rule
+    /// is off by default: Databricks' current regions page lists key support everywhere.
+    pub no_cmk_regions: Vec<String>,
 }
 
 impl Default for SimConfig {
@@ -101,6 +109,8 @@ impl Default for SimConfig {
             token_ttl: Duration::from_secs(3600),
             in_use_linger: Duration::ZERO,
             rate_limit: None,
+            regions: state::default_regions(),
+            no_cmk_regions: Vec::new(),
         }
     }
 }
@@ -256,6 +266,8 @@ pub async fn start(
         deletion_ms: millis(config.deletion),
         endpoint_pending_ms: millis(config.endpoint_pending),
         in_use_linger_ms: millis(config.in_use_linger),
+        regions: config.regions.clone(),
+        no_cmk_regions: config.no_cmk_regions.clone(),
     });
     let shared = Arc::new(server::Shared::new(config, base_url, store));
     let (tx, rx) = watch::channel(false);
@@ -313,6 +325,13 @@ pub struct SimArgs {
     /// refused (as on a real account without a prefix).
     #[arg(long)]
     pub deployment_prefix: Option<String>,
+    /// AWS regions the account accepts, comma-separated (default: every region Databricks lists
+    /// for workspaces on AWS, GovCloud included). Set it to mirror your account.
+    #[arg(long, value_delimiter = ',')]
+    pub regions: Vec<String>,
+    /// Regions where workspaces refuse customer-managed keys, comma-separated (default none).
+    #[arg(long, value_delimiter = ',')]
+    pub no_cmk_regions: Vec<String>,
     /// PEM certificate chain: serve HTTPS (needs --tls-key).
     #[arg(long, requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
@@ -352,6 +371,12 @@ impl SimArgs {
             token_ttl: Duration::from_secs(self.token_ttl_seconds),
             in_use_linger: secs(self.in_use_linger_seconds),
             rate_limit: (self.rate_limit > 0).then_some(self.rate_limit),
+            regions: if self.regions.is_empty() {
+                state::default_regions()
+            } else {
+                self.regions.clone()
+            },
+            no_cmk_regions: self.no_cmk_regions.clone(),
         }
     }
 
@@ -465,5 +490,29 @@ mod tests {
         assert!(faults.fail_workspaces[0].while_initial_credentials);
         assert_eq!(faults.credential_propagation.unwrap().seconds, 7);
         assert_eq!(cli.args.config().provisioning, Duration::from_millis(500));
+    }
+
+    /// `--regions` replaces the accepted list (to mirror an account); `--no-cmk-regions` turns
+    /// the key-region rule on for the regions named.
+    #[test]
+    fn region_flags_set_the_account_regions() {
+        let cli = Cli::try_parse_from([
+            "databricks-account-sim",
+            "--regions",
+            "eu-west-3,sa-east-1",
+            "--no-cmk-regions",
+            "us-west-1",
+        ])
+        .unwrap();
+        let config = cli.args.config();
+        assert_eq!(config.regions, ["eu-west-3", "sa-east-1"]);
+        assert_eq!(config.no_cmk_regions, ["us-west-1"]);
+        assert!(
+            SimConfig::default()
+                .regions
+                .iter()
+                .any(|r| r == "ap-southeast-3")
+        );
+        assert!(SimConfig::default().no_cmk_regions.is_empty());
     }
 }

@@ -509,10 +509,19 @@ fn authenticated(shared: &Shared, req: &Request<Incoming>) -> bool {
 enum Target {
     List(Option<Kind>),
     One(Option<Kind>, String),
+    /// `/network-connectivity-configs` and below: the segments after it.
+    Ncc(Vec<String>),
 }
 
 fn route_of(method: &Method, segments: &[&str]) -> (String, Option<Target>) {
     let kind_seg = segments.first().copied().unwrap_or("");
+    if kind_seg == "network-connectivity-configs" {
+        let rest: Vec<String> = segments[1..].iter().map(|s| s.to_string()).collect();
+        return match crate::state::ncc_route(&rest) {
+            Some(template) => (format!("{method} {template}"), Some(Target::Ncc(rest))),
+            None => (format!("{method} /{}", segments.join("/")), None),
+        };
+    }
     let kind = Kind::from_path(kind_seg);
     let known = kind.is_some() || kind_seg == "workspaces";
     match segments.len() {
@@ -699,6 +708,7 @@ async fn dispatch(
     target: Target,
     req: Request<Incoming>,
 ) -> Result<Value, ApiError> {
+    let page_token = query_param(&req, "page_token");
     let body = if matches!(*method, Method::POST | Method::PUT | Method::PATCH) {
         let mask = query_param(&req, "update_mask");
         Some((parse_json(req).await?, mask))
@@ -743,6 +753,15 @@ async fn dispatch(
                 _ => Err(method_not_found(m)),
             }
         }
+        (Target::Ncc(rest), m, body) => store
+            .ncc_request(
+                m.as_str(),
+                &rest,
+                body.map(|(b, _)| b).as_ref(),
+                page_token.as_deref(),
+                now,
+            )
+            .unwrap_or_else(|| Err(method_not_found(m))),
         (_, m, _) => Err(method_not_found(m)),
     }
 }

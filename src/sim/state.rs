@@ -10,21 +10,30 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+mod ncc;
+pub use ncc::{NCC_PAGE_SIZE, ncc_route};
+
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-/// AWS regions the simulated account accepts (the documented Account API list plus GovCloud).
-pub const SUPPORTED_REGIONS: &[&str] = &[
+/// AWS regions the simulated account accepts unless configured otherwise
+/// ([`StoreConfig::regions`]): the regions Databricks lists for workspaces on AWS, GovCloud included
+/// (account-api.md §11.10). A real account may see fewer (GovCloud is a separate account host) or
+/// more (a region added since), so the list is a setting, not a rule.
+pub const DEFAULT_REGIONS: &[&str] = &[
     "ap-northeast-1",
     "ap-northeast-2",
     "ap-south-1",
     "ap-southeast-1",
     "ap-southeast-2",
+    "ap-southeast-3",
     "ca-central-1",
+    "eu-central-1",
     "eu-west-1",
     "eu-west-2",
-    "eu-central-1",
+    "eu-west-3",
+    "sa-east-1",
     "us-east-1",
     "us-east-2",
     "us-west-1",
@@ -32,8 +41,24 @@ pub const SUPPORTED_REGIONS: &[&str] = &[
     "us-gov-west-1",
 ];
 
-/// The region where customer-managed keys are not supported.
-pub const NO_CMK_REGION: &str = "us-west-1";
+/// The regions accepted by default, as owned strings.
+pub fn default_regions() -> Vec<String> {
+    DEFAULT_REGIONS.iter().map(|r| r.to_string()).collect()
+}
+
+/// Fields a SERVERLESS workspace cannot have, on create or PATCH. Terraform's docs say
+/// `credentials_id` and `storage_configuration_id` "must not be set", and the SRA leaves
+/// `network_id` out too (account-api.md §11.9). Whether the server refuses them (and with which
+/// message) or ignores them is unconfirmed: the simulator refuses, the stricter reading, so a client
+/// that mixes them finds out here. Private access settings and keys are accepted: nothing says
+/// either way.
+pub const SERVERLESS_EXCLUDES: &[&str] =
+    &["credentials_id", "storage_configuration_id", "network_id"];
+
+/// The simulator's refusal of [`SERVERLESS_EXCLUDES`] on a SERVERLESS workspace (our wording: the
+/// real message is unconfirmed).
+pub const SERVERLESS_MIXED_MESSAGE: &str =
+    "A SERVERLESS workspace cannot have credentials, storage or a network";
 
 /// The exact plain-text error of a create with `deployment_name` when the account has no prefix.
 pub const NO_PREFIX_MESSAGE: &str = "Failed parameter validation checks: Deployment name cannot be used until a deployment name prefix is defined. Please contact your Databricks representative";
@@ -247,6 +272,12 @@ pub struct StoreConfig {
     pub endpoint_pending_ms: u64,
     /// How long the objects of a removed workspace stay "in use" (ms).
     pub in_use_linger_ms: u64,
+    /// The AWS regions the account accepts (others: 400 `INVALID_PARAMETER_VALUE`).
+    pub regions: Vec<String>,
+    /// Regions where workspaces refuse customer-managed keys. Empty by default: older Databricks
+    /// pages said us-west-1 had no CMK support, the current regions page lists it
+    /// (account-api.md §11.10), so the rule is only turned on to test how a refusal is reported.
+    pub no_cmk_regions: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -334,6 +365,8 @@ pub struct Store {
     pub fail_rules: Vec<FailRule>,
     /// IAM-propagation window (fault injection).
     pub propagation: Option<CredentialPropagation>,
+    /// Network connectivity configurations and their rules (`ncc.rs`).
+    nccs: Vec<ncc::NccRec>,
 }
 
 /// The fields a PATCH may touch, with the state rules of account-api.md §4.4.
@@ -407,17 +440,6 @@ fn str_list(body: &Map<String, Value>, key: &str) -> Result<Vec<String>, ApiErro
         Some(_) => Err(ApiError::malformed(format!(
             "Cannot parse request body: {key} must be a list of strings"
         ))),
-    }
-}
-
-fn check_region(region: &str) -> Result<(), ApiError> {
-    if SUPPORTED_REGIONS.contains(&region) {
-        Ok(())
-    } else {
-        Err(ApiError::invalid(format!(
-            "Region {region} is not supported. Supported regions: {}",
-            SUPPORTED_REGIONS.join(", ")
-        )))
     }
 }
 
@@ -504,12 +526,24 @@ impl Store {
             role_first_seen: HashMap::new(),
             fail_rules: Vec::new(),
             propagation: None,
+            nccs: Vec::new(),
         }
     }
 
     /// The account settings.
     pub fn config(&self) -> &StoreConfig {
         &self.config
+    }
+
+    fn check_region(&self, region: &str) -> Result<(), ApiError> {
+        if self.config.regions.iter().any(|r| r == region) {
+            Ok(())
+        } else {
+            Err(ApiError::invalid(format!(
+                "Region {region} is not supported. Supported regions: {}",
+                self.config.regions.join(", ")
+            )))
+        }
     }
 
     fn list_of(&self, kind: Kind) -> &[Map<String, Value>] {
@@ -543,6 +577,7 @@ impl Store {
 
     /// Apply every time-driven transition due at `now`.
     pub fn tick(&mut self, now: u64) {
+        self.tick_nccs(now);
         // VPC endpoints: pending -> available.
         let pending = self.config.endpoint_pending_ms;
         let created = self.endpoint_created.clone();
@@ -987,7 +1022,7 @@ impl Store {
             )));
         }
         let region = req_str(body, "region")?;
-        check_region(region)?;
+        self.check_region(region)?;
         let mut obj = self.base_object(Kind::VpcEndpoint, now);
         obj.remove("creation_time");
         obj.insert("vpc_endpoint_name".into(), json!(name));
@@ -1014,7 +1049,7 @@ impl Store {
     ) -> Result<(), ApiError> {
         let name = req_str(body, "private_access_settings_name")?;
         let region = req_str(body, "region")?;
-        check_region(region)?;
+        self.check_region(region)?;
         let public = match body.get("public_access_enabled") {
             None | Some(Value::Null) => false,
             Some(Value::Bool(b)) => *b,
@@ -1161,9 +1196,9 @@ impl Store {
                 "Customer-managed key {key_id} used as {field} must have use case {use_case}"
             )));
         }
-        if region == NO_CMK_REGION {
+        if self.config.no_cmk_regions.iter().any(|r| r == region) {
             return Err(ApiError::invalid(format!(
-                "Customer-managed keys are not supported in region {NO_CMK_REGION}"
+                "Customer-managed keys are not supported in region {region}"
             )));
         }
         Ok(())
@@ -1218,7 +1253,7 @@ impl Store {
             ));
         }
         let region = req_str(body, "aws_region")?;
-        check_region(region)?;
+        self.check_region(region)?;
         let compute_mode = opt_str(body, "compute_mode")?;
         if let Some(m) = compute_mode
             && m != "HYBRID"
@@ -1258,13 +1293,21 @@ impl Store {
             }
         }
         if serverless
-            && ["credentials_id", "storage_configuration_id", "network_id"]
+            && SERVERLESS_EXCLUDES
                 .iter()
                 .any(|f| body.get(*f).is_some_and(|v| !is_empty_value(v)))
         {
-            return Err(ApiError::invalid(
-                "A SERVERLESS workspace cannot have credentials, storage or a network",
-            ));
+            return Err(ApiError::invalid(SERVERLESS_MIXED_MESSAGE));
+        }
+        // [inferred] The SRA refuses serverless in GovCloud at plan time ("not currently available
+        // there"); the server's own answer is unconfirmed.
+        if serverless && region.starts_with("us-gov-") {
+            return Err(ApiError::invalid(format!(
+                "SERVERLESS workspaces are not available in region {region}"
+            )));
+        }
+        if serverless {
+            out.insert("storage_mode".into(), json!("DEFAULT_STORAGE"));
         }
         if let Some(c) = opt_str(body, "credentials_id")? {
             self.require(Kind::Credential, c)?;
@@ -1294,6 +1337,7 @@ impl Store {
             out.insert("private_access_settings_id".into(), json!(p));
         }
         if let Some(ncc) = opt_str(body, "network_connectivity_config_id")? {
+            self.check_ncc(ncc, region, None)?;
             out.insert("network_connectivity_config_id".into(), json!(ncc));
         }
         let tier = opt_str(body, "pricing_tier")?.unwrap_or("PREMIUM");
@@ -1455,6 +1499,11 @@ impl Store {
             if unchanged {
                 continue;
             }
+            if ws.str_field("compute_mode") == Some("SERVERLESS")
+                && SERVERLESS_EXCLUDES.contains(&field.as_str())
+            {
+                return Err(ApiError::invalid(SERVERLESS_MIXED_MESSAGE));
+            }
             let new_str = value.as_str().filter(|s| !s.is_empty());
             let removing = is_empty_value(&value);
             match field.as_str() {
@@ -1492,7 +1541,7 @@ impl Store {
                             "aws_region can only be updated on a FAILED workspace",
                         ));
                     }
-                    check_region(new_str.unwrap_or_default())?;
+                    self.check_region(new_str.unwrap_or_default())?;
                 }
                 "network_id" => {
                     let n =
@@ -1534,10 +1583,13 @@ impl Store {
                     })?;
                     self.check_pas(p, &region)?;
                 }
-                "network_connectivity_config_id" if new_str.is_none() => {
-                    return Err(ApiError::invalid(
-                        "network_connectivity_config_id cannot be removed, only added or switched",
-                    ));
+                "network_connectivity_config_id" => {
+                    let n = new_str.ok_or_else(|| {
+                        ApiError::invalid(
+                            "network_connectivity_config_id cannot be removed, only added or switched",
+                        )
+                    })?;
+                    self.check_ncc(n, &region, Some(id))?;
                 }
                 "expected_workspace_status" => {
                     let e = new_str.unwrap_or_default();
@@ -1648,6 +1700,10 @@ impl Store {
             out.insert(kind.path().into(), Value::Array(self.list(kind)));
         }
         out.insert("workspaces".into(), Value::Array(self.list_workspaces()));
+        out.insert(
+            "network-connectivity-configs".into(),
+            Value::Array(self.nccs.iter().map(|n| n.wire()).collect()),
+        );
         Value::Object(out)
     }
 
@@ -1671,6 +1727,8 @@ mod tests {
             deletion_ms: 500,
             endpoint_pending_ms: 200,
             in_use_linger_ms: 0,
+            regions: default_regions(),
+            no_cmk_regions: Vec::new(),
         })
     }
 
@@ -1878,10 +1936,12 @@ mod tests {
         assert!(err.message.contains("at least 2"));
     }
 
-    /// Keys are not supported in us-west-1 and must carry the use case of their slot.
+    /// Keys must carry the use case of their slot; where the account is set to refuse keys in a
+    /// region, a workspace there with a key is refused, naming the region.
     #[test]
     fn keys_are_checked_for_use_case_and_region() {
         let mut s = store(None);
+        s.config.no_cmk_regions = vec!["us-west-1".into()];
         let ms = key(&mut s, &["MANAGED_SERVICES"]);
         let err =
             workspace(&mut s, "w", json!({"storage_customer_managed_key_id": ms})).unwrap_err();
@@ -1905,6 +1965,89 @@ mod tests {
             .create(Kind::Key, &json!({"use_cases": ["BOGUS"], "aws_key_info": {"key_arn": "arn:aws:kms:us-east-1:1:key/x"}}), 0)
             .unwrap_err();
         assert_eq!(err.status, 400);
+    }
+
+    /// By default every listed region takes keys, the regions added since the seed included; a
+    /// region missing from the configured list is refused with the list.
+    #[test]
+    fn regions_come_from_the_configuration() {
+        let mut s = store(None);
+        let ms = key(&mut s, &["MANAGED_SERVICES"]);
+        for region in ["us-west-1", "sa-east-1", "eu-west-3", "ap-southeast-3"] {
+            let name = format!("w-{region}");
+            let extra =
+                json!({"aws_region": region, "managed_services_customer_managed_key_id": ms});
+            workspace(&mut s, &name, extra).unwrap();
+        }
+        s.config.regions = vec!["eu-west-3".into()];
+        let err = workspace(&mut s, "w-east", json!({})).unwrap_err();
+        assert_eq!(err.status, 400);
+        assert!(err.message.contains("us-east-1 is not supported"), "{err}");
+        assert!(
+            err.message.contains("Supported regions: eu-west-3"),
+            "{err}"
+        );
+    }
+
+    /// A SERVERLESS workspace needs no credential, storage or network, gets Databricks' default
+    /// storage and runs; mixing in classic fields, on create or PATCH, is refused; a classic one
+    /// still needs its credential.
+    #[test]
+    fn serverless_workspaces_take_no_customer_resources() {
+        let mut s = store(None);
+        let ws = s
+            .create_workspace(
+                &json!({"workspace_name": "sl", "aws_region": "eu-west-3", "compute_mode": "SERVERLESS"}),
+                0,
+            )
+            .unwrap();
+        assert_eq!(ws["compute_mode"], "SERVERLESS");
+        assert_eq!(ws["storage_mode"], "DEFAULT_STORAGE");
+        assert!(ws.get("credentials_id").is_none(), "{ws}");
+        let id = ws["workspace_id"].as_i64().unwrap();
+        s.tick(5_000);
+        assert_eq!(status(&s, id), "RUNNING");
+
+        let c = cred(&mut s, "c");
+        let st = storage(&mut s);
+        let n = network(&mut s, 1);
+        for (field, value) in [
+            ("credentials_id", &c),
+            ("storage_configuration_id", &st),
+            ("network_id", &n),
+        ] {
+            let mut body = json!({"workspace_name": "mixed", "aws_region": "us-east-1", "compute_mode": "SERVERLESS"});
+            body[field] = json!(value);
+            let err = s.create_workspace(&body, 0).unwrap_err();
+            assert_eq!(
+                (err.status, err.message.as_str()),
+                (400, SERVERLESS_MIXED_MESSAGE),
+                "{field}"
+            );
+            let err = s
+                .update_workspace(id, &json!({field: value}), Some(field), 5_000)
+                .unwrap_err();
+            assert_eq!(
+                (err.status, err.message.as_str()),
+                (400, SERVERLESS_MIXED_MESSAGE),
+                "PATCH {field}"
+            );
+        }
+        let err = s
+            .create_workspace(&json!({"workspace_name": "gov", "aws_region": "us-gov-west-1", "compute_mode": "SERVERLESS"}), 0)
+            .unwrap_err();
+        assert!(
+            err.message
+                .contains("not available in region us-gov-west-1"),
+            "{err}"
+        );
+        let err = s
+            .create_workspace(&json!({"workspace_name": "classic", "aws_region": "us-east-1", "storage_configuration_id": st}), 0)
+            .unwrap_err();
+        assert!(err.message.contains("credentials_id"), "{err}");
+        let classic = workspace(&mut s, "classic", json!({})).unwrap();
+        assert_eq!(classic["storage_mode"], "CUSTOMER_HOSTED");
+        assert_eq!(s.list_workspaces().len(), 2, "nothing refused was created");
     }
 
     /// References to unknown IDs get the camelCase plain-text error.

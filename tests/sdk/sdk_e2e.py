@@ -19,6 +19,7 @@ import uuid
 from databricks.sdk import AccountClient
 from databricks.sdk.errors import BadRequest, DatabricksError, NotFound
 from databricks.sdk.service import provisioning as p
+from databricks.sdk.service import settings as st_
 
 PASSED = 0
 FAILED = 0
@@ -199,6 +200,83 @@ def main():
         code="MALFORMED_REQUEST",
         contains="Invalid credentialsId: nope",
     )
+
+    # Serverless: compute_mode SERVERLESS with no credential, storage or network reaches RUNNING on
+    # Databricks-hosted storage; mixing in a credential is refused.
+    sl = a.workspaces.create(
+        workspace_name=f"sdk-serverless-{run}",
+        aws_region="sa-east-1",
+        compute_mode=p.CustomerFacingComputeMode.SERVERLESS,
+    ).result(timeout=datetime.timedelta(minutes=2))
+    check("serverless workspaces.create(...).result() reaches RUNNING", sl.workspace_status == p.WorkspaceStatus.RUNNING, sl.workspace_status)
+    check("serverless workspace reports compute_mode SERVERLESS", sl.compute_mode == p.CustomerFacingComputeMode.SERVERLESS, sl.compute_mode)
+    check("serverless workspace has default storage", sl.storage_mode == p.CustomerFacingStorageMode.DEFAULT_STORAGE, sl.storage_mode)
+    check("serverless workspace has no credential", sl.credentials_id is None, sl.credentials_id)
+    expect_error(
+        "serverless with a credential is refused",
+        lambda: a.workspaces.create(
+            workspace_name=f"sdk-mixed-{run}",
+            aws_region="us-east-1",
+            compute_mode=p.CustomerFacingComputeMode.SERVERLESS,
+            credentials_id=cred.credentials_id,
+        ),
+        cls=BadRequest,
+        contains="SERVERLESS workspace cannot have credentials",
+    )
+
+    # Network connectivity configurations: the lists are paginated (the simulator pages by 2), a
+    # rule to S3 becomes ESTABLISHED, the binding is a workspace PATCH, and a bound NCC or one with
+    # rules cannot be deleted.
+    nc = a.network_connectivity
+    nccs = [
+        nc.create_network_connectivity_configuration(
+            network_connectivity_config=st_.CreateNetworkConnectivityConfiguration(name=f"sdk-ncc-{run}-{i}", region="sa-east-1")
+        )
+        for i in range(3)
+    ]
+    ncc = nccs[0]
+    check("NCC create returns an ID", bool(ncc.network_connectivity_config_id), ncc)
+    check("NCC reports stable egress CIDRs", bool(ncc.egress_config.default_rules.aws_stable_ip_rule.cidr_blocks), ncc.egress_config)
+    listed = [n.network_connectivity_config_id for n in nc.list_network_connectivity_configurations()]
+    check("NCC list follows next_page_token", all(n.network_connectivity_config_id in listed for n in nccs), listed)
+    expect_error(
+        "NCC name with a space is refused",
+        lambda: nc.create_network_connectivity_configuration(
+            network_connectivity_config=st_.CreateNetworkConnectivityConfiguration(name="bad name", region="sa-east-1")
+        ),
+        cls=BadRequest,
+    )
+    rule = nc.create_private_endpoint_rule(
+        ncc.network_connectivity_config_id,
+        st_.CreatePrivateEndpointRule(resource_names=[f"sdk-bucket-{run}"]),
+    )
+    check("rule create starts CREATING", rule.connection_state == st_.NccPrivateEndpointRulePrivateLinkConnectionState.CREATING, rule.connection_state)
+    deadline = datetime.datetime.now() + datetime.timedelta(seconds=30)
+    while datetime.datetime.now() < deadline:
+        rule = nc.get_private_endpoint_rule(ncc.network_connectivity_config_id, rule.rule_id)
+        if rule.connection_state != st_.NccPrivateEndpointRulePrivateLinkConnectionState.CREATING:
+            break
+        time.sleep(0.5)
+    check("an S3 rule becomes ESTABLISHED", rule.connection_state == st_.NccPrivateEndpointRulePrivateLinkConnectionState.ESTABLISHED, rule.connection_state)
+    check("the rule is listed", any(r.rule_id == rule.rule_id for r in nc.list_private_endpoint_rules(ncc.network_connectivity_config_id)))
+    bound = a.workspaces.update(
+        sl.workspace_id,
+        p.Workspace(network_connectivity_config_id=ncc.network_connectivity_config_id),
+        update_mask="network_connectivity_config_id",
+    ).result(timeout=datetime.timedelta(minutes=2))
+    check("the workspace PATCH binds the NCC", bound.network_connectivity_config_id == ncc.network_connectivity_config_id, bound.network_connectivity_config_id)
+    expect_error(
+        "an NCC with rules cannot be deleted",
+        lambda: nc.delete_network_connectivity_configuration(ncc.network_connectivity_config_id),
+        cls=BadRequest,
+        contains="has one or more private endpoint rules",
+    )
+    deleted_rule = nc.delete_private_endpoint_rule(ncc.network_connectivity_config_id, rule.rule_id)
+    check("deleting an ESTABLISHED rule deactivates it", deleted_rule.deactivated is True, deleted_rule)
+    a.workspaces.delete(sl.workspace_id)
+    for other in nccs[1:]:
+        nc.delete_network_connectivity_configuration(other.network_connectivity_config_id)
+    expect_error("a deleted NCC is NotFound", lambda: nc.get_network_connectivity_configuration(nccs[1].network_connectivity_config_id), cls=NotFound)
 
     # Deletes in order
     deleted = a.workspaces.delete(ws.workspace_id)

@@ -7,6 +7,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use super::*;
+use crate::controller::managed::DepKind;
 use crate::crd::{
     DatabricksCredential, DatabricksKeyConfig, DatabricksNetwork, DatabricksPrivateAccessSettings,
     DatabricksStorageConfig, DatabricksVpcEndpoint, DatabricksWorkspace, PendingCreate,
@@ -851,4 +852,269 @@ fn a_lost_key_create_never_adopts_another_resources_key() {
         .unwrap();
     assert!(!adoptable(&k, &marker, &theirs, None, &owned));
     assert!(adoptable(&k, &marker, &theirs, None, &|_| None));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Serverless workspaces.
+
+/// A serverless workspace spec (no credential, storage or network).
+fn serverless(extra: Value, status: Value) -> DatabricksWorkspace {
+    let mut spec = json!({"awsRegion": "eu-west-3", "computeMode": "SERVERLESS"});
+    if let (Some(s), Some(e)) = (spec.as_object_mut(), extra.as_object()) {
+        s.extend(e.clone());
+    }
+    object("DatabricksWorkspace", spec, status)
+}
+
+/// On API servers without CEL (before 1.25) the operator itself refuses a workspace that mixes the
+/// modes, before any API call, with the rule's message; once the object has an ID, Ready is left
+/// as it is (the workspace still runs).
+#[test]
+fn a_workspace_that_mixes_serverless_and_classic_is_refused_before_any_call() {
+    let fresh = serverless(json!({"credentials": {"name": "cred"}}), json!({}));
+    let w = wait(precheck(&fresh, &status(&fresh), clear()));
+    assert_eq!(
+        (w.reason, w.ready, w.warn),
+        (Reason::InvalidSpec, true, true)
+    );
+    assert!(
+        w.message
+            .starts_with(crate::crd::workspace::SERVERLESS_TAKES_NONE),
+        "{}",
+        w.message
+    );
+
+    let with_network = serverless(
+        json!({"network": {"id": "n-1"}}),
+        json!({"workspaceId": 42}),
+    );
+    let w = wait(precheck(&with_network, &status(&with_network), clear()));
+    assert_eq!((w.reason, w.ready), (Reason::InvalidSpec, false));
+
+    let classic_without_storage: DatabricksWorkspace = object(
+        "DatabricksWorkspace",
+        json!({"awsRegion": "us-east-1", "credentials": {"name": "cred"}}),
+        json!({}),
+    );
+    let w = wait(precheck(
+        &classic_without_storage,
+        &status(&classic_without_storage),
+        clear(),
+    ));
+    assert_eq!(w.reason, Reason::InvalidSpec);
+    assert!(
+        w.message.starts_with(crate::crd::workspace::CLASSIC_NEEDS),
+        "{}",
+        w.message
+    );
+
+    let fine = serverless(json!({}), json!({}));
+    assert_eq!(
+        precheck(
+            &fine,
+            &status(&fine),
+            Facts {
+                dependencies: Ok(deps(&[])),
+                ..clear()
+            }
+        ),
+        Precheck::Go(deps(&[]))
+    );
+    assert!(
+        fine.dependencies().is_empty(),
+        "a serverless workspace waits for nothing"
+    );
+}
+
+/// The create asks for SERVERLESS and sends no credential or storage; a classic create sends no
+/// mode (the API's default, HYBRID).
+#[test]
+fn a_serverless_workspace_is_created_with_its_mode_and_nothing_of_yours() {
+    let w = serverless(json!({}), json!({}));
+    let Plan::Create(request) = decide(&w, &status(&w), &deps(&[]), Observed::Listed(&[])) else {
+        panic!("expected a create");
+    };
+    assert_eq!(request.compute_mode, Some(m::ComputeMode::Serverless));
+    assert_eq!(
+        (
+            request.credentials_id,
+            request.storage_configuration_id,
+            request.network_id
+        ),
+        (None, None, None)
+    );
+    let body = serde_json::to_value(w.create_request(&deps(&[]))).unwrap();
+    assert_eq!(body["compute_mode"], "SERVERLESS");
+    assert!(body.get("credentials_id").is_none(), "{body}");
+
+    let classic = workspace(json!({}));
+    let body = serde_json::to_value(classic.create_request(&ws_deps(&[]))).unwrap();
+    assert!(body.get("compute_mode").is_none(), "{body}");
+}
+
+/// The mode is fixed at create: a workspace whose mode differs from the spec is reported, not
+/// patched; one that reports no mode counts as classic.
+#[test]
+fn a_workspace_mode_cannot_change() {
+    let w = serverless(json!({}), json!({"workspaceId": 42}));
+    let classic_remote = ws_remote("RUNNING", json!({"aws_region": "eu-west-3"}));
+    assert_eq!(
+        change(&w, &classic_remote, &deps(&[])),
+        Change::Immutable(vec!["computeMode"])
+    );
+    let serverless_remote = ws_remote(
+        "RUNNING",
+        json!({"compute_mode": "SERVERLESS", "credentials_id": null, "storage_configuration_id": null, "aws_region": "eu-west-3"}),
+    );
+    assert_eq!(change(&w, &serverless_remote, &deps(&[])), Change::None);
+    let classic = workspace(json!({"awsRegion": "eu-west-3"}));
+    assert!(
+        matches!(
+            change(&classic, &serverless_remote, &ws_deps(&[])),
+            Change::Immutable(f) if f.contains(&"computeMode")
+        ),
+        "a classic spec never patches a serverless workspace"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Network connectivity configurations.
+
+fn ncc(rules: Value) -> crate::crd::DatabricksNetworkConnectivityConfig {
+    object(
+        "DatabricksNetworkConnectivityConfig",
+        json!({"region": "eu-west-3", "privateEndpointRules": rules}),
+        json!({"networkConnectivityConfigId": "ncc-1"}),
+    )
+}
+
+fn ncc_remote(rules: Value) -> m::NetworkConnectivityConfig {
+    remote(
+        json!({"network_connectivity_config_id": "ncc-1", "name": "x", "region": "eu-west-3",
+        "egress_config": {"default_rules": {"aws_stable_ip_rule": {"cidr_blocks": ["192.0.2.0/28"]}},
+                          "target_rules": {"aws_private_endpoint_rules": rules}}}),
+    )
+}
+
+/// Rules the spec adds are created, rules it drops are deleted, a rule already there (in any
+/// order of its buckets) is left alone, and a deactivated rule counts as gone.
+#[test]
+fn ncc_rules_follow_the_spec() {
+    let n = ncc(json!([
+        {"resourceNames": ["a", "b"]},
+        {"endpointService": "com.amazonaws.vpce.eu-west-3.vpce-svc-1", "domainNames": ["db.internal"]}
+    ]));
+    let r = ncc_remote(json!([
+        {"rule_id": "r-s3", "endpoint_service": "com.amazonaws.eu-west-3.s3", "resource_names": ["b", "a"], "connection_state": "ESTABLISHED"},
+        {"rule_id": "r-old", "endpoint_service": "com.amazonaws.vpce.eu-west-3.vpce-svc-9", "connection_state": "PENDING"},
+        {"rule_id": "r-gone", "endpoint_service": "com.amazonaws.vpce.eu-west-3.vpce-svc-1", "domain_names": ["db.internal"], "deactivated": true}
+    ]));
+    let Change::Update(Update::NccRules { id, create, delete }) = change(&n, &r, &deps(&[])) else {
+        panic!("expected a rule update");
+    };
+    assert_eq!(id, "ncc-1");
+    assert_eq!(delete, ["r-old"]);
+    assert_eq!(create.len(), 1);
+    assert_eq!(
+        create[0].endpoint_service.as_deref(),
+        Some("com.amazonaws.vpce.eu-west-3.vpce-svc-1")
+    );
+    assert_eq!(create[0].domain_names, ["db.internal"]);
+
+    let settled = ncc_remote(json!([
+        {"rule_id": "r-s3", "endpoint_service": "com.amazonaws.eu-west-3.s3", "resource_names": ["a", "b"], "connection_state": "ESTABLISHED"},
+        {"rule_id": "r-nlb", "endpoint_service": "com.amazonaws.vpce.eu-west-3.vpce-svc-1", "domain_names": ["db.internal"], "connection_state": "PENDING"}
+    ]));
+    assert_eq!(change(&n, &settled, &deps(&[])), Change::None);
+    let elsewhere = remote::<m::NetworkConnectivityConfig>(
+        json!({"network_connectivity_config_id": "ncc-1", "name": "x", "region": "us-east-1"}),
+    );
+    assert_eq!(
+        change(&n, &elsewhere, &deps(&[])),
+        Change::Immutable(vec!["region"])
+    );
+}
+
+/// Status lists the live rules with their states and the egress CIDRs; a rule still being
+/// created keeps the NCC busy, a PENDING one says what to do, a failed one is not Ready.
+#[test]
+fn ncc_readiness_follows_its_rules() {
+    let n = ncc(json!([]));
+    let mut s = status(&n);
+    let pending = ncc_remote(json!([
+        {"rule_id": "r-1", "endpoint_service": "com.amazonaws.vpce.eu-west-3.vpce-svc-1", "connection_state": "PENDING"},
+        {"rule_id": "r-2", "connection_state": "ESTABLISHED", "deactivated": true}
+    ]));
+    let o = n.observe(&pending, &deps(&[]), &mut s, "", None);
+    assert!(o.ready, "{o:?}");
+    assert!(
+        o.message
+            .contains("accept the connection on your endpoint service"),
+        "{}",
+        o.message
+    );
+    assert_eq!(s.egress_cidr_blocks, ["192.0.2.0/28"]);
+    assert_eq!(
+        s.private_endpoint_rules.len(),
+        1,
+        "the deactivated rule is not listed"
+    );
+    assert_eq!(
+        s.private_endpoint_rules[0].connection_state.as_deref(),
+        Some("PENDING")
+    );
+
+    let creating = ncc_remote(json!([{"rule_id": "r-1", "connection_state": "CREATING"}]));
+    let o = n.observe(&creating, &deps(&[]), &mut s, "", None);
+    assert_eq!(
+        (o.ready, o.busy, o.reason),
+        (false, true, Reason::Provisioning)
+    );
+
+    let failed = ncc_remote(
+        json!([{"rule_id": "r-1", "connection_state": "CREATE_FAILED", "error_message": "no such service"}]),
+    );
+    let o = n.observe(&failed, &deps(&[]), &mut s, "", None);
+    assert_eq!((o.ready, o.reason), (false, Reason::ProvisioningFailed));
+    assert!(
+        o.message.contains("CREATE_FAILED: no such service"),
+        "{}",
+        o.message
+    );
+}
+
+/// A workspace binds its NCC at create and by PATCH when it changes; it cannot unbind one.
+#[test]
+fn a_workspace_binds_its_ncc_and_never_unbinds_it() {
+    let w = serverless(
+        json!({"networkConnectivityConfig": {"name": "egress"}}),
+        json!({"workspaceId": 42}),
+    );
+    let d = deps(&[("networkConnectivityConfig", &["ncc-1"])]);
+    assert_eq!(
+        w.create_request(&d)
+            .network_connectivity_config_id
+            .as_deref(),
+        Some("ncc-1")
+    );
+    let r = ws_remote(
+        "RUNNING",
+        json!({"compute_mode": "SERVERLESS", "credentials_id": null, "storage_configuration_id": null, "aws_region": "eu-west-3"}),
+    );
+    assert_eq!(mask(change(&w, &r, &d)), "network_connectivity_config_id");
+    let bound = ws_remote(
+        "RUNNING",
+        json!({"compute_mode": "SERVERLESS", "credentials_id": null, "storage_configuration_id": null, "aws_region": "eu-west-3", "network_connectivity_config_id": "ncc-1"}),
+    );
+    assert_eq!(change(&w, &bound, &d), Change::None);
+    let unbound = serverless(json!({}), json!({"workspaceId": 42}));
+    assert_eq!(
+        change(&unbound, &bound, &deps(&[])),
+        Change::Immutable(vec!["networkConnectivityConfig"])
+    );
+    let dep = &w.dependencies()[0];
+    assert_eq!(
+        (dep.kind, dep.region.as_deref()),
+        (DepKind::Ncc, Some("eu-west-3"))
+    );
 }
