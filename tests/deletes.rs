@@ -257,7 +257,7 @@ async fn a_delete_answered_by_a_proxy_page_is_retried_with_backoff() {
     common::install_crds(&client).await;
     let ns = common::namespace(&client, "deletes-proxy").await;
     let sim = common::fast_sim().await;
-    let _op = OperatorProcess::start("deletes-proxy", &ns, &["--poll-interval", "10m"]);
+    let op = OperatorProcess::start("deletes-proxy", &ns, &["--poll-interval", "10m"]);
     let mut docs = common::account_docs(&sim, 100);
     docs.push(credential_doc("cred"));
     apply(&client, &ns, &docs).await;
@@ -295,6 +295,10 @@ async fn a_delete_answered_by_a_proxy_page_is_retried_with_backoff() {
         (3, 1),
         "three proxy pages, then the delete: {counts:?}"
     );
+    // Its log is a file, not a terminal: plain text, no colour codes.
+    let log = op.log_text();
+    assert!(log.contains("API call failed"), "{log}");
+    assert!(!log.contains('\u{1b}'), "colour codes in a log file: {log}");
     assert_eq!(
         sim.snapshot()["credentials"].as_array().map(Vec::len),
         Some(0)
