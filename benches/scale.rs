@@ -66,7 +66,7 @@ fn stack(i: u64) -> Vec<serde_json::Value> {
 /// Objects of the managed kinds in `ns` whose `Ready` is true.
 async fn ready_objects(client: &Client, ns: &str) -> usize {
     let mut ready = 0;
-    for kind in &common::KINDS[1..] {
+    for kind in common::kinds().iter().filter(|k| *k != "DatabricksAccount") {
         let api: Api<DynamicObject> =
             Api::namespaced_with(client.clone(), ns, &common::resource(kind));
         let list = api.list(&ListParams::default()).await.unwrap();
@@ -708,11 +708,13 @@ async fn main() {
     // record any object the API server shows not Ready from before the stop on.
     let not_ready: Arc<Mutex<BTreeMap<String, String>>> = Arc::default();
     let (listed_tx, mut listed_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
-    let watches: Vec<_> = common::KINDS
+    let kinds = common::kinds();
+    let watches: Vec<_> = kinds
         .iter()
+        .cloned()
         .map(|kind| {
             let api: Api<DynamicObject> =
-                Api::namespaced_with(client.clone(), &ns, &common::resource(kind));
+                Api::namespaced_with(client.clone(), &ns, &common::resource(&kind));
             let not_ready = not_ready.clone();
             let listed = listed_tx.clone();
             tokio::spawn(async move {
@@ -741,7 +743,7 @@ async fn main() {
             })
         })
         .collect();
-    for _ in common::KINDS {
+    for _ in &kinds {
         tokio::time::timeout(Duration::from_secs(60), listed_rx.recv())
             .await
             .expect("every watch lists its kind within a minute");

@@ -1471,8 +1471,8 @@ async fn secrets_never_reach_logs_events_or_status() {
                 "the operator records events"
             );
             haystack.push_str(&serde_json::to_string(&events.items).unwrap());
-            for kind in common::KINDS {
-                let objs = dynamic(&client, namespace, kind)
+            for kind in common::kinds() {
+                let objs = dynamic(&client, namespace, &kind)
                     .list(&ListParams::default())
                     .await
                     .unwrap();

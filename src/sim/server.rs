@@ -606,8 +606,11 @@ async fn api(
                     &format!("The caller is not authorized to access account {acct}."),
                 )
             } else if let Some(target) = target {
-                let kind = match &target {
-                    Target::List(k) | Target::One(k, _) => *k,
+                // The field a no-ID answer leaves out.
+                let id_field = match &target {
+                    Target::List(k) | Target::One(k, _) => k.map_or("workspace_id", Kind::id_field),
+                    Target::Ncc(rest) if rest.len() > 1 => "rule_id",
+                    Target::Ncc(_) => "network_connectivity_config_id",
                 };
                 match dispatch(shared, &method, target, req).await {
                     Ok(value) => match take_lost(shared, &route) {
@@ -632,7 +635,7 @@ async fn api(
                             tracing::info!(%route, "committed; answering without the ID");
                             let mut value = value;
                             if let Some(obj) = value.as_object_mut() {
-                                obj.remove(kind.map_or("workspace_id", Kind::id_field));
+                                obj.remove(id_field);
                             }
                             json_response(200, &value)
                         }

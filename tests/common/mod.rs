@@ -91,16 +91,13 @@ pub async fn delete_namespace(client: &Client, name: &str) {
 }
 
 /// The kinds of this operator, whose objects carry its finalizers.
-pub const KINDS: [&str; 8] = [
-    "DatabricksAccount",
-    "DatabricksCredential",
-    "DatabricksStorageConfig",
-    "DatabricksKeyConfig",
-    "DatabricksNetwork",
-    "DatabricksVpcEndpoint",
-    "DatabricksPrivateAccessSettings",
-    "DatabricksWorkspace",
-];
+/// Every kind of ours, from the CRDs the operator generates: the account first.
+pub fn kinds() -> Vec<String> {
+    databricks_account_operator::crd::all()
+        .into_iter()
+        .map(|c| c.spec.names.kind)
+        .collect()
+}
 
 /// One of our kinds, for dynamic access, with the plural its CRD declares.
 pub fn resource(kind: &str) -> ApiResource {
@@ -167,7 +164,8 @@ pub async fn remove_namespace(
         return Ok(());
     }
     let mut stuck = Vec::new();
-    for kind in KINDS {
+    for kind in kinds() {
+        let kind = kind.as_str();
         let objs: Api<DynamicObject> = Api::namespaced_with(client.clone(), name, &resource(kind));
         let list = match objs.list(&Default::default()).await {
             Ok(list) => list,
@@ -177,6 +175,21 @@ pub async fn remove_namespace(
             stuck.push(format!("{kind}/{}", o.name_any()));
             let unfinalize = serde_json::json!({"metadata": {"finalizers": null}});
             let _ = objs
+                .patch(
+                    &o.name_any(),
+                    &PatchParams::default(),
+                    &Patch::Merge(&unfinalize),
+                )
+                .await;
+        }
+    }
+    // The operator's hold on an account's Secret.
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client.clone(), name);
+    if let Ok(list) = secrets.list(&Default::default()).await {
+        for o in list.items.iter().filter(|o| !o.finalizers().is_empty()) {
+            stuck.push(format!("Secret/{}", o.name_any()));
+            let unfinalize = serde_json::json!({"metadata": {"finalizers": null}});
+            let _ = secrets
                 .patch(
                     &o.name_any(),
                     &PatchParams::default(),
