@@ -21,6 +21,10 @@ cluster-env:
 bench:
     bash hack/bench.sh
 
+# The chaos soak for longer than CI runs it: just soak 300 [seed].
+soak rounds="300" seed="":
+    bash hack/soak.sh --rounds {{rounds}} {{ if seed != "" { "--seed " + seed } else { "" } }}
+
 # Regenerate the CRDs in crds/ and every file derived from them or from the Argo CD health script.
 generate:
     bash hack/generate.sh

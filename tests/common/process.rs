@@ -28,13 +28,20 @@ impl OperatorProcess {
     /// 127.0.0.1, with a 1 s busy poll unless `extra` sets one, plus `extra` arguments. `POD_NAME` is `name` (also its
     /// `User-Agent` comment) and `POD_NAMESPACE` is `namespace`.
     pub fn start(name: &str, namespace: &str, extra: &[&str]) -> Self {
+        Self::start_watching(name, &[namespace.to_string()], extra)
+    }
+
+    /// As [`Self::start`], watching every namespace of `namespaces` (`POD_NAMESPACE` is the first).
+    pub fn start_watching(name: &str, namespaces: &[String], extra: &[&str]) -> Self {
+        let namespace = namespaces.first().map_or("default", String::as_str);
+        let watch = namespaces.join(",");
         let port = free_port();
         let log = std::env::temp_dir().join(format!("dao-{namespace}-{name}.log"));
         // The log goes to stdout; panics and start-up errors to stderr: both into the file.
         let stderr = std::fs::File::create(&log).expect("log file");
         let stdout = stderr.try_clone().expect("log file handle");
         let child = Command::new(env!("CARGO_BIN_EXE_databricks-account-operator"))
-            .args(["run", "--watch-namespaces", namespace])
+            .args(["run", "--watch-namespaces", &watch])
             .args(
                 (!extra.contains(&"--busy-poll-interval"))
                     .then_some(["--busy-poll-interval", "1s"])
