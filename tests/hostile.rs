@@ -837,7 +837,8 @@ async fn hostile_account_api_servers_get_named_reasons_and_no_secrets() {
         &client,
         &ns,
         (cred, "html-404-cred"),
-        synced_false("ApiRejected"),
+        // Not the API's verdict: something in the way, retried with backoff.
+        synced_false("ApiUnavailable"),
         "404",
     )
     .await;
