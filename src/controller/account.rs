@@ -56,8 +56,10 @@ fn secret_value(secret: &KubeSecret, name: &str, key: &str) -> Result<String, Re
     Ok(text)
 }
 
-/// Reads the two documented keys of an opted-in Secret from the watched store and adds the
-/// Secret's version to the fingerprint. A Secret without the opt-in label is never read.
+/// Reads the two documented keys of an opted-in Secret from the watched store and adds a hash of
+/// what was read to the fingerprint (not the Secret's version: the operator's own finalizer
+/// changes that, and a new client would mean a new token and a new check). The fingerprint stays
+/// in memory; it is never logged or written. A Secret without the opt-in label is never read.
 fn read_keys(
     ctx: &Context,
     ns: &str,
@@ -65,6 +67,7 @@ fn read_keys(
     keys: [(&str, &'static str); 2],
     fingerprint: &mut String,
 ) -> Result<[String; 2], Refusal> {
+    use std::hash::{Hash, Hasher};
     for (asked, documented) in keys {
         if asked != documented {
             return Err(invalid(format!(
@@ -77,18 +80,14 @@ fn read_keys(
             "Secret {name:?} not found in namespace {ns}, or it does not carry the label {SECRET_LABEL}=true that lets the operator read it"
         ))
     })?;
-    fingerprint.push('/');
-    fingerprint.push_str(
-        secret
-            .metadata
-            .resource_version
-            .as_deref()
-            .unwrap_or_default(),
-    );
-    Ok([
+    let values = [
         secret_value(&secret, name, keys[0].1)?,
         secret_value(&secret, name, keys[1].1)?,
-    ])
+    ];
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (name, &values).hash(&mut h);
+    fingerprint.push_str(&format!("/{:x}", h.finish()));
+    Ok(values)
 }
 
 /// Reads what the spec names and builds the client configuration. Returns the configuration and a
