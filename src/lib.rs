@@ -16,5 +16,6 @@ pub use databricks_account_api::bounds;
 
 pub mod controller;
 pub mod crd;
+pub mod export;
 pub mod http;
 pub mod metrics;

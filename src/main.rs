@@ -26,6 +26,75 @@ enum Command {
         #[arg(long)]
         install: bool,
     },
+    /// Write manifests that adopt what an account already has (every object by `externalId`,
+    /// references by name). Reads the account with the configuration the Databricks CLI and SDKs
+    /// use: DATABRICKS_HOST, DATABRICKS_ACCOUNT_ID, DATABRICKS_CLIENT_ID/_SECRET (or
+    /// DATABRICKS_USERNAME/_PASSWORD), DATABRICKS_CONFIG_PROFILE and ~/.databrickscfg. Only reads.
+    Export(ExportArgs),
+}
+
+/// Options of `export`.
+#[derive(clap::Args)]
+struct ExportArgs {
+    /// Write one file per object into this directory instead of printing one stream.
+    #[arg(long)]
+    out_dir: Option<std::path::PathBuf>,
+    /// Only these kinds (repeat the flag): credential, storage, key, network, vpc-endpoint,
+    /// private-access, ncc, workspace.
+    #[arg(long = "kind")]
+    kinds: Vec<String>,
+    /// Only this workspace (name or ID; repeat the flag) and the objects it uses.
+    #[arg(long = "workspace")]
+    workspaces: Vec<String>,
+    /// Manage what is adopted (`managementPolicy: Full`); by default only observe it.
+    #[arg(long)]
+    manage: bool,
+    /// deletionPolicy of every object: `Orphan` (default: deleting the manifests leaves the
+    /// account as it is) or `Delete`.
+    #[arg(long, default_value = "Orphan", value_parser = ["Orphan", "Delete"])]
+    deletion_policy: String,
+    /// The DatabricksAccount the objects name (written too).
+    #[arg(long, default_value = "default")]
+    account_name: String,
+    /// The Secret that account reads its credentials from (not written: create it yourself).
+    #[arg(long, default_value = "databricks-sp")]
+    secret_name: String,
+}
+
+async fn export(args: ExportArgs) -> Result<(), String> {
+    use databricks_account_operator::databricks::{AccountClient, AccountConfig};
+    use databricks_account_operator::export;
+    let opts = export::Options {
+        kinds: export::parse_kinds(&args.kinds).map_err(|e| format!("--kind: {e}"))?,
+        workspaces: args.workspaces,
+        manage: args.manage,
+        deletion_policy: args.deletion_policy,
+        account_name: args.account_name,
+        secret_name: args.secret_name,
+    };
+    let config = AccountConfig::from_env().map_err(|e| format!("account configuration: {e}"))?;
+    let client = AccountClient::new(config.clone()).map_err(|e| e.to_string())?;
+    let manifests = export::export(&client, &config, &opts)
+        .await
+        .map_err(|e| format!("cannot read the account: {e}"))?;
+    let header = export::header(&config, &opts);
+    match args.out_dir {
+        None => {
+            let text = export::to_yaml(&header, &manifests).map_err(|e| e.to_string())?;
+            print!("{text}");
+        }
+        Some(dir) => {
+            std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            for m in &manifests {
+                let path = dir.join(export::file_name(m));
+                let text =
+                    export::to_yaml(&header, std::slice::from_ref(m)).map_err(|e| e.to_string())?;
+                std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+            }
+            eprintln!("wrote {} manifests to {}", manifests.len(), dir.display());
+        }
+    }
+    Ok(())
 }
 
 /// Options of `run`.
@@ -308,6 +377,7 @@ async fn main() -> std::process::ExitCode {
         Command::Crds { install: true, .. } => install_crds().await,
         Command::Crds { out_dir, .. } => crds(out_dir),
         Command::Run(args) => run(*args).await,
+        Command::Export(args) => export(args).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
