@@ -61,4 +61,7 @@ run_step 1200 "official Databricks Python SDK against the simulator" bash hack/s
 run_step 1800 "Helm chart (Helm v4 SDK) and kustomize, installed into a control plane of its own" \
   bash hack/helm-test.sh
 
+run_step 900 "alerts and dashboard: promtool check/test rules, a real Prometheus scraping the operator" \
+  bash hack/prometheus-test.sh
+
 printf '\n==> all tests passed in %s s\n' "$((SECONDS - started))"

@@ -278,12 +278,15 @@ async fn run(args: RunArgs) -> Result<(), String> {
     };
     let lost = Arc::new(AtomicBool::new(false));
     let (lost_tx, lost_rx) = tokio::sync::oneshot::channel::<()>();
+    ctx.metrics.set_leader(true);
     if let Some(l) = leadership.clone() {
         let lost = lost.clone();
         let fence = fence.clone();
+        let metrics = ctx.metrics.clone();
         tokio::spawn(async move {
             l.hold().await;
             fence.close();
+            metrics.set_leader(false);
             lost.store(true, Ordering::Relaxed);
             let _ = lost_tx.send(());
         });

@@ -91,6 +91,9 @@ pub struct Metrics {
     time_to_ready: Hist<KindLabels>,
     tracked: Family<MapLabels, Gauge>,
     kube_requests: Family<KubeRequestLabels, Counter>,
+    leader: Gauge,
+    resident_memory: Gauge,
+    cpu_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
     /// Readiness by object, and the objects seen Ready at least once.
     readiness: Mutex<Readiness>,
 }
@@ -161,6 +164,24 @@ impl Metrics {
             "Time from an object's creation to its first Ready seen by this process",
             time_to_ready.clone(),
         );
+        let resident_memory = Gauge::default();
+        registry.register(
+            "process_resident_memory_bytes",
+            "Resident memory of the operator process (Linux /proc), read at each scrape",
+            resident_memory.clone(),
+        );
+        let cpu_seconds = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        registry.register(
+            "process_cpu_seconds",
+            "CPU time the operator process has used, user and system (Linux /proc), read at each scrape",
+            cpu_seconds.clone(),
+        );
+        let leader = Gauge::default();
+        registry.register(
+            "leader",
+            "1 while this replica reconciles (it holds the lease, or leader election is off), else 0",
+            leader.clone(),
+        );
         registry.register(
             "kube_requests",
             "Requests this process sent to the Kubernetes API server, by verb and subresource (status writes have the status subresource)",
@@ -177,8 +198,16 @@ impl Metrics {
             time_to_ready,
             tracked,
             kube_requests,
+            leader,
+            resident_memory,
+            cpu_seconds,
             readiness: Mutex::default(),
         }
+    }
+
+    /// Whether this replica reconciles now.
+    pub fn set_leader(&self, leading: bool) {
+        self.leader.set(i64::from(leading));
     }
 
     /// Counts one request to the Kubernetes API server.
@@ -296,12 +325,35 @@ impl Metrics {
 
     /// The metrics in the Prometheus text format.
     pub fn encode(&self) -> String {
+        if let Some((rss, cpu)) = process_usage() {
+            self.resident_memory.set(rss);
+            self.cpu_seconds.set(cpu);
+        }
         let mut out = String::new();
         if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
             out.clear();
         }
         out
     }
+}
+
+/// Resident bytes and CPU seconds of this process, from `/proc/self` (Linux; `None` elsewhere).
+/// Clock ticks are taken as 100 per second, the value on every Linux platform the image targets.
+fn process_usage() -> Option<(i64, f64)> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let rss_kib: i64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok());
+    let cpu = (ticks(11)? + ticks(12)?) / 100.0;
+    Some((rss_kib.saturating_mul(1024), cpu))
 }
 
 /// The verb and subresource label of a request to the Kubernetes API server, by the rules the API

@@ -132,6 +132,23 @@ EXPECTED_RECONCILE_RULES = rules_key([
 ])
 
 
+def check_monitoring() -> None:
+    """The PrometheusRule and the dashboard ConfigMap carry files/alerts.yaml and files/dashboard.json
+    as they are (promtool and the Prometheus test check those files)."""
+    check("defaults: no PrometheusRule", not find(objects(render()), "PrometheusRule"))
+    objs = objects(render({"metrics": {"prometheusRule": {"enabled": True, "labels": {"release": "kps"}},
+                                       "grafanaDashboard": {"enabled": True}}}))
+    rule = find(objs, "PrometheusRule")
+    alerts = yaml.safe_load((CHART / "files" / "alerts.yaml").read_text())
+    check("PrometheusRule: the groups of files/alerts.yaml", len(rule) == 1 and rule[0]["spec"] == alerts, rule)
+    check("PrometheusRule: extra labels", rule and rule[0]["metadata"]["labels"].get("release") == "kps")
+    dash = [c for c in find(objs, "ConfigMap") if c["metadata"]["name"].endswith("-dashboard")]
+    want = json.loads((CHART / "files" / "dashboard.json").read_text())
+    check("dashboard ConfigMap: files/dashboard.json, labelled for Grafana's sidecar",
+          len(dash) == 1 and json.loads(dash[0]["data"]["databricks-account-operator.json"]) == want
+          and dash[0]["metadata"]["labels"].get("grafana_dashboard") == "1", dash)
+
+
 def hardening(objs: list[dict]) -> dict:
     """What makes the Deployment hardened, in a form two renders can be compared by."""
     pod = one(objs, "Deployment")["spec"]["template"]["spec"]
@@ -430,6 +447,7 @@ def test_render_all() -> None:
         check("values-all: ServiceMonitor labels", sm[0]["metadata"]["labels"].get("release") == "kube-prometheus-stack")
         check("values-all: ServiceMonitor selects the Service",
               all(svc["metadata"]["labels"].get(k) == v for k, v in sm[0]["spec"]["selector"]["matchLabels"].items()))
+    check_monitoring()
     cm = find(objs, "ConfigMap")
     check("values-all: argocd-cm snippet present", len(cm) == 1, cm)
     if cm:
