@@ -9,14 +9,23 @@
 # Needs KUBECONFIG (hack/test.sh sets it) and the debug binaries (cargo build).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PROM_VERSION="2.42.0+ds-5+deb12u1"
-CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/databricks-account-operator/prometheus-$PROM_VERSION"
+CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/databricks-account-operator/prometheus"
 if [[ ! -x "$CACHE/usr/bin/promtool" || ! -x "$CACHE/usr/bin/prometheus" ]]; then
-  echo "==> fetching Debian's prometheus $PROM_VERSION into $CACHE"
+  echo "==> fetching Debian's prometheus package into $CACHE"
   work=$(mktemp -d)
-  (cd "$work" && apt-get download "prometheus=$PROM_VERSION" 2>&1 | grep -v "^W: Download is performed unsandboxed" || true)
+  # The machine's package lists first; if they lack it, lists of our own for bookworm (no change
+  # to /etc/apt or the system's lists).
+  if ! (cd "$work" && apt-get -qq -o APT::Sandbox::User=root download prometheus >/dev/null 2>&1); then
+    mkdir -p "$work/apt/parts" "$work/apt/lists/partial"
+    printf 'Types: deb\nURIs: http://deb.debian.org/debian\nSuites: bookworm bookworm-updates\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
+      >"$work/apt/parts/main.sources"
+    aptopts=(-o "Dir::Etc::SourceParts=$work/apt/parts" -o Dir::Etc::SourceList=/dev/null
+      -o "Dir::State::Lists=$work/apt/lists" -o APT::Sandbox::User=root)
+    apt-get "${aptopts[@]}" -qq update
+    (cd "$work" && apt-get "${aptopts[@]}" -qq download prometheus)
+  fi
   deb=$(ls "$work"/prometheus_*.deb 2>/dev/null | head -1)
-  [ -n "$deb" ] || { echo "apt-get download prometheus=$PROM_VERSION failed" >&2; exit 1; }
+  [ -n "$deb" ] || { echo "apt-get download prometheus failed" >&2; exit 1; }
   mkdir -p "$CACHE"
   dpkg -x "$deb" "$CACHE"
   rm -rf "$work"
