@@ -358,7 +358,18 @@ fn crds(out_dir: Option<std::path::PathBuf>) -> Result<(), String> {
 }
 
 fn init_tracing(format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+    // kube-runtime opens an INFO span per reconcile, which would prefix every line; our lines
+    // name their object themselves, so the span shows only at DEBUG unless RUST_LOG says otherwise.
+    let directives = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into());
+    let directives = if directives.contains("kube_runtime")
+        || directives.contains("debug")
+        || directives.contains("trace")
+    {
+        directives
+    } else {
+        format!("{directives},kube_runtime::controller=warn")
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(&directives)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // Colour only for a terminal: log files and collectors get plain text.
     let builder = tracing_subscriber::fmt()

@@ -297,7 +297,7 @@ async fn a_delete_answered_by_a_proxy_page_is_retried_with_backoff() {
     );
     // Its log is a file, not a terminal: plain text, no colour codes.
     let log = op.log_text();
-    assert!(log.contains("API call failed"), "{log}");
+    assert!(log.contains("delete failed"), "{log}");
     assert!(!log.contains('\u{1b}'), "colour codes in a log file: {log}");
     assert_eq!(
         sim.snapshot()["credentials"].as_array().map(Vec::len),

@@ -42,14 +42,6 @@ impl Error {
     pub fn is_conflict(&self) -> bool {
         matches!(self, Self::Kube(kube::Error::Api(e)) if e.code == 409)
     }
-
-    /// A fixed label for metrics.
-    pub fn category(&self) -> &'static str {
-        match self {
-            Self::Kube(_) => "KubernetesApi",
-            Self::Serialize(_) => "Internal",
-        }
-    }
 }
 
 /// The kinds that can be a dependency.
@@ -514,7 +506,15 @@ impl<K: Managed> Run<'_, K> {
     }
 
     /// Publishes an event about the object.
+    /// Records an event, and the same line in the log: INFO for what changed in Databricks
+    /// (created, adopted, updated, deleted; the note names the Databricks ID), WARN for a
+    /// failure or a wait that needs someone.
     async fn event(&self, warning: bool, reason: &str, action: &str, note: String) {
+        if warning {
+            tracing::warn!(object = %self.key, reason, action, "{note}");
+        } else {
+            tracing::info!(object = %self.key, reason, action, "{note}");
+        }
         publish(self.ctx, self.obj, warning, reason, action, note).await;
     }
 
@@ -626,9 +626,11 @@ impl<K: Managed> Run<'_, K> {
         self.set("Synced", false, reason, &message);
         self.write().await?;
         if first {
+            // Logged by the event, as a warning.
             self.event(true, reason.as_str(), action, message).await;
+        } else {
+            tracing::info!(object = %self.key, reason = reason.as_str(), error = %err, "API call failed again");
         }
-        tracing::info!(object = %self.key, reason = reason.as_str(), error = %err, "API call failed");
         Ok(Step::Requeue(next))
     }
 }
