@@ -482,7 +482,6 @@ fn admission_cases(s: &Sim) -> Vec<Case> {
         refused("workspace: deploymentName with a leading hyphen", workspace("bad-ws", json!({"deploymentName": "-lead"})), &["spec.deploymentName in body should match"]),
         refused("workspace: deploymentName of 65 characters", workspace("bad-ws", json!({"deploymentName": long(65)})), &["spec.deploymentName in body should be at most 64 chars long"]),
         refused("workspace: unknown pricingTier", workspace("bad-ws", json!({"pricingTier": "FREE"})), &["spec.pricingTier: Unsupported value: \"FREE\""]),
-        refused("workspace: failurePolicy Delete", workspace("bad-ws", json!({"failurePolicy": "Delete"})), &["spec.failurePolicy: Unsupported value: \"Delete\""]),
         refused("workspace: workspaceName of 101 characters", workspace("bad-ws", json!({"workspaceName": long(101)})), &["spec.workspaceName in body should be at most 100 chars long"]),
         refused("workspace: empty workspaceName", workspace("bad-ws", json!({"workspaceName": ""})), &["spec.workspaceName in body should be at least 1 chars long"]),
         refused("workspace: empty managedServicesKey id", workspace("bad-ws", json!({"managedServicesKey": {"id": ""}})), &["spec.managedServicesKey.id in body should be at least 1 chars long"]),

@@ -158,9 +158,6 @@ pub struct CommonStatus {
     /// account: a changed `accountRef` is reported, not followed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub account_name: Option<String>,
-    /// Last time the object was read from the API (RFC 3339).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_observed_time: Option<String>,
 }
 
 /// Why a condition is what it is: a closed set, shown as the condition's reason and used as the

@@ -38,14 +38,6 @@ pub enum ComputeMode {
     Serverless,
 }
 
-/// What to do with a workspace that ends in `FAILED`.
-#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
-pub enum FailurePolicy {
-    /// Keep the failed workspace, report why, and patch it when the spec is fixed.
-    #[default]
-    Keep,
-}
-
 /// Why a classic workspace spec is refused (by the CEL rule on 1.25+, by the operator before).
 pub const CLASSIC_NEEDS: &str = "a classic workspace (no computeMode) needs credentials and storageConfiguration; set computeMode: SERVERLESS for a workspace without them";
 /// Why a serverless workspace spec is refused.
@@ -144,9 +136,6 @@ pub struct DatabricksWorkspaceSpec {
     /// Key configuration for workspace storage (its use cases must include `STORAGE`). Can be added once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage_key: Option<DependencyRef>,
-    /// What to do when provisioning fails: `Keep` (default) keeps the workspace and reports why.
-    #[serde(default)]
-    pub failure_policy: FailurePolicy,
 }
 
 impl DatabricksWorkspaceSpec {

@@ -313,9 +313,6 @@ pub enum ConfigError {
         /// What is wrong.
         reason: String,
     },
-    /// Settings that contradict each other.
-    #[error("{0}")]
-    Conflict(String),
     /// The HTTP client could not be built.
     #[error("cannot build the HTTP client: {0}")]
     Http(#[source] reqwest::Error),
