@@ -1,14 +1,42 @@
 //! The `databricks-account-operator` binary: the operator (`run`) and the CRD generator (`crds`).
 //! The local Account API simulator is a binary of its own, `databricks-account-sim`.
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// `--log-format`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// A deletion policy as a flag value (`Delete`, `Orphan`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+#[value(rename_all = "PascalCase")]
+enum DeletionPolicyFlag {
+    /// Delete the Databricks object with the custom resource.
+    Delete,
+    /// Leave the Databricks object.
+    Orphan,
+}
+
+impl From<DeletionPolicyFlag> for databricks_account_operator::crd::DeletionPolicy {
+    fn from(p: DeletionPolicyFlag) -> Self {
+        match p {
+            DeletionPolicyFlag::Delete => Self::Delete,
+            DeletionPolicyFlag::Orphan => Self::Orphan,
+        }
+    }
+}
 
 #[derive(Parser)]
 #[command(name = "databricks-account-operator", version, about)]
 struct Cli {
     /// Log format: `text` or `json`. The level comes from RUST_LOG (default `info`).
-    #[arg(long, global = true, env = "LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
-    log_format: String,
+    #[arg(long, global = true, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -51,8 +79,8 @@ struct ExportArgs {
     manage: bool,
     /// deletionPolicy of every object: `Orphan` (default: deleting the manifests leaves the
     /// account as it is) or `Delete`.
-    #[arg(long, default_value = "Orphan", value_parser = ["Orphan", "Delete"])]
-    deletion_policy: String,
+    #[arg(long, value_enum, default_value_t = DeletionPolicyFlag::Orphan)]
+    deletion_policy: DeletionPolicyFlag,
     /// The DatabricksAccount the objects name (written too).
     #[arg(long, default_value = "default")]
     account_name: String,
@@ -68,7 +96,7 @@ async fn export(args: ExportArgs) -> Result<(), String> {
         kinds: export::parse_kinds(&args.kinds).map_err(|e| format!("--kind: {e}"))?,
         workspaces: args.workspaces,
         manage: args.manage,
-        deletion_policy: args.deletion_policy,
+        deletion_policy: format!("{:?}", args.deletion_policy),
         account_name: args.account_name,
         secret_name: args.secret_name,
     };
@@ -107,8 +135,8 @@ struct RunArgs {
     #[arg(long, env = "BUSY_POLL_INTERVAL", default_value = "15s")]
     busy_poll_interval: String,
     /// Deletion policy of objects that set none: `Delete` or `Orphan`.
-    #[arg(long, env = "DEFAULT_DELETION_POLICY", default_value = "Delete", value_parser = ["Delete", "Orphan"])]
-    default_deletion_policy: String,
+    #[arg(long, env = "DEFAULT_DELETION_POLICY", value_enum, default_value_t = DeletionPolicyFlag::Delete)]
+    default_deletion_policy: DeletionPolicyFlag,
     /// Namespaces to watch, comma-separated; all namespaces when empty.
     #[arg(
         long,
@@ -175,7 +203,6 @@ async fn run(args: RunArgs) -> Result<(), String> {
     use databricks_account_operator::controller::{
         self, Context, Settings, WriteFence, parse_flag_duration,
     };
-    use databricks_account_operator::crd::DeletionPolicy;
     use databricks_account_operator::databricks::AllowedHosts;
     use futures::FutureExt;
 
@@ -196,11 +223,7 @@ async fn run(args: RunArgs) -> Result<(), String> {
     let settings = Settings {
         poll_interval: flag("poll-interval", &args.poll_interval)?,
         busy_poll_interval: flag("busy-poll-interval", &args.busy_poll_interval)?,
-        default_deletion_policy: if args.default_deletion_policy == "Orphan" {
-            DeletionPolicy::Orphan
-        } else {
-            DeletionPolicy::Delete
-        },
+        default_deletion_policy: args.default_deletion_policy.into(),
         watch_namespaces: args
             .watch_namespaces
             .iter()
@@ -357,7 +380,7 @@ fn crds(out_dir: Option<std::path::PathBuf>) -> Result<(), String> {
     Ok(())
 }
 
-fn init_tracing(format: &str) {
+fn init_tracing(format: LogFormat) {
     // kube-runtime opens an INFO span per reconcile, which would prefix every line; our lines
     // name their object themselves, so the span shows only at DEBUG unless RUST_LOG says otherwise.
     let directives = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into());
@@ -375,7 +398,7 @@ fn init_tracing(format: &str) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()));
-    if format == "json" {
+    if format == LogFormat::Json {
         builder.json().init();
     } else {
         builder.init();
@@ -386,7 +409,7 @@ fn init_tracing(format: &str) {
 async fn main() -> std::process::ExitCode {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
-    init_tracing(&cli.log_format);
+    init_tracing(cli.log_format);
     let result = match cli.command {
         Command::Crds { install: true, .. } => install_crds().await,
         Command::Crds { out_dir, .. } => crds(out_dir),
