@@ -20,7 +20,7 @@ use crate::crd::workspace::WorkspaceStatus;
 use crate::crd::{
     CommonStatus, DatabricksCredential, DatabricksKeyConfig, DatabricksNetwork,
     DatabricksNetworkConnectivityConfig, DatabricksPrivateAccessSettings, DatabricksStorageConfig,
-    DatabricksVpcEndpoint, DatabricksWorkspace, DependencyRef, Management, Reason,
+    DatabricksVpcEndpoint, DatabricksWorkspace, DependencyRef, Management, Reason, SentUpdate,
 };
 use crate::databricks::AccountClient;
 use crate::databricks::models as m;
@@ -830,6 +830,20 @@ impl Managed for DatabricksWorkspace {
     }
     fn management(&self) -> &Management {
         &self.spec.management
+    }
+    fn sent_update(status: &WorkspaceStatus) -> Option<&SentUpdate> {
+        status.last_update.as_ref()
+    }
+    fn set_sent_update(status: &mut WorkspaceStatus, sent: SentUpdate) {
+        status.last_update = Some(sent);
+    }
+    fn update_blocked(r: &m::Workspace) -> Option<String> {
+        match &r.workspace_status {
+            Some(s @ (m::WorkspaceStatus::Provisioning | m::WorkspaceStatus::NotProvisioned)) => {
+                Some(format!("the workspace is {s}"))
+            }
+            _ => None,
+        }
     }
 
     fn dependencies(&self) -> Vec<Dep> {

@@ -6,7 +6,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::common::{CommonStatus, DependencyRef, Management};
+use super::common::{CommonStatus, DependencyRef, Management, SentUpdate};
 use super::region::AwsRegion;
 
 /// Pricing tier of a workspace.
@@ -108,7 +108,8 @@ pub struct DatabricksWorkspaceSpec {
     #[x_kube(validation = Rule::new("self == oldSelf").message("pricingTier cannot be changed"))]
     pub pricing_tier: Option<PricingTier>,
     /// AWS tags for the workspace's resources (keys 1–127, values up to 255 characters). An empty
-    /// map leaves the tags as they are: Databricks cannot remove tags.
+    /// map leaves the tags as they are: Databricks cannot remove tags. Databricks may take up to
+    /// an hour to show a change.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(extend("maxProperties" = 50, "additionalProperties" = {"type": "string", "maxLength": 255}))]
     pub custom_tags: BTreeMap<String, String>,
@@ -222,4 +223,9 @@ pub struct WorkspaceStatus {
     /// The network connectivity configuration the workspace is bound to, as Databricks reports it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network_connectivity_config_id: Option<String>,
+    /// The last update (PATCH) the operator sent. While the workspace does not show it yet, it is
+    /// not sent again: Databricks applies some changes slowly (a credential or network change
+    /// re-provisions for up to 20 minutes; tags take up to an hour).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_update: Option<SentUpdate>,
 }
