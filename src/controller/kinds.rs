@@ -962,6 +962,20 @@ impl Managed for DatabricksWorkspace {
                 v.push("storageKey");
             }
         }
+        // Databricks can add or rotate keys, never remove them (account-api.md §4.4).
+        let set = |v: &Option<String>| v.as_deref().is_some_and(|n| !n.is_empty());
+        if deps.one("managedServicesKey").is_none()
+            && set(&r.managed_services_customer_managed_key_id)
+        {
+            v.push("managedServicesKey");
+        }
+        if deps.one("storageKey").is_none() && set(&r.storage_customer_managed_key_id) {
+            v.push("storageKey");
+        }
+        // An empty tags map is "update not applied": tags can be replaced, not all removed.
+        if self.spec.custom_tags.is_empty() && !r.custom_tags.is_empty() {
+            v.push("customTags");
+        }
         if deps.one("privateAccessSettings").is_none() && r.private_access_settings_id.is_some() {
             v.push("privateAccessSettings");
         }

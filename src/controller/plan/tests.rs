@@ -1387,3 +1387,44 @@ fn the_record_keeps_fields_still_being_applied() {
     let r = record_sent(Some(&applied), &creds("c-2").values(), Some(3), at(60));
     assert_eq!(r.fields, vec!["credentials_id"]);
 }
+
+/// The API cannot remove keys, an NCC binding or every tag: such an edit names the field and
+/// sends nothing.
+#[test]
+fn removing_what_databricks_cannot_remove_is_an_immutable_change() {
+    let w = workspace(json!({}));
+    let r = ws_remote(
+        "RUNNING",
+        json!({"managed_services_customer_managed_key_id": "k-m",
+               "storage_customer_managed_key_id": "k-s",
+               "network_connectivity_config_id": "ncc-1",
+               "custom_tags": {"team": "a"}}),
+    );
+    assert_eq!(
+        change(&w, &r, &ws_deps(&[])),
+        Change::Immutable(vec![
+            "managedServicesKey",
+            "storageKey",
+            "customTags",
+            "networkConnectivityConfig"
+        ])
+    );
+    // Replacing the tags is an update; keeping the keys is nothing.
+    let kept = workspace(
+        json!({"customTags": {"team": "b"}, "managedServicesKey": {"name": "m"},
+                               "storageKey": {"name": "s"}}),
+    );
+    let r = ws_remote(
+        "RUNNING",
+        json!({"managed_services_customer_managed_key_id": "k-m",
+               "storage_customer_managed_key_id": "k-s", "custom_tags": {"team": "a"}}),
+    );
+    assert_eq!(
+        mask(change(
+            &kept,
+            &r,
+            &ws_deps(&[("managedServicesKey", "k-m"), ("storageKey", "k-s")])
+        )),
+        "custom_tags"
+    );
+}
