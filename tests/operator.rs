@@ -23,7 +23,7 @@ use databricks_account_operator::databricks::AllowedHosts;
 use databricks_account_operator::databricks::models as m;
 use databricks_account_sim::{
     self as sim, CredentialPropagation, FailRule, Faults, LostResponse, RateLimit, RequestCounts,
-    ServerError, SimConfig, SimHandle,
+    RunningClusters, ServerError, SimConfig, SimHandle, StorageKeyRevert,
 };
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use kube::core::GroupVersionKind;
@@ -96,7 +96,10 @@ struct Operator {
 
 impl Operator {
     fn start(namespaces: &[String]) -> Self {
-        let settings = test_settings(namespaces);
+        Self::start_with(test_settings(namespaces))
+    }
+
+    fn start_with(settings: Settings) -> Self {
         let (started, ctx) = std::sync::mpsc::channel();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
@@ -200,6 +203,15 @@ where
     F: FnOnce(Env) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
+    run_test_with(prefixes, |_| {}, body).await;
+}
+
+/// [`run_test`] with an operator whose settings `tweak` changes.
+async fn run_test_with<F, Fut>(prefixes: &[&str], tweak: fn(&mut Settings), body: F)
+where
+    F: FnOnce(Env) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
     capture_logs();
     let client = common::client().await;
     common::install_crds(&client).await;
@@ -207,7 +219,9 @@ where
     for prefix in prefixes {
         namespaces.push(common::namespace(&client, prefix).await);
     }
-    let operator = Operator::start(&namespaces);
+    let mut settings = test_settings(&namespaces);
+    tweak(&mut settings);
+    let operator = Operator::start_with(settings);
     let env = Env {
         client: client.clone(),
         ns: namespaces[0].clone(),
@@ -2140,6 +2154,119 @@ async fn removing_a_key_is_reported_and_not_sent() {
             sim.snapshot()["workspaces"][0]["managed_services_customer_managed_key_id"],
             key
         );
+        delete_namespace_and_wait(&client, &ns).await;
+    })
+    .await;
+}
+
+/// A storage key change Databricks shows and then reverts (the simulator's fault) is sent once;
+/// past the bound (lowered here through `Settings`) it is `UpdateNotApplied`, saying it went
+/// back, and it is not sent again.
+#[tokio::test]
+async fn a_reverted_storage_key_is_reported_not_applied_and_not_resent() {
+    fn short_limits(s: &mut Settings) {
+        s.apply_limits = controller::plan::ApplyLimits {
+            update: Duration::from_secs(8),
+            tags: Duration::from_secs(8),
+        };
+    }
+    run_test_with(&["upd-revert"], short_limits, |env| async move {
+        let client = env.client.clone();
+        let ns = env.ns.clone();
+        let sim = start_sim(sim_config()).await;
+        sim.set_faults(Faults {
+            storage_key_revert: Some(StorageKeyRevert { after_ms: 3000 }),
+            ..Faults::default()
+        });
+        let mut docs = samples(&sim);
+        docs.push(
+            "apiVersion: account.databricks-operator.dev/v1alpha1\nkind: DatabricksKeyConfig\nmetadata:\n  name: storage-key\nspec:\n  useCases: [STORAGE]\n  keyArn: arn:aws:kms:us-east-1:123456789012:key/66666666-7777-8888-9999-000000000000\n".to_string(),
+        );
+        apply(&client, &ns, &docs).await;
+        wait_ready(&client, &ns, "DatabricksKeyConfig", "storage-key", 30).await;
+        wait_ready(&client, &ns, "DatabricksWorkspace", "analytics", 60).await;
+        let edit = serde_json::json!({
+            "metadata": {"annotations": {"account.databricks-operator.dev/poll-interval": "1s"}},
+            "spec": {"storageKey": {"name": "storage-key"}},
+        });
+        dynamic(&client, &ns, "DatabricksWorkspace")
+            .patch("analytics", &PatchParams::default(), &Patch::Merge(&edit))
+            .await
+            .unwrap();
+        let obj = common::wait_condition(
+            &client,
+            &ns,
+            "DatabricksWorkspace",
+            "analytics",
+            "Synced",
+            "UpdateNotApplied",
+            60,
+        )
+        .await;
+        let msg = condition(&obj, "Synced").unwrap().message;
+        assert!(
+            msg.contains("storage_customer_managed_key_id") && msg.contains("went back"),
+            "{msg}"
+        );
+        assert_eq!(condition(&obj, "Ready").unwrap().reason, "Available");
+        assert!(obj.data["status"]["lastUpdate"]["appliedAt"].is_string());
+        env.wait_reconciles("DatabricksWorkspace", 5, 30).await;
+        assert_once_each(&sim, &[PATCH_WS]);
+        assert!(
+            sim.snapshot()["workspaces"][0]["storage_customer_managed_key_id"].is_null(),
+            "the simulator reverted it"
+        );
+        delete_namespace_and_wait(&client, &ns).await;
+    })
+    .await;
+}
+
+/// Databricks refuses an update while classic compute runs in the workspace: the refusal is
+/// reported with its text, once, and not retried before the poll interval.
+#[tokio::test]
+async fn an_update_refused_for_running_clusters_is_reported_once() {
+    run_test(&["upd-clusters"], |env| async move {
+        let client = env.client.clone();
+        let ns = env.ns.clone();
+        let sim = start_sim(sim_config()).await;
+        apply(&client, &ns, &samples(&sim)).await;
+        wait_ready(&client, &ns, "DatabricksWorkspace", "analytics", 60).await;
+        sim.set_faults(Faults {
+            running_clusters: Some(RunningClusters::default()),
+            ..Faults::default()
+        });
+        merge_spec(
+            &client,
+            &ns,
+            "DatabricksWorkspace",
+            "analytics",
+            serde_json::json!({"customTags": {"team": "data-platform", "env": "prod"}}),
+        )
+        .await;
+        let obj = common::wait_condition(
+            &client,
+            &ns,
+            "DatabricksWorkspace",
+            "analytics",
+            "Synced",
+            "ApiRejected",
+            30,
+        )
+        .await;
+        let msg = condition(&obj, "Synced").unwrap().message;
+        assert!(msg.contains("running compute"), "{msg}");
+        assert!(
+            obj.data["status"]["lastUpdate"].is_null(),
+            "a refused update is not recorded as sent"
+        );
+        // Touching the object reconciles it; the refusal waits for the poll interval.
+        let touch = serde_json::json!({"metadata": {"annotations": {"test/touched": "1"}}});
+        dynamic(&client, &ns, "DatabricksWorkspace")
+            .patch("analytics", &PatchParams::default(), &Patch::Merge(&touch))
+            .await
+            .unwrap();
+        env.wait_reconciles("DatabricksWorkspace", 1, 30).await;
+        assert_eq!(sim.request_count().total(PATCH_WS), 1);
         delete_namespace_and_wait(&client, &ns).await;
     })
     .await;
