@@ -193,6 +193,13 @@ struct RunArgs {
     /// Time limit of one HTTP exchange with the Account API, e.g. `60s`.
     #[arg(long, env = "API_TIMEOUT", default_value = "60s")]
     api_timeout: String,
+    /// How long Databricks may take to show a workspace update it accepted (credentials, network,
+    /// keys, ...) before it is reported as UpdateNotApplied, e.g. `20m`.
+    #[arg(long, env = "UPDATE_APPLY_TIMEOUT", default_value = "20m")]
+    update_apply_timeout: String,
+    /// The same for workspace custom tags, which Databricks may take an hour to show.
+    #[arg(long, env = "TAGS_APPLY_TIMEOUT", default_value = "1h")]
+    tags_apply_timeout: String,
 }
 
 async fn run(args: RunArgs) -> Result<(), String> {
@@ -223,6 +230,10 @@ async fn run(args: RunArgs) -> Result<(), String> {
     let settings = Settings {
         poll_interval: flag("poll-interval", &args.poll_interval)?,
         busy_poll_interval: flag("busy-poll-interval", &args.busy_poll_interval)?,
+        apply_limits: controller::plan::ApplyLimits {
+            update: flag("update-apply-timeout", &args.update_apply_timeout)?,
+            tags: flag("tags-apply-timeout", &args.tags_apply_timeout)?,
+        },
         default_deletion_policy: args.default_deletion_policy.into(),
         watch_namespaces: args
             .watch_namespaces

@@ -20,7 +20,7 @@ use crate::crd::workspace::WorkspaceStatus;
 use crate::crd::{
     CommonStatus, DatabricksCredential, DatabricksKeyConfig, DatabricksNetwork,
     DatabricksNetworkConnectivityConfig, DatabricksPrivateAccessSettings, DatabricksStorageConfig,
-    DatabricksVpcEndpoint, DatabricksWorkspace, DependencyRef, Management, Reason,
+    DatabricksVpcEndpoint, DatabricksWorkspace, DependencyRef, Management, Reason, SentUpdate,
 };
 use crate::databricks::AccountClient;
 use crate::databricks::models as m;
@@ -831,6 +831,20 @@ impl Managed for DatabricksWorkspace {
     fn management(&self) -> &Management {
         &self.spec.management
     }
+    fn sent_update(status: &WorkspaceStatus) -> Option<&SentUpdate> {
+        status.last_update.as_ref()
+    }
+    fn set_sent_update(status: &mut WorkspaceStatus, sent: SentUpdate) {
+        status.last_update = Some(sent);
+    }
+    fn update_blocked(r: &m::Workspace) -> Option<String> {
+        match &r.workspace_status {
+            Some(s @ (m::WorkspaceStatus::Provisioning | m::WorkspaceStatus::NotProvisioned)) => {
+                Some(format!("the workspace is {s}"))
+            }
+            _ => None,
+        }
+    }
 
     fn dependencies(&self) -> Vec<Dep> {
         let s = &self.spec;
@@ -947,6 +961,20 @@ impl Managed for DatabricksWorkspace {
             {
                 v.push("storageKey");
             }
+        }
+        // Databricks can add or rotate keys, never remove them (account-api.md §4.4).
+        let set = |v: &Option<String>| v.as_deref().is_some_and(|n| !n.is_empty());
+        if deps.one("managedServicesKey").is_none()
+            && set(&r.managed_services_customer_managed_key_id)
+        {
+            v.push("managedServicesKey");
+        }
+        if deps.one("storageKey").is_none() && set(&r.storage_customer_managed_key_id) {
+            v.push("storageKey");
+        }
+        // An empty tags map is "update not applied": tags can be replaced, not all removed.
+        if self.spec.custom_tags.is_empty() && !r.custom_tags.is_empty() {
+            v.push("customTags");
         }
         if deps.one("privateAccessSettings").is_none() && r.private_access_settings_id.is_some() {
             v.push("privateAccessSettings");

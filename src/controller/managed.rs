@@ -15,13 +15,13 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::plan::{
-    self, AccountState, Change, DeletePlan, Facts, Observed, Plan, Precheck, Update, Wait,
+    self, AccountState, Act, Change, DeletePlan, Facts, Observed, Plan, Precheck, Update, Wait,
 };
 use super::{Context, ObjKey};
 use crate::bounds;
 use crate::crd::{
     CommonStatus, DependencyRef, FIELD_MANAGER, FINALIZER, Management, ManagementPolicy,
-    PAUSED_ANNOTATION, POLL_INTERVAL_ANNOTATION, PendingCreate, Reason, SECRET_LABEL,
+    PAUSED_ANNOTATION, POLL_INTERVAL_ANNOTATION, PendingCreate, Reason, SECRET_LABEL, SentUpdate,
 };
 use crate::databricks::models::Resource as RemoteResource;
 use crate::databricks::{AccountClient, Error as ApiCallError};
@@ -179,6 +179,18 @@ pub trait Managed:
     fn immutable_changes(&self, remote: &Self::Remote, deps: &Resolved) -> Vec<&'static str>;
     /// The change the API can make to bring the remote object to the spec, if any is needed.
     fn desired_update(&self, _remote: &Self::Remote, _deps: &Resolved) -> Option<Update> {
+        None
+    }
+    /// The last update sent, for kinds whose updates show slowly and are followed until they do
+    /// (workspaces); see [`plan::follow_update`].
+    fn sent_update(_status: &Self::Status) -> Option<&SentUpdate> {
+        None
+    }
+    /// Records the last update sent (kinds that follow their updates).
+    fn set_sent_update(_status: &mut Self::Status, _sent: SentUpdate) {}
+    /// Why the remote object takes no update in its current state, if it does not (a workspace
+    /// that is provisioning).
+    fn update_blocked(_remote: &Self::Remote) -> Option<String> {
         None
     }
     /// Extra context for a failed remote object (for example a network's error messages).
@@ -819,37 +831,57 @@ async fn apply<K: Managed>(obj: &K, ctx: &Context, api: &Api<K>, ns: &str) -> Re
     K::set_remote_id(&mut run.status, Some(remote.id()));
     K::common(&mut run.status).account_name = Some(mgmt.account_ref.name.clone());
 
-    // Update what the API can update; report what it cannot.
+    // Update what the API can update; report what it cannot; follow what was sent until
+    // Databricks shows it, without sending it again.
     let observe_only = mgmt.management_policy == ManagementPolicy::ObserveOnly;
-    let mut synced = (
-        true,
-        if observe_only {
+    let mut synced = Synced {
+        ok: true,
+        reason: if observe_only {
             Reason::ObserveOnly
         } else {
             Reason::Synced
         },
-        String::from(if observe_only {
+        message: String::from(if observe_only {
             "observe-only: read from Databricks, never written"
         } else {
             "in sync with Databricks"
         }),
-    );
-    match change {
-        Change::None => {}
-        Change::Immutable(fields) => {
-            synced = (
-                false,
-                Reason::ImmutableFieldChanged,
-                format!(
+    };
+    let follow = |status: &K::Status, remote: &K::Remote, change: Change| {
+        plan::follow_update(
+            change,
+            K::sent_update(status),
+            generation,
+            K::update_blocked(remote).as_deref(),
+            k8s_openapi::jiff::Timestamp::now(),
+            ctx.settings.apply_limits,
+        )
+    };
+    match follow(&run.status, &remote, change) {
+        Act::Change(Change::None) => {}
+        Act::Change(Change::Immutable(fields)) => {
+            synced = Synced {
+                ok: false,
+                reason: Reason::ImmutableFieldChanged,
+                message: format!(
                     "spec field(s) {} changed, but Databricks cannot change them on an existing {}; revert the change, or create a new object and point its users at it",
                     fields.join(", "),
                     <K::Remote as RemoteResource>::NOUN
                 ),
-            );
+            };
         }
-        Change::Update(update) => {
+        Act::Change(Change::Update(update)) => {
             if let Err(e) = update.send(client).await {
                 return run.api_failure(&e, "update").await;
+            }
+            if let Some(values) = update.followed_values() {
+                let record = plan::record_sent(
+                    K::sent_update(&run.status),
+                    &values,
+                    generation,
+                    k8s_openapi::jiff::Timestamp::now(),
+                );
+                K::set_sent_update(&mut run.status, record);
             }
             run.event(
                 false,
@@ -863,11 +895,40 @@ async fn apply<K: Managed>(obj: &K, ctx: &Context, api: &Api<K>, ns: &str) -> Re
                 Ok(r) => remote = r,
                 Err(e) => return run.api_failure(&e, "read").await,
             }
+            // What the answer shows of it; nothing is sent twice in one reconcile.
+            match follow(&run.status, &remote, plan::change(obj, &remote, &deps)) {
+                Act::Wait { reason, message } => {
+                    synced = Synced {
+                        ok: false,
+                        reason,
+                        message,
+                    };
+                }
+                Act::Applied => mark_applied::<K>(&mut run.status),
+                Act::Change(_) => {}
+            }
+        }
+        Act::Applied => mark_applied::<K>(&mut run.status),
+        Act::Wait { reason, message } => {
+            synced = Synced {
+                ok: false,
+                reason,
+                message,
+            };
         }
     }
     let explanation = obj.explain(client, &remote).await;
     let host = client.host().to_string();
-    let observation = obj.observe(&remote, &deps, &mut run.status, &host, explanation);
+    let mut observation = obj.observe(&remote, &deps, &mut run.status, &host, explanation);
+    // A workspace re-provisioning for an update the operator sent says so.
+    let following = matches!(synced.reason, Reason::Updating | Reason::UpdatePending);
+    if synced.reason == Reason::Updating
+        && !observation.ready
+        && observation.reason == Reason::Provisioning
+    {
+        observation.reason = Reason::Updating;
+        observation.message = format!("{}; {}", observation.message, synced.message);
+    }
     if obj.current_status() != Some(&run.status) {
         K::invalidate_related(ctx, &account_key);
     }
@@ -877,11 +938,16 @@ async fn apply<K: Managed>(obj: &K, ctx: &Context, api: &Api<K>, ns: &str) -> Re
         observation.reason,
         &observation.message,
     );
-    let (ok, reason, message) = synced;
+    let Synced {
+        ok,
+        reason,
+        message,
+    } = synced;
     let changed = K::common(&mut run.status)
         .condition("Synced")
         .is_none_or(|c| c.reason != reason.as_str());
-    if !ok && changed {
+    // An update in progress is news (the `Updated` event said so), not a warning.
+    if !ok && changed && !following {
         run.event(true, reason.as_str(), "Update", message.clone())
             .await;
     }
@@ -889,11 +955,27 @@ async fn apply<K: Managed>(obj: &K, ctx: &Context, api: &Api<K>, ns: &str) -> Re
     run.write().await?;
     ctx.succeeded(&run.key);
     ctx.ungate(&run.key);
-    Ok(Step::Requeue(if observation.busy {
+    Ok(Step::Requeue(if observation.busy || following {
         ctx.settings.busy_poll_interval.min(poll)
     } else {
         poll
     }))
+}
+
+/// Notes that Databricks shows every field of the last update sent.
+fn mark_applied<K: Managed>(status: &mut K::Status) {
+    if let Some(mut record) = K::sent_update(status).cloned() {
+        record.applied_at = Some(k8s_openapi::jiff::Timestamp::now().to_string());
+        K::set_sent_update(status, record);
+    }
+}
+
+/// What the `Synced` condition says at the end of a reconcile.
+#[derive(Debug)]
+struct Synced {
+    ok: bool,
+    reason: Reason,
+    message: String,
 }
 
 /// Creates the remote object once: the pending marker is stored before the call, so that an

@@ -36,6 +36,9 @@ pub struct Settings {
     pub default_deletion_policy: DeletionPolicy,
     /// How long the IAM-propagation error is retried before it is reported as a rejection.
     pub credential_propagation_window: Duration,
+    /// How long Databricks may take to show a workspace update it accepted before the operator
+    /// reports `UpdateNotApplied` (20 min, tags 1 h).
+    pub apply_limits: plan::ApplyLimits,
     /// Largest per-object backoff after errors.
     pub max_backoff: Duration,
     /// Namespaces to watch; empty for all.
@@ -72,6 +75,7 @@ impl Default for Settings {
             busy_poll_interval: Duration::from_secs(15),
             default_deletion_policy: DeletionPolicy::Delete,
             credential_propagation_window: Duration::from_secs(300),
+            apply_limits: plan::ApplyLimits::default(),
             max_backoff: Duration::from_secs(300),
             watch_namespaces: Vec::new(),
             extra_ca_pem: None,

@@ -6,7 +6,11 @@
 use std::time::Duration;
 
 use super::managed::{Managed, Resolved};
-use crate::crd::{DeletionPolicy, ManagementPolicy, PAUSED_ANNOTATION, PendingCreate, Reason};
+use k8s_openapi::jiff::Timestamp;
+
+use crate::crd::{
+    DeletionPolicy, ManagementPolicy, PAUSED_ANNOTATION, PendingCreate, Reason, SentUpdate,
+};
 use crate::databricks::models::{self as m, Resource as RemoteResource};
 use crate::databricks::{AccountClient, Error as ApiCallError};
 
@@ -54,6 +58,15 @@ impl Update {
                 create.len(),
                 delete.len()
             ),
+        }
+    }
+
+    /// The value sent for each field, for updates whose effect shows slowly and is followed
+    /// (workspace PATCHes); `None` for the others, which show at once.
+    pub fn followed_values(&self) -> Option<std::collections::BTreeMap<&'static str, String>> {
+        match self {
+            Self::Workspace { fields, .. } => Some(fields.values()),
+            Self::PrivateAccess { .. } | Self::NccRules { .. } => None,
         }
     }
 
@@ -392,6 +405,205 @@ pub fn change<K: Managed>(obj: &K, remote: &K::Remote, deps: &Resolved) -> Chang
     }
     obj.desired_update(remote, deps)
         .map_or(Change::None, Change::Update)
+}
+
+/// How long Databricks may take to show an update it accepted before the operator reports that
+/// it was not applied (account-api.md §4.4: a credential or network change re-provisions for up
+/// to 20 minutes; tags "can take up to an hour").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ApplyLimits {
+    /// Any field but the tags.
+    pub update: Duration,
+    /// `custom_tags`.
+    pub tags: Duration,
+}
+
+impl Default for ApplyLimits {
+    fn default() -> Self {
+        Self {
+            update: Duration::from_secs(20 * 60),
+            tags: Duration::from_secs(60 * 60),
+        }
+    }
+}
+
+impl ApplyLimits {
+    /// The time the slowest of these fields may take.
+    pub fn for_fields<S: AsRef<str>>(&self, fields: &[S]) -> Duration {
+        fields
+            .iter()
+            .map(|f| {
+                if f.as_ref() == "custom_tags" {
+                    self.tags
+                } else {
+                    self.update
+                }
+            })
+            .max()
+            .unwrap_or(self.update)
+    }
+}
+
+/// What a reconcile does about the change a remote object needs, once the update last sent (for
+/// the kinds that record one) and the remote object's state are taken into account.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Debug, PartialEq)]
+pub enum Act {
+    /// As [`change`] decided: nothing, fields that cannot change, or an update to send now (only
+    /// the fields not sent already).
+    Change(Change),
+    /// Everything sent is shown and the remote object is settled: note when.
+    Applied,
+    /// Send nothing; `Synced` is false with this reason and message.
+    Wait {
+        /// `Updating`, `UpdatePending` or `UpdateNotApplied`.
+        reason: Reason,
+        /// For a person: what is pending, since when, and what to do.
+        message: String,
+    },
+}
+
+fn list(fields: &[&str]) -> String {
+    fields.join(", ")
+}
+
+fn minutes(d: Duration) -> String {
+    let s = d.as_secs();
+    if s >= 120 {
+        format!("{} min", s / 60)
+    } else {
+        format!("{s} s")
+    }
+}
+
+/// Decides what to do about `change` given the update last `sent` (if the kind records one),
+/// why the remote object takes no update now (`blocked`, a workspace provisioning), and the time.
+/// An update is never sent again while Databricks may still be applying it: a field counts as
+/// sent when the last update set it to the value wanted now. Past the limit, the reconcile says
+/// so (`UpdateNotApplied`) instead of sending it again; a new value is sent as usual.
+pub fn follow_update(
+    change: Change,
+    sent: Option<&SentUpdate>,
+    generation: Option<i64>,
+    blocked: Option<&str>,
+    now: Timestamp,
+    limits: ApplyLimits,
+) -> Act {
+    let since = |s: &SentUpdate| {
+        s.sent_at
+            .parse::<Timestamp>()
+            .ok()
+            .and_then(|t| Duration::try_from(now - t).ok())
+            .unwrap_or_default()
+    };
+    match change {
+        Change::Update(Update::Workspace { id, mut fields }) => {
+            let values = fields.values();
+            // Sent with this value, and either still being applied or shown since and wanted
+            // again by the same spec (a value that went back is reported, not sent again, until
+            // the spec changes).
+            let already = |f: &str| {
+                sent.is_some_and(|s| {
+                    s.values.get(f).map(String::as_str) == values.get(f).map(String::as_str)
+                        && (s.applied_at.is_none() || s.generation == generation)
+                })
+            };
+            let pending: Vec<&str> = values.keys().copied().filter(|f| already(f)).collect();
+            let new: Vec<&str> = values.keys().copied().filter(|f| !already(f)).collect();
+            if let Some(why) = blocked {
+                return Act::Wait {
+                    reason: if new.is_empty() {
+                        Reason::Updating
+                    } else {
+                        Reason::UpdatePending
+                    },
+                    message: if new.is_empty() {
+                        format!(
+                            "the update of {} is being applied: {why}; it is not sent again",
+                            list(&pending)
+                        )
+                    } else {
+                        format!(
+                            "the spec changes {}, but {why} and Databricks takes no update until it is RUNNING (or FAILED); the operator sends it then",
+                            list(&new)
+                        )
+                    },
+                };
+            }
+            if !new.is_empty() {
+                fields.retain(|f| !already(f));
+                return Act::Change(Change::Update(Update::Workspace { id, fields }));
+            }
+            // Everything wanted was sent already; `sent` is set since `already` held.
+            let Some(s) = sent else {
+                return Act::Change(Change::None);
+            };
+            let elapsed = since(s);
+            let limit = limits.for_fields(&pending);
+            let reverted = s
+                .applied_at
+                .as_deref()
+                .map(|t| format!(" (it showed them at {t}, then went back)"))
+                .unwrap_or_default();
+            if elapsed < limit {
+                Act::Wait {
+                    reason: Reason::Updating,
+                    message: format!(
+                        "sent {} at {}; Databricks does not show it yet{reverted}; waiting up to {} before reporting it not applied, without sending it again",
+                        list(&pending),
+                        s.sent_at,
+                        minutes(limit)
+                    ),
+                }
+            } else {
+                Act::Wait {
+                    reason: Reason::UpdateNotApplied,
+                    message: format!(
+                        "Databricks accepted the update of {} at {} but does not show it after {}{reverted}; it is not sent again for these values. Check the workspace in the account console (a storage key change can revert), then edit the spec to have it sent again",
+                        list(&pending),
+                        s.sent_at,
+                        minutes(elapsed)
+                    ),
+                }
+            }
+        }
+        Change::None if sent.is_some_and(|s| s.applied_at.is_none()) => match (blocked, sent) {
+            (Some(why), Some(s)) => Act::Wait {
+                reason: Reason::Updating,
+                message: format!(
+                    "Databricks shows the update of {} sent at {}; {why} while it applies it",
+                    s.fields.join(", "),
+                    s.sent_at
+                ),
+            },
+            _ => Act::Applied,
+        },
+        other => Act::Change(other),
+    }
+}
+
+/// The record of an update just sent: the fields and values sent now, plus those of the previous
+/// record still being applied (they were not sent again, so the record must keep them).
+pub fn record_sent(
+    previous: Option<&SentUpdate>,
+    values: &std::collections::BTreeMap<&'static str, String>,
+    generation: Option<i64>,
+    now: Timestamp,
+) -> SentUpdate {
+    let mut kept = previous
+        .filter(|p| p.applied_at.is_none())
+        .map(|p| p.values.clone())
+        .unwrap_or_default();
+    for (k, v) in values {
+        kept.insert((*k).to_string(), v.clone());
+    }
+    SentUpdate {
+        fields: kept.keys().cloned().collect(),
+        values: kept,
+        generation,
+        sent_at: now.to_string(),
+        applied_at: None,
+    }
 }
 
 /// What a delete does.

@@ -1,6 +1,8 @@
 //! Pieces every managed kind shares: account reference, policies, dependency references, status
 //! and conditions.
 
+use std::collections::BTreeMap;
+
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -141,6 +143,24 @@ pub struct PendingCreate {
     pub since: String,
 }
 
+/// An update the operator sent to Databricks.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SentUpdate {
+    /// The API fields it set (its update mask), sorted.
+    pub fields: Vec<String>,
+    /// The value sent for each field (IDs; tags as compact JSON).
+    pub values: BTreeMap<String, String>,
+    /// The `metadata.generation` it was sent for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generation: Option<i64>,
+    /// When it was sent (RFC 3339).
+    pub sent_at: String,
+    /// When the workspace was first seen RUNNING with every field applied (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied_at: Option<String>,
+}
+
 /// Status fields every managed kind has.
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -172,6 +192,10 @@ pub enum Reason {
     Provisioning,
     /// A changed field is being applied.
     Updating,
+    /// A spec change waits until the workspace takes updates again (it is provisioning).
+    UpdatePending,
+    /// Databricks accepted an update but did not show it applied within the bounded time.
+    UpdateNotApplied,
     /// A dependency is missing or not Ready.
     WaitingForDependency,
     /// The IAM role is not yet visible to Databricks; retried for a bounded window.
@@ -218,6 +242,8 @@ impl Reason {
             Self::Creating => "Creating",
             Self::Provisioning => "Provisioning",
             Self::Updating => "Updating",
+            Self::UpdatePending => "UpdatePending",
+            Self::UpdateNotApplied => "UpdateNotApplied",
             Self::WaitingForDependency => "WaitingForDependency",
             Self::CredentialValidationPending => "CredentialValidationPending",
             Self::InUse => "InUse",

@@ -6,7 +6,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::common::{CommonStatus, DependencyRef, Management};
+use super::common::{CommonStatus, DependencyRef, Management, SentUpdate};
 use super::region::AwsRegion;
 
 /// Pricing tier of a workspace.
@@ -99,8 +99,10 @@ pub struct DatabricksWorkspaceSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self == oldSelf").message("pricingTier cannot be changed"))]
     pub pricing_tier: Option<PricingTier>,
-    /// AWS tags for the workspace's resources (keys 1–127, values up to 255 characters). An empty
-    /// map leaves the tags as they are: Databricks cannot remove tags.
+    /// AWS tags for the workspace's resources (keys 1–127, values up to 255 characters). They can
+    /// be changed, not all removed: Databricks cannot remove every tag, so an empty map on a
+    /// workspace that has tags is reported as `ImmutableFieldChanged`. Databricks may take up to an
+    /// hour to show a change.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(extend("maxProperties" = 50, "additionalProperties" = {"type": "string", "maxLength": 255}))]
     pub custom_tags: BTreeMap<String, String>,
@@ -130,10 +132,10 @@ pub struct DatabricksWorkspaceSpec {
     /// Private access settings, for PrivateLink. Can be added, not removed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub private_access_settings: Option<DependencyRef>,
-    /// Key configuration for managed services (its use cases must include `MANAGED_SERVICES`). Can be added or rotated.
+    /// Key configuration for managed services (its use cases must include `MANAGED_SERVICES`). Can be added or rotated, not removed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub managed_services_key: Option<DependencyRef>,
-    /// Key configuration for workspace storage (its use cases must include `STORAGE`). Can be added once.
+    /// Key configuration for workspace storage (its use cases must include `STORAGE`). Can be added once, not removed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage_key: Option<DependencyRef>,
 }
@@ -211,4 +213,9 @@ pub struct WorkspaceStatus {
     /// The network connectivity configuration the workspace is bound to, as Databricks reports it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network_connectivity_config_id: Option<String>,
+    /// The last update (PATCH) the operator sent. While the workspace does not show it yet, it is
+    /// not sent again: Databricks applies some changes slowly (a credential or network change
+    /// re-provisions for up to 20 minutes; tags take up to an hour).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_update: Option<SentUpdate>,
 }

@@ -662,6 +662,81 @@ impl WorkspaceUpdate {
     pub fn is_empty(&self) -> bool {
         self.field_names().is_empty()
     }
+
+    /// The value of each field that is set, as text: IDs as they are, tags as compact JSON (keys
+    /// sorted), so that two updates setting a field to the same value give the same text.
+    pub fn values(&self) -> BTreeMap<&'static str, String> {
+        let mut v = BTreeMap::new();
+        let ids = [
+            ("aws_region", &self.aws_region),
+            ("credentials_id", &self.credentials_id),
+            ("storage_configuration_id", &self.storage_configuration_id),
+            ("network_id", &self.network_id),
+            (
+                "private_access_settings_id",
+                &self.private_access_settings_id,
+            ),
+            (
+                "managed_services_customer_managed_key_id",
+                &self.managed_services_customer_managed_key_id,
+            ),
+            (
+                "storage_customer_managed_key_id",
+                &self.storage_customer_managed_key_id,
+            ),
+            (
+                "network_connectivity_config_id",
+                &self.network_connectivity_config_id,
+            ),
+        ];
+        for (name, value) in ids {
+            if let Some(value) = value {
+                v.insert(name, value.clone());
+            }
+        }
+        if let Some(tags) = &self.custom_tags {
+            v.insert(
+                "custom_tags",
+                serde_json::to_string(tags).unwrap_or_default(),
+            );
+        }
+        v
+    }
+
+    /// Unsets every field `keep` refuses.
+    pub fn retain(&mut self, keep: impl Fn(&str) -> bool) {
+        let clear = |name: &str, field: &mut Option<String>| {
+            if !keep(name) {
+                *field = None;
+            }
+        };
+        clear("aws_region", &mut self.aws_region);
+        clear("credentials_id", &mut self.credentials_id);
+        clear(
+            "storage_configuration_id",
+            &mut self.storage_configuration_id,
+        );
+        clear("network_id", &mut self.network_id);
+        clear(
+            "private_access_settings_id",
+            &mut self.private_access_settings_id,
+        );
+        clear(
+            "managed_services_customer_managed_key_id",
+            &mut self.managed_services_customer_managed_key_id,
+        );
+        clear(
+            "storage_customer_managed_key_id",
+            &mut self.storage_customer_managed_key_id,
+        );
+        clear(
+            "network_connectivity_config_id",
+            &mut self.network_connectivity_config_id,
+        );
+        if !keep("custom_tags") {
+            self.custom_tags = None;
+        }
+    }
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -989,5 +1064,27 @@ mod tests {
         assert_eq!(n.vpc_status, Some(VpcStatus::Broken));
         assert_eq!(n.error_messages[0].error_type, "securityGroup");
         assert!(n.subnet_ids.is_empty());
+    }
+
+    /// The record of an update compares values as text: the same tags in another insertion
+    /// order must read the same, and what `retain` drops must leave the mask.
+    #[test]
+    fn update_values_are_stable_text_and_retain_narrows_the_mask() {
+        let mut u = WorkspaceUpdate {
+            credentials_id: Some("c-2".into()),
+            custom_tags: Some(BTreeMap::from([
+                ("b".to_string(), "2".to_string()),
+                ("a".to_string(), "1".to_string()),
+            ])),
+            ..Default::default()
+        };
+        let v = u.values();
+        assert_eq!(v["credentials_id"], "c-2");
+        assert_eq!(v["custom_tags"], r#"{"a":"1","b":"2"}"#);
+        assert_eq!(v.len(), 2);
+        u.retain(|f| f != "custom_tags");
+        assert_eq!(u.update_mask(), "credentials_id");
+        u.retain(|_| false);
+        assert!(u.is_empty());
     }
 }

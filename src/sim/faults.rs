@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-pub use super::state::{CredentialPropagation, FailRule};
+pub use super::state::{CredentialPropagation, FailRule, RunningClusters, StorageKeyRevert};
 
 /// Every fault at once. `POST /__sim/faults` replaces the whole set; absent fields mean "no fault".
 ///
@@ -18,7 +18,9 @@ pub use super::state::{CredentialPropagation, FailRule};
 ///   "lost_response": {"count": 1, "route": "POST /credentials", "mode": "hang"},
 ///   "proxy_not_found": {"count": 1, "path_contains": "/credentials/"},
 ///   "credential_propagation": {"seconds": 10, "role_arn": null},
-///   "fail_workspaces": [{"workspace_name_contains": "fail", "while_initial_credentials": true}]
+///   "fail_workspaces": [{"workspace_name_contains": "fail", "while_initial_credentials": true}],
+///   "running_clusters": {"workspace_name_contains": "analytics"},
+///   "storage_key_revert": {"after_ms": 5000}
 /// }
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -38,6 +40,10 @@ pub struct Faults {
     pub credential_propagation: Option<CredentialPropagation>,
     /// Rules that make matching workspaces end FAILED.
     pub fail_workspaces: Vec<FailRule>,
+    /// While set, updates of matching RUNNING workspaces are refused: classic compute runs there.
+    pub running_clusters: Option<RunningClusters>,
+    /// While set, a storage key set by a PATCH shows, then goes back.
+    pub storage_key_revert: Option<StorageKeyRevert>,
 }
 
 /// 429 `REQUEST_LIMIT_EXCEEDED` for the next `count` matching calls.

@@ -40,7 +40,7 @@ use tokio::task::JoinHandle;
 
 pub use faults::{
     CredentialPropagation, FailRule, Faults, LostMode, LostResponse, ProxyNotFound, RateLimit,
-    ServerError,
+    RunningClusters, ServerError, StorageKeyRevert,
 };
 pub use server::{LoggedRequest, RequestCount, RequestCounts};
 pub use state::ApiError;
@@ -82,6 +82,9 @@ pub struct SimConfig {
     pub token_ttl: Duration,
     /// How long the objects of a removed workspace stay "in use" (default 0).
     pub in_use_linger: Duration,
+    /// How long a PATCH of `custom_tags` takes to show on the workspace (default 0: at once;
+    /// Databricks says up to an hour).
+    pub tags_apply_delay: Duration,
     /// Account API requests per second the account accepts; beyond it, 429
     /// `REQUEST_LIMIT_EXCEEDED` with `Retry-After: 1` (default: no limit). Bursts up to one
     /// second's worth. The token endpoint is not limited.
@@ -108,6 +111,7 @@ impl Default for SimConfig {
             deployment_prefix: None,
             token_ttl: Duration::from_secs(3600),
             in_use_linger: Duration::ZERO,
+            tags_apply_delay: Duration::ZERO,
             rate_limit: None,
             regions: state::default_regions(),
             no_cmk_regions: Vec::new(),
@@ -266,6 +270,7 @@ pub async fn start(
         deletion_ms: millis(config.deletion),
         endpoint_pending_ms: millis(config.endpoint_pending),
         in_use_linger_ms: millis(config.in_use_linger),
+        tags_apply_ms: millis(config.tags_apply_delay),
         regions: config.regions.clone(),
         no_cmk_regions: config.no_cmk_regions.clone(),
     });
@@ -314,6 +319,9 @@ pub struct SimArgs {
     /// Seconds the objects of a deleted workspace stay "in use" after it is gone.
     #[arg(long, default_value_t = 0.0)]
     pub in_use_linger_seconds: f64,
+    /// Seconds a PATCH of a workspace's custom tags takes to show.
+    #[arg(long, default_value_t = 0.0)]
+    pub tags_apply_delay_seconds: f64,
     /// Account API requests per second the account accepts (429 beyond it, `Retry-After: 1`);
     /// 0 for no limit.
     #[arg(long, default_value_t = 0)]
@@ -370,6 +378,7 @@ impl SimArgs {
             deployment_prefix: self.deployment_prefix.clone(),
             token_ttl: Duration::from_secs(self.token_ttl_seconds),
             in_use_linger: secs(self.in_use_linger_seconds),
+            tags_apply_delay: secs(self.tags_apply_delay_seconds),
             rate_limit: (self.rate_limit > 0).then_some(self.rate_limit),
             regions: if self.regions.is_empty() {
                 state::default_regions()

@@ -173,6 +173,8 @@ impl Shared {
             let mut store = lock(&self.store);
             store.fail_rules = faults.fail_workspaces.clone();
             store.propagation = faults.credential_propagation.clone();
+            store.running_clusters = faults.running_clusters.clone();
+            store.storage_key_revert = faults.storage_key_revert.clone();
         }
         *lock(&self.faults) = faults;
     }

@@ -257,6 +257,32 @@ pub struct CredentialPropagation {
     pub role_arn: Option<String>,
 }
 
+/// The running-clusters fault: a PATCH of a matching RUNNING workspace is refused, as Databricks
+/// refuses an update while classic compute runs in the workspace (account-api.md §4.4: "the
+/// request will fail").
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RunningClusters {
+    /// Only workspaces whose name contains this (every workspace when unset).
+    pub workspace_name_contains: Option<String>,
+}
+
+/// The storage-key revert fault: a PATCH that sets `storage_customer_managed_key_id` is accepted
+/// and shown, then the field silently goes back to its previous value after `after_ms`
+/// (account-api.md §4.4: a storage key change "might revert silently" on failure).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StorageKeyRevert {
+    /// How long the new key shows before it goes back (ms).
+    pub after_ms: u64,
+}
+
+/// The refusal of an update while classic compute runs. **Unconfirmed:** no source we have quotes
+/// the production text or code; the code follows the other state refusals (`INVALID_STATE`) and
+/// the text the legacy API doc's precondition (no running all-purpose or job clusters, pools or
+/// classic SQL warehouses in the workspace).
+pub const RUNNING_CLUSTERS_MESSAGE: &str = "Workspace cannot be updated while it has running compute resources. Terminate all clusters, instance pools and classic SQL warehouses in the workspace, then retry the update.";
+
 /// Timings and account settings of a [`Store`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreConfig {
@@ -272,6 +298,9 @@ pub struct StoreConfig {
     pub endpoint_pending_ms: u64,
     /// How long the objects of a removed workspace stay "in use" (ms).
     pub in_use_linger_ms: u64,
+    /// How long a PATCH of `custom_tags` takes to show on the workspace (ms; 0: at once).
+    /// Databricks documents that tags "can take up to an hour" (account-api.md §4.4).
+    pub tags_apply_ms: u64,
     /// The AWS regions the account accepts (others: 400 `INVALID_PARAMETER_VALUE`).
     pub regions: Vec<String>,
     /// Regions where workspaces refuse customer-managed keys. Empty by default: older Databricks
@@ -298,6 +327,10 @@ struct WorkspaceRec {
     /// Whether it ever reached RUNNING (a storage key can then no longer change on FAILED).
     ever_running: bool,
     initial_credentials_id: Option<String>,
+    /// Tags accepted by a PATCH, and when they show.
+    pending_tags: Option<(Value, u64)>,
+    /// A storage key change that goes back: the previous value, and when.
+    revert_storage_key: Option<(Value, u64)>,
 }
 
 impl WorkspaceRec {
@@ -365,6 +398,10 @@ pub struct Store {
     pub fail_rules: Vec<FailRule>,
     /// IAM-propagation window (fault injection).
     pub propagation: Option<CredentialPropagation>,
+    /// Running classic compute refuses workspace updates (fault injection).
+    pub running_clusters: Option<RunningClusters>,
+    /// Storage key changes go back after a while (fault injection).
+    pub storage_key_revert: Option<StorageKeyRevert>,
     /// Network connectivity configurations and their rules (`ncc.rs`).
     nccs: Vec<ncc::NccRec>,
 }
@@ -526,6 +563,8 @@ impl Store {
             role_first_seen: HashMap::new(),
             fail_rules: Vec::new(),
             propagation: None,
+            running_clusters: None,
+            storage_key_revert: None,
             nccs: Vec::new(),
         }
     }
@@ -590,6 +629,28 @@ impl Store {
                 && now >= t + pending
             {
                 ep.insert("state".into(), json!("available"));
+            }
+        }
+        // Workspaces: accepted tags show; a reverting storage key goes back.
+        for ws in &mut self.workspaces {
+            if let Some((tags, due)) = ws.pending_tags.take() {
+                if now >= due {
+                    ws.body.insert("custom_tags".into(), tags);
+                } else {
+                    ws.pending_tags = Some((tags, due));
+                }
+            }
+            if let Some((old, due)) = ws.revert_storage_key.take() {
+                if now >= due {
+                    if old.is_null() {
+                        ws.body.remove("storage_customer_managed_key_id");
+                    } else {
+                        ws.body
+                            .insert("storage_customer_managed_key_id".into(), old);
+                    }
+                } else {
+                    ws.revert_storage_key = Some((old, due));
+                }
             }
         }
         // Workspaces: provisioning ends; cancelled ones disappear.
@@ -1401,6 +1462,8 @@ impl Store {
             phase_since: now,
             message: PROVISIONING_MESSAGE.to_string(),
             ever_running: false,
+            pending_tags: None,
+            revert_storage_key: None,
         };
         let mut response = rec.wire();
         if let Some(o) = response.as_object_mut() {
@@ -1478,6 +1541,16 @@ impl Store {
             )));
         }
         let running = state == Phase::Running;
+        if running
+            && !only_expected_requested
+            && let Some(rc) = &self.running_clusters
+            && rc.workspace_name_contains.as_deref().is_none_or(|n| {
+                ws.str_field("workspace_name")
+                    .is_some_and(|name| name.contains(n))
+            })
+        {
+            return Err(ApiError::invalid_state(RUNNING_CLUSTERS_MESSAGE));
+        }
         let region = opt_str(body, "aws_region")?
             .filter(|_| requested.iter().any(|(f, _)| f == "aws_region"))
             .or(ws.str_field("aws_region"))
@@ -1636,8 +1709,28 @@ impl Store {
         let only_expected = changes
             .iter()
             .all(|(f, _)| f == "expected_workspace_status");
+        let tags_delay = self.config.tags_apply_ms;
+        let revert = self.storage_key_revert.clone();
         let rec = &mut self.workspaces[idx];
         for (field, value) in &changes {
+            match field.as_str() {
+                "custom_tags" if tags_delay > 0 => {
+                    // The same tags again keep their time; new ones start over.
+                    let due = match &rec.pending_tags {
+                        Some((pending, due)) if pending == value => *due,
+                        _ => now.saturating_add(tags_delay),
+                    };
+                    rec.pending_tags = Some((value.clone(), due));
+                    continue;
+                }
+                "storage_customer_managed_key_id" => {
+                    if let Some(r) = &revert {
+                        let old = rec.body.get(field).cloned().unwrap_or(Value::Null);
+                        rec.revert_storage_key = Some((old, now.saturating_add(r.after_ms)));
+                    }
+                }
+                _ => {}
+            }
             rec.body.insert(field.clone(), value.clone());
         }
         let new_network = rec.str_field("network_id").map(str::to_string);
@@ -1727,6 +1820,7 @@ mod tests {
             deletion_ms: 500,
             endpoint_pending_ms: 200,
             in_use_linger_ms: 0,
+            tags_apply_ms: 0,
             regions: default_regions(),
             no_cmk_regions: Vec::new(),
         })
@@ -2224,6 +2318,94 @@ mod tests {
             .update_workspace(custom, &json!({"custom_tags": {"": "x"}}), None, 1000)
             .unwrap_err();
         assert!(err.message.contains("1 to 127"));
+    }
+
+    /// Tags show only after the configured delay; the same tags sent again keep their time, so a
+    /// client that resends at every poll is not what makes them show.
+    #[test]
+    fn tags_show_after_their_delay() {
+        let mut s = store(None);
+        s.config.tags_apply_ms = 30_000;
+        let n = network(&mut s, 1);
+        let id = workspace(&mut s, "t", json!({"network_id": n})).unwrap()["workspace_id"]
+            .as_i64()
+            .unwrap();
+        s.tick(1000);
+        let tags = json!({"custom_tags": {"team": "a"}});
+        let v = s
+            .update_workspace(id, &tags, Some("custom_tags"), 1000)
+            .unwrap();
+        assert_eq!(v["workspace_status"], "RUNNING");
+        assert!(
+            v.get("custom_tags").is_none_or(|t| t.get("team").is_none()),
+            "{v}"
+        );
+        s.update_workspace(id, &tags, Some("custom_tags"), 20_000)
+            .unwrap();
+        s.tick(30_999);
+        assert!(
+            s.get_workspace(id).unwrap()["custom_tags"]
+                .get("team")
+                .is_none()
+        );
+        s.tick(31_000);
+        assert_eq!(s.get_workspace(id).unwrap()["custom_tags"]["team"], "a");
+    }
+
+    /// The storage-key revert fault: the key shows, then silently goes back.
+    #[test]
+    fn a_storage_key_change_can_revert() {
+        let mut s = store(None);
+        s.storage_key_revert = Some(StorageKeyRevert { after_ms: 5000 });
+        let id = workspace(&mut s, "k", json!({})).unwrap()["workspace_id"]
+            .as_i64()
+            .unwrap();
+        s.tick(1000);
+        let k = key(&mut s, &["STORAGE"]);
+        s.update_workspace(
+            id,
+            &json!({"storage_customer_managed_key_id": k}),
+            Some("storage_customer_managed_key_id"),
+            1000,
+        )
+        .unwrap();
+        s.tick(5999);
+        assert_eq!(
+            s.get_workspace(id).unwrap()["storage_customer_managed_key_id"],
+            json!(k)
+        );
+        s.tick(6000);
+        assert!(
+            s.get_workspace(id).unwrap()["storage_customer_managed_key_id"].is_null(),
+            "the key went back"
+        );
+    }
+
+    /// The running-clusters fault refuses a RUNNING workspace's update with its text, and only
+    /// for the workspaces it names.
+    #[test]
+    fn running_clusters_refuse_updates_of_the_named_workspaces() {
+        let mut s = store(None);
+        s.running_clusters = Some(RunningClusters {
+            workspace_name_contains: Some("busy".into()),
+        });
+        let busy = workspace(&mut s, "busy", json!({})).unwrap()["workspace_id"]
+            .as_i64()
+            .unwrap();
+        let idle = workspace(&mut s, "idle", json!({})).unwrap()["workspace_id"]
+            .as_i64()
+            .unwrap();
+        s.tick(1000);
+        let tags = json!({"custom_tags": {"team": "a"}});
+        let err = s
+            .update_workspace(busy, &tags, Some("custom_tags"), 1000)
+            .unwrap_err();
+        assert_eq!((err.status, err.code), (400, "INVALID_STATE"));
+        assert_eq!(err.message, RUNNING_CLUSTERS_MESSAGE);
+        assert!(
+            s.update_workspace(idle, &tags, Some("custom_tags"), 1000)
+                .is_ok()
+        );
     }
 
     /// A PAS must be in the workspace region, and cannot be removed once set.

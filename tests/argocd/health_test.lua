@@ -89,6 +89,7 @@ local READY_REASONS = {
   { "Provisioning", "False", "Progressing" },
   { "Updating", "False", "Progressing" },
   { "Updating", "True", "Progressing" },
+  { "UpdatePending", "False", "Progressing" },
   { "WaitingForDependency", "False", "Progressing" },
   { "CredentialValidationPending", "False", "Progressing" },
   { "Deleting", "False", "Progressing" },
@@ -100,6 +101,7 @@ local READY_REASONS = {
   { "ApiRejected", "False", "Degraded" },
   { "ImmutableFieldChanged", "False", "Degraded" },
   { "ImmutableFieldChanged", "True", "Degraded" },
+  { "UpdateNotApplied", "False", "Degraded" },
   { "NameConflict", "False", "Degraded" },
   { "AuthenticationFailed", "False", "Degraded" },
   { "HostNotAllowed", "False", "Degraded" },
@@ -142,6 +144,12 @@ case("Synced terminal with Ready True", object("DatabricksNetwork",
 case("Ready and Synced terminal: Ready's message", object("DatabricksNetwork",
   { cond("Ready", "False", "NotFound", "Ready: gone", 3), cond("Synced", "False", "ApiRejected", "Synced: refused", 3) }),
   "Degraded", "Ready: gone")
+case("Synced UpdateNotApplied degrades a RUNNING workspace", object("DatabricksWorkspace",
+  { cond("Ready", "True", "Available", "ok", 3), cond("Synced", "False", "UpdateNotApplied", "not applied", 3) }),
+  "Degraded", "not applied")
+case("Synced Updating with Ready True stays Healthy", object("DatabricksWorkspace",
+  { cond("Ready", "True", "Available", "ready", 3), cond("Synced", "False", "Updating", "tags pending", 3) }),
+  "Healthy", "ready")
 case("Synced ApiUnavailable with Ready True stays Healthy", object("DatabricksCredential",
   { cond("Ready", "True", "Available", "ready", 3), cond("Synced", "False", "ApiUnavailable", "API down", 3) }),
   "Healthy", "ready")

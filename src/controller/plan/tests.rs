@@ -10,7 +10,7 @@ use super::*;
 use crate::controller::managed::DepKind;
 use crate::crd::{
     DatabricksCredential, DatabricksKeyConfig, DatabricksNetwork, DatabricksPrivateAccessSettings,
-    DatabricksStorageConfig, DatabricksVpcEndpoint, DatabricksWorkspace, PendingCreate,
+    DatabricksStorageConfig, DatabricksVpcEndpoint, DatabricksWorkspace, PendingCreate, SentUpdate,
 };
 
 const POLL: Duration = Duration::from_secs(600);
@@ -1116,5 +1116,315 @@ fn a_workspace_binds_its_ncc_and_never_unbinds_it() {
     assert_eq!(
         (dep.kind, dep.region.as_deref()),
         (DepKind::Ncc, Some("eu-west-3"))
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Following a workspace update until Databricks shows it.
+
+/// When the update in [`sent`] was sent.
+const SENT_AT: &str = "2026-11-29T12:00:00Z";
+
+fn at(offset_secs: i64) -> Timestamp {
+    SENT_AT.parse::<Timestamp>().unwrap()
+        + k8s_openapi::jiff::SignedDuration::from_secs(offset_secs)
+}
+
+fn limits() -> ApplyLimits {
+    ApplyLimits {
+        update: Duration::from_secs(20 * 60),
+        tags: Duration::from_secs(60 * 60),
+    }
+}
+
+/// The record of a PATCH of `fields` (name, value) at [`SENT_AT`] for generation 2.
+fn sent(fields: &[(&str, &str)]) -> SentUpdate {
+    SentUpdate {
+        fields: fields.iter().map(|(f, _)| f.to_string()).collect(),
+        values: fields
+            .iter()
+            .map(|(f, v)| (f.to_string(), v.to_string()))
+            .collect(),
+        generation: Some(2),
+        sent_at: SENT_AT.into(),
+        applied_at: None,
+    }
+}
+
+fn patch(fields: m::WorkspaceUpdate) -> Change {
+    Change::Update(Update::Workspace { id: 42, fields })
+}
+
+fn creds(id: &str) -> m::WorkspaceUpdate {
+    m::WorkspaceUpdate {
+        credentials_id: Some(id.into()),
+        ..Default::default()
+    }
+}
+
+fn reason(a: &Act) -> String {
+    match a {
+        Act::Wait { reason, .. } => reason.as_str().to_string(),
+        Act::Change(c) => format!("Change({})", mask(c.clone())),
+        Act::Applied => "Applied".into(),
+    }
+}
+
+fn message(a: &Act) -> String {
+    match a {
+        Act::Wait { message, .. } => message.clone(),
+        other => panic!("expected a wait, got {other:?}"),
+    }
+}
+
+/// A first difference is sent at once: nothing was sent before.
+#[test]
+fn a_new_difference_on_a_running_workspace_is_sent() {
+    let a = follow_update(patch(creds("c-2")), None, Some(2), None, at(0), limits());
+    assert_eq!(reason(&a), "Change(credentials_id)");
+}
+
+/// The bug of issue 12: the GET still shows the old value while Databricks applies it, and
+/// sending it again at every poll re-provisions the workspace each time.
+#[test]
+fn an_update_sent_is_not_sent_again_while_databricks_applies_it() {
+    let s = sent(&[("credentials_id", "c-2")]);
+    let a = follow_update(
+        patch(creds("c-2")),
+        Some(&s),
+        Some(2),
+        None,
+        at(60),
+        limits(),
+    );
+    assert_eq!(reason(&a), "Updating");
+    let msg = message(&a);
+    assert!(
+        msg.contains("credentials_id") && msg.contains(SENT_AT),
+        "{msg}"
+    );
+    // A later spec edit elsewhere does not resend what is still being applied.
+    let a = follow_update(
+        patch(creds("c-2")),
+        Some(&s),
+        Some(3),
+        None,
+        at(60),
+        limits(),
+    );
+    assert_eq!(reason(&a), "Updating");
+}
+
+/// Past the bound, the operator says the API did not apply it, and still does not resend it.
+#[test]
+fn an_update_not_shown_after_its_limit_is_reported_not_applied() {
+    let s = sent(&[("credentials_id", "c-2")]);
+    let a = follow_update(
+        patch(creds("c-2")),
+        Some(&s),
+        Some(2),
+        None,
+        at(20 * 60),
+        limits(),
+    );
+    assert_eq!(reason(&a), "UpdateNotApplied");
+    assert!(message(&a).contains("credentials_id"), "{a:?}");
+    // Tags get an hour: 20 minutes in, they are still being applied.
+    let tags = m::WorkspaceUpdate {
+        custom_tags: Some([("team".to_string(), "b".to_string())].into()),
+        ..Default::default()
+    };
+    let s = sent(&[("custom_tags", r#"{"team":"b"}"#)]);
+    let a = follow_update(
+        patch(tags.clone()),
+        Some(&s),
+        Some(2),
+        None,
+        at(20 * 60),
+        limits(),
+    );
+    assert_eq!(reason(&a), "Updating");
+    let a = follow_update(patch(tags), Some(&s), Some(2), None, at(3600), limits());
+    assert_eq!(reason(&a), "UpdateNotApplied");
+}
+
+/// Only what was not sent yet goes out: a new value, or a field added since.
+#[test]
+fn only_the_fields_not_sent_yet_are_sent() {
+    let s = sent(&[("custom_tags", r#"{"team":"b"}"#)]);
+    let both = m::WorkspaceUpdate {
+        credentials_id: Some("c-2".into()),
+        custom_tags: Some([("team".to_string(), "b".to_string())].into()),
+        ..Default::default()
+    };
+    let a = follow_update(patch(both), Some(&s), Some(3), None, at(60), limits());
+    assert_eq!(reason(&a), "Change(credentials_id)");
+    let other_value = creds("c-3");
+    let s = sent(&[("credentials_id", "c-2")]);
+    let a = follow_update(
+        patch(other_value),
+        Some(&s),
+        Some(3),
+        None,
+        at(60),
+        limits(),
+    );
+    assert_eq!(reason(&a), "Change(credentials_id)");
+}
+
+/// An edit while the workspace provisions waits for it with its own reason, instead of being
+/// refused by the API (`INVALID_STATE`, reported `ApiRejected`).
+#[test]
+fn an_edit_while_the_workspace_provisions_waits_with_update_pending() {
+    let why = "the workspace is PROVISIONING";
+    let a = follow_update(
+        patch(creds("c-2")),
+        None,
+        Some(2),
+        Some(why),
+        at(0),
+        limits(),
+    );
+    assert_eq!(reason(&a), "UpdatePending");
+    let msg = message(&a);
+    assert!(
+        msg.contains("credentials_id") && msg.contains("PROVISIONING"),
+        "{msg}"
+    );
+    // Sent already, and the workspace re-provisions for it: Updating.
+    let s = sent(&[("credentials_id", "c-2")]);
+    let a = follow_update(
+        patch(creds("c-2")),
+        Some(&s),
+        Some(2),
+        Some(why),
+        at(5),
+        limits(),
+    );
+    assert_eq!(reason(&a), "Updating");
+}
+
+/// Once the workspace shows every field and no longer provisions, the update is applied; while
+/// it still provisions for it, it is `Updating`.
+#[test]
+fn an_update_is_applied_when_shown_and_settled() {
+    let s = sent(&[("credentials_id", "c-2")]);
+    let why = "the workspace is PROVISIONING";
+    let a = follow_update(Change::None, Some(&s), Some(2), Some(why), at(30), limits());
+    assert_eq!(reason(&a), "Updating");
+    assert_eq!(
+        follow_update(Change::None, Some(&s), Some(2), None, at(60), limits()),
+        Act::Applied
+    );
+    let done = SentUpdate {
+        applied_at: Some(at(60).to_string()),
+        ..s
+    };
+    assert_eq!(
+        follow_update(Change::None, Some(&done), Some(2), None, at(90), limits()),
+        Act::Change(Change::None)
+    );
+}
+
+/// A value that showed and went back (a storage key change can revert silently) is reported,
+/// not sent in a loop; an edit of the spec sends it again.
+#[test]
+fn a_value_that_went_back_is_reported_until_the_spec_changes() {
+    let key = m::WorkspaceUpdate {
+        storage_customer_managed_key_id: Some("k-1".into()),
+        ..Default::default()
+    };
+    let s = SentUpdate {
+        applied_at: Some(at(60).to_string()),
+        ..sent(&[("storage_customer_managed_key_id", "k-1")])
+    };
+    let a = follow_update(
+        patch(key.clone()),
+        Some(&s),
+        Some(2),
+        None,
+        at(30 * 60),
+        limits(),
+    );
+    assert_eq!(reason(&a), "UpdateNotApplied");
+    assert!(message(&a).contains("went back"), "{a:?}");
+    let a = follow_update(patch(key), Some(&s), Some(3), None, at(30 * 60), limits());
+    assert_eq!(reason(&a), "Change(storage_customer_managed_key_id)");
+}
+
+/// Other kinds' updates (PUT of private access settings) are sent as before.
+#[test]
+fn updates_that_show_at_once_are_not_followed() {
+    let put = Change::Update(Update::PrivateAccess {
+        id: "p".into(),
+        request: m::PrivateAccessSettingsRequest {
+            private_access_settings_name: "p".into(),
+            region: "us-west-2".into(),
+            public_access_enabled: false,
+            private_access_level: None,
+            allowed_vpc_endpoint_ids: Vec::new(),
+        },
+    });
+    assert_eq!(
+        follow_update(put.clone(), None, Some(1), None, at(0), limits()),
+        Act::Change(put)
+    );
+}
+
+/// The record keeps the fields still being applied, so that they are not sent again.
+#[test]
+fn the_record_keeps_fields_still_being_applied() {
+    let s = sent(&[("custom_tags", r#"{"team":"b"}"#)]);
+    let r = record_sent(Some(&s), &creds("c-2").values(), Some(3), at(60));
+    assert_eq!(r.fields, vec!["credentials_id", "custom_tags"]);
+    assert_eq!(r.generation, Some(3));
+    assert_eq!(r.sent_at, at(60).to_string());
+    assert_eq!(r.applied_at, None);
+    let applied = SentUpdate {
+        applied_at: Some(at(30).to_string()),
+        ..s
+    };
+    let r = record_sent(Some(&applied), &creds("c-2").values(), Some(3), at(60));
+    assert_eq!(r.fields, vec!["credentials_id"]);
+}
+
+/// The API cannot remove keys, an NCC binding or every tag: such an edit names the field and
+/// sends nothing.
+#[test]
+fn removing_what_databricks_cannot_remove_is_an_immutable_change() {
+    let w = workspace(json!({}));
+    let r = ws_remote(
+        "RUNNING",
+        json!({"managed_services_customer_managed_key_id": "k-m",
+               "storage_customer_managed_key_id": "k-s",
+               "network_connectivity_config_id": "ncc-1",
+               "custom_tags": {"team": "a"}}),
+    );
+    assert_eq!(
+        change(&w, &r, &ws_deps(&[])),
+        Change::Immutable(vec![
+            "managedServicesKey",
+            "storageKey",
+            "customTags",
+            "networkConnectivityConfig"
+        ])
+    );
+    // Replacing the tags is an update; keeping the keys is nothing.
+    let kept = workspace(
+        json!({"customTags": {"team": "b"}, "managedServicesKey": {"name": "m"},
+                               "storageKey": {"name": "s"}}),
+    );
+    let r = ws_remote(
+        "RUNNING",
+        json!({"managed_services_customer_managed_key_id": "k-m",
+               "storage_customer_managed_key_id": "k-s", "custom_tags": {"team": "a"}}),
+    );
+    assert_eq!(
+        mask(change(
+            &kept,
+            &r,
+            &ws_deps(&[("managedServicesKey", "k-m"), ("storageKey", "k-s")])
+        )),
+        "custom_tags"
     );
 }

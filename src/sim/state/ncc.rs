@@ -401,6 +401,7 @@ mod tests {
             deletion_ms: 500,
             endpoint_pending_ms: 200,
             in_use_linger_ms: 0,
+            tags_apply_ms: 0,
             regions: super::super::default_regions(),
             no_cmk_regions: Vec::new(),
         })
