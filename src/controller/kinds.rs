@@ -972,8 +972,13 @@ impl Managed for DatabricksWorkspace {
         if deps.one("storageKey").is_none() && set(&r.storage_customer_managed_key_id) {
             v.push("storageKey");
         }
-        // An empty tags map is "update not applied": tags can be replaced, not all removed.
-        if self.spec.custom_tags.is_empty() && !r.custom_tags.is_empty() {
+        // Tags can be replaced, not all removed: an empty map on a workspace this operator made
+        // is a removal it cannot apply. On an adopted one (externalId) it means "not managed
+        // here": the tags it came with are left alone, not reported.
+        if self.spec.custom_tags.is_empty()
+            && !r.custom_tags.is_empty()
+            && self.spec.management.external_id.is_none()
+        {
             v.push("customTags");
         }
         if deps.one("privateAccessSettings").is_none() && r.private_access_settings_id.is_some() {

@@ -101,7 +101,8 @@ pub struct DatabricksWorkspaceSpec {
     pub pricing_tier: Option<PricingTier>,
     /// AWS tags for the workspace's resources (keys 1–127, values up to 255 characters). They can
     /// be changed, not all removed: Databricks cannot remove every tag, so an empty map on a
-    /// workspace that has tags is reported as `ImmutableFieldChanged`. Databricks may take up to an
+    /// workspace this operator created with tags is reported as `ImmutableFieldChanged` (on one
+    /// adopted with `externalId`, no tags here leaves its tags alone). Databricks may take up to an
     /// hour to show a change.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(extend("maxProperties" = 50, "additionalProperties" = {"type": "string", "maxLength": 255}))]

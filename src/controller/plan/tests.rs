@@ -1427,4 +1427,8 @@ fn removing_what_databricks_cannot_remove_is_an_immutable_change() {
         )),
         "custom_tags"
     );
+    // An adopted workspace whose spec names no tags leaves the ones it came with alone.
+    let adopted = workspace(json!({"externalId": "123"}));
+    let r = ws_remote("RUNNING", json!({"custom_tags": {"team": "a"}}));
+    assert_eq!(change(&adopted, &r, &ws_deps(&[])), Change::None);
 }
