@@ -640,6 +640,24 @@ pub fn file_name(m: &Manifest) -> String {
     )
 }
 
+/// Checks a Kubernetes object name given on the command line (`--account-name`,
+/// `--secret-name`): it names a file of `--out-dir` too, so nothing but a DNS subdomain passes.
+pub fn check_name(flag: &str, name: &str) -> Result<(), String> {
+    let ok = (1..=253).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name.ends_with(|c: char| c.is_ascii_alphanumeric());
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{flag} {name:?}: a Kubernetes name (lowercase letters, digits, '-' and '.', 1-253 characters)"
+        ))
+    }
+}
+
 /// Kinds of `--kind` values, refusing unknown ones.
 pub fn parse_kinds(values: &[String]) -> Result<BTreeSet<String>, String> {
     let mut out = BTreeSet::new();
@@ -680,6 +698,16 @@ mod tests {
         assert!(again.ends_with("-2"), "{again}");
         assert_eq!(n.reference("1"), json!({"name": "prod-vpc-us-east-1"}));
         assert_eq!(n.reference("other"), json!({"id": "other"}));
+    }
+
+    /// Names from the command line must be Kubernetes names (they also name files).
+    #[test]
+    fn names_from_flags_are_checked() {
+        assert!(check_name("--account-name", "default").is_ok());
+        assert!(check_name("--account-name", "team-a.prod").is_ok());
+        for bad in ["", "../x", "a/b", "Default", "-a", "a-", &"a".repeat(254)] {
+            assert!(check_name("--account-name", bad).is_err(), "{bad:?}");
+        }
     }
 
     /// Unknown `--kind` values are refused with the list.

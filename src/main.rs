@@ -92,6 +92,8 @@ struct ExportArgs {
 async fn export(args: ExportArgs) -> Result<(), String> {
     use databricks_account_operator::databricks::{AccountClient, AccountConfig};
     use databricks_account_operator::export;
+    export::check_name("--account-name", &args.account_name)?;
+    export::check_name("--secret-name", &args.secret_name)?;
     let opts = export::Options {
         kinds: export::parse_kinds(&args.kinds).map_err(|e| format!("--kind: {e}"))?,
         workspaces: args.workspaces,
