@@ -382,6 +382,20 @@ enum Event {
 /// A phase longer than this prints the Account API requests it made.
 const SLOW: Duration = Duration::from_secs(20);
 
+/// Objects still there, each with what its `Synced` condition says.
+fn describe(objects: &[(String, DynamicObject)]) -> Vec<String> {
+    objects
+        .iter()
+        .map(|(k, o)| {
+            format!(
+                "{k}/{} {:?}",
+                o.name_any(),
+                common::condition(o, "Synced").map(|c| c.message)
+            )
+        })
+        .collect()
+}
+
 struct Soak {
     client: Client,
     sim: SimHandle,
@@ -459,16 +473,7 @@ impl Soak {
                 return;
             }
             if started.elapsed() > Duration::from_secs(120) {
-                let left: Vec<String> = left
-                    .iter()
-                    .map(|(k, o)| {
-                        format!(
-                            "{k}/{} {:?}",
-                            o.name_any(),
-                            common::condition(o, "Synced").map(|c| c.message)
-                        )
-                    })
-                    .collect();
+                let left = describe(&left);
                 self.violations.push(format!(
                     "round {round}: objects in {ns} not gone 120 s after their delete: {left:?}\noperator log:\n{}",
                     self.log_tail()
@@ -591,18 +596,7 @@ impl Soak {
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        let left: Vec<String> = self
-            .objects(ns)
-            .await
-            .iter()
-            .map(|(k, o)| {
-                format!(
-                    "{k}/{} {:?}",
-                    o.name_any(),
-                    common::condition(o, "Synced").map(|c| c.message)
-                )
-            })
-            .collect();
+        let left = describe(&self.objects(ns).await);
         self.violations.push(format!(
             "round {round}: namespace {ns} not gone 120 s after its delete; left: {left:?}\noperator log:\n{}",
             self.log_tail()
