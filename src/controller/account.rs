@@ -316,6 +316,14 @@ async fn apply(acct: Arc<DatabricksAccount>, ctx: Arc<Context>, ns: &str) -> Res
             poll.saturating_sub(at.elapsed()),
         )));
     }
+    // The check is a list of credentials shared with the credentials' own reads: a periodic
+    // check of a client that worked accepts a list made within the poll interval (steady state
+    // costs one credentials list per interval, not two); a new client, one that failed, or a
+    // nudge (credentials refused somewhere, the Secret changed) asks the API now.
+    let max_age = match &existing {
+        Some(e) if e.ready && e.checked.is_some() => poll,
+        _ => Duration::ZERO,
+    };
     let fence: Arc<dyn crate::databricks::WriteGate> = Arc::new(ctx.settings.fence.clone());
     let client = match existing {
         Some(e) => e.client,
@@ -333,8 +341,13 @@ async fn apply(acct: Arc<DatabricksAccount>, ctx: Arc<Context>, ns: &str) -> Res
             }
         },
     };
-    let (ready, reason, message, next) = match client.check().await {
-        Ok(()) => {
+    let mut checked = None;
+    let listed = ctx
+        .list_asked::<crate::databricks::models::Credential>(&key, &client, max_age)
+        .await;
+    let (ready, reason, message, next) = match listed {
+        Ok((_, asked)) => {
+            checked = Some(asked);
             ctx.succeeded(&obj_key);
             (
                 true,
@@ -366,7 +379,7 @@ async fn apply(acct: Arc<DatabricksAccount>, ctx: Arc<Context>, ns: &str) -> Res
             fingerprint,
             ready,
             message: bounds::message(&message),
-            checked: ready.then(tokio::time::Instant::now),
+            checked,
         },
     );
     if ready != was_ready {

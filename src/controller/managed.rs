@@ -258,6 +258,14 @@ where
     if current == Some(status) {
         return Ok(None);
     }
+    if tracing::enabled!(target: "databricks_account_operator::status", tracing::Level::DEBUG) {
+        tracing::debug!(
+            target: "databricks_account_operator::status",
+            object = %format!("{}/{}/{}", K::kind(&()), obj.namespace().unwrap_or_default(), obj.name_any()),
+            changed = %changed_fields(current, status).join(","),
+            "status write"
+        );
+    }
     // The resourceVersion makes the write conditional: a reconcile that started from a cached
     // object older than the last write (for example one without the Databricks ID yet) fails
     // with a conflict instead of erasing what the newer write recorded.
@@ -275,6 +283,54 @@ where
         )
         .await?;
     Ok(written.resource_version())
+}
+
+/// The top-level status fields (and condition types) in which `new` differs from `old`: what a
+/// status write changes, for the `databricks_account_operator::status` debug log.
+fn changed_fields<S: Serialize>(old: Option<&S>, new: &S) -> Vec<String> {
+    use serde_json::Value;
+    let as_map = |v: Option<Value>| match v {
+        Some(Value::Object(m)) => m,
+        _ => serde_json::Map::new(),
+    };
+    let old = as_map(old.and_then(|o| serde_json::to_value(o).ok()));
+    let new = as_map(serde_json::to_value(new).ok());
+    let conditions = |m: &serde_json::Map<String, Value>| -> Vec<(String, Value)> {
+        m.get("conditions")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .map(|c| {
+                let t = c.get("type").and_then(Value::as_str).unwrap_or("?");
+                (t.to_string(), c.clone())
+            })
+            .collect()
+    };
+    let mut keys: Vec<&String> = old.keys().chain(new.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    let mut changed = Vec::new();
+    for k in keys {
+        if old.get(k) == new.get(k) {
+            continue;
+        }
+        if k == "conditions" {
+            let (o, n) = (conditions(&old), conditions(&new));
+            let mut types: Vec<&String> = o.iter().chain(n.iter()).map(|(t, _)| t).collect();
+            types.sort();
+            types.dedup();
+            for t in types {
+                let find =
+                    |l: &[(String, Value)]| l.iter().find(|(x, _)| x == t).map(|(_, c)| c.clone());
+                if find(&o) != find(&n) {
+                    changed.push(format!("conditions[{t}]"));
+                }
+            }
+        } else {
+            changed.push(k.clone());
+        }
+    }
+    changed
 }
 
 /// Adds or removes the finalizer with a merge patch guarded by `resourceVersion`.
@@ -1300,6 +1356,28 @@ async fn gone<K: Managed>(
 mod tests {
     use super::*;
     use crate::crd::DatabricksWorkspace;
+
+    /// The status debug log names exactly the fields and conditions a write changes.
+    #[test]
+    fn changed_fields_names_fields_and_condition_types() {
+        let old = serde_json::json!({
+            "id": "a", "same": 1,
+            "conditions": [{"type": "Ready", "status": "True"}, {"type": "Synced", "status": "True"}]
+        });
+        let new = serde_json::json!({
+            "id": "b", "same": 1, "added": true,
+            "conditions": [{"type": "Ready", "status": "False"}, {"type": "Synced", "status": "True"}]
+        });
+        assert_eq!(
+            changed_fields(Some(&old), &new),
+            ["added", "conditions[Ready]", "id"]
+        );
+        assert_eq!(changed_fields(Some(&new), &new), Vec::<String>::new());
+        assert_eq!(
+            changed_fields(None, &serde_json::json!({"id": "x"})),
+            ["id"]
+        );
+    }
 
     /// Deleting a credential must wait for the workspaces that name it, and only those: the
     /// dependencies a workspace declares are exactly the fields its spec names.

@@ -472,7 +472,12 @@ impl Context {
             self.track();
             slot
         };
-        let outdated = |asked: Instant| lock(&slot.outdated_since).is_some_and(|s| asked < s);
+        // A reader needs a list asked after the changes known when it came (those that woke
+        // it); changes made while it waits wake readers of their own. Taken live instead, every
+        // change during a list call (a busy account's calls wait in its rate limiter) would
+        // send each waiter on to a list of its own, one after another.
+        let need = current.then(|| *lock(&slot.outdated_since)).flatten();
+        let outdated = |asked: Instant| need.is_some_and(|s| asked < s);
         if current {
             // Known to be out of date: objects that ask at about the same time (a network for
             // each workspace that changed) share one list made a moment after the last one
