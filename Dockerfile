@@ -12,6 +12,8 @@ WORKDIR /src
 # workspace resolves only with every member's manifest and every declared target, so the member
 # crates (under src/) get empty sources and the benchmark, which the image never builds, a stub.
 COPY Cargo.toml Cargo.lock ./
+# jemalloc's build-time settings (see the file).
+COPY .cargo ./.cargo
 COPY src/databricks/Cargo.toml ./src/databricks/
 COPY src/sim/Cargo.toml ./src/sim/
 RUN echo 'fn main() {}' | tee src/main.rs src/sim/main.rs >/dev/null \
