@@ -8,48 +8,21 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use base64::Engine;
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use tokio::sync::Mutex;
 
 use super::error::AuthError;
 
-/// A secret string: never shown by `Debug` or `Display`.
-#[derive(Clone, PartialEq, Eq, Default)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret value.
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    /// The value, for the one place that must send it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Secret([redacted])")
-    }
-}
-
-impl From<String> for Secret {
-    fn from(s: String) -> Self {
-        Self(s)
-    }
-}
-
 /// How to authenticate to the Account API.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub enum Credentials {
     /// OAuth machine-to-machine: a service principal's client ID and secret.
     OAuthM2M {
         /// The service principal's application (client) ID.
         client_id: String,
         /// Its OAuth secret.
-        client_secret: Secret,
+        client_secret: SecretString,
     },
     /// OAuth token federation: a JWT read from a file (such as a projected Kubernetes
     /// service-account token) is exchanged for an account token. No static secret.
@@ -65,7 +38,7 @@ pub enum Credentials {
         /// Username.
         username: String,
         /// Password.
-        password: Secret,
+        password: SecretString,
     },
 }
 
@@ -100,7 +73,7 @@ struct OAuthError {
 }
 
 struct Cached {
-    token: Secret,
+    token: SecretString,
     refresh_at: Instant,
     expires_at: Instant,
 }
@@ -145,7 +118,7 @@ impl TokenSource {
     /// when it is close to expiry; one caller refreshes while the others wait for its result).
     pub(crate) async fn header(&self) -> Result<String, AuthError> {
         if let Credentials::Basic { username, password } = &self.credentials {
-            let raw = format!("{username}:{}", password.expose());
+            let raw = format!("{username}:{}", password.expose_secret());
             return Ok(format!(
                 "Basic {}",
                 base64::engine::general_purpose::STANDARD.encode(raw)
@@ -156,11 +129,11 @@ impl TokenSource {
         if let Some(c) = guard.as_ref()
             && now < c.refresh_at
         {
-            return Ok(format!("Bearer {}", c.token.expose()));
+            return Ok(format!("Bearer {}", c.token.expose_secret()));
         }
         match self.fetch().await {
             Ok((token, lifetime)) => {
-                let header = format!("Bearer {}", token.expose());
+                let header = format!("Bearer {}", token.expose_secret());
                 *guard = Some(Cached {
                     token,
                     refresh_at: crate::bounds::after(
@@ -176,7 +149,7 @@ impl TokenSource {
                     if c.expires_at.saturating_duration_since(now) > Duration::from_secs(10) =>
                 {
                     tracing::warn!(error = %e, "token refresh failed; using the cached token until it expires");
-                    Ok(format!("Bearer {}", c.token.expose()))
+                    Ok(format!("Bearer {}", c.token.expose_secret()))
                 }
                 _ => Err(e),
             },
@@ -194,14 +167,14 @@ impl TokenSource {
         let mut guard = self.cached.lock().await;
         if guard
             .as_ref()
-            .is_some_and(|c| rejected == format!("Bearer {}", c.token.expose()))
+            .is_some_and(|c| rejected == format!("Bearer {}", c.token.expose_secret()))
         {
             *guard = None;
         }
         true
     }
 
-    async fn fetch(&self) -> Result<(Secret, Duration), AuthError> {
+    async fn fetch(&self) -> Result<(SecretString, Duration), AuthError> {
         let endpoint = self.token_endpoint.clone();
         let mut attempt = 0u32;
         loop {
@@ -273,7 +246,7 @@ impl TokenSource {
                     // Believed up to a day, whatever the server says.
                     let lifetime = Duration::from_secs(t.expires_in.unwrap_or(3600).max(1))
                         .min(crate::bounds::MAX_TOKEN_LIFETIME);
-                    return Ok((Secret::new(t.access_token), lifetime));
+                    return Ok((SecretString::from(t.access_token), lifetime));
                 }
             }
         }
@@ -286,7 +259,7 @@ impl TokenSource {
                 client_id,
                 client_secret,
             } => req
-                .basic_auth(client_id, Some(client_secret.expose()))
+                .basic_auth(client_id, Some(client_secret.expose_secret()))
                 .form(&[("grant_type", "client_credentials"), ("scope", "all-apis")]),
             Credentials::Federation {
                 client_id,
@@ -337,11 +310,11 @@ mod tests {
     fn secrets_are_redacted_in_debug_output() {
         let c = Credentials::OAuthM2M {
             client_id: "id".into(),
-            client_secret: Secret::new("s3cr3t-value"),
+            client_secret: SecretString::from("s3cr3t-value"),
         };
         let shown = format!("{c:?}");
         assert!(!shown.contains("s3cr3t-value"), "{shown}");
-        assert!(shown.contains("redacted"));
+        assert!(shown.contains("REDACTED"), "{shown}");
     }
 
     /// Refresh starts well before expiry but not absurdly early for long tokens.
