@@ -664,18 +664,18 @@ fn parse_retry_after(v: &str) -> Option<Duration> {
     Some(wait.min(crate::bounds::MAX_RETRY_AFTER))
 }
 
-/// Percent-encodes everything but the URL-unreserved characters, so the result is exactly one
-/// path segment.
+/// Everything but the URL-unreserved characters (RFC 3986 §2.3) is encoded, so the result is
+/// exactly one path segment. `url`'s path-segment set would leave sub-delimiters such as `=` and
+/// `;` raw, which some servers read as parameters.
+const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+/// Percent-encodes `raw` as one path segment.
 fn encode_segment(raw: &str) -> String {
-    let mut out = String::with_capacity(raw.len());
-    for b in raw.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    percent_encoding::utf8_percent_encode(raw, SEGMENT).to_string()
 }
 
 /// Checks that a successful answer is JSON or empty; the error is the parser's message.
@@ -699,6 +699,14 @@ fn parse_optional<T: DeserializeOwned>(body: &[u8]) -> Option<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An ID is one segment whatever it holds: separators, sub-delimiters and UTF-8 are encoded.
+    #[test]
+    fn segments_encode_all_but_unreserved_characters() {
+        assert_eq!(encode_segment("a-b_c.d~e"), "a-b_c.d~e");
+        assert_eq!(encode_segment("a/b;c=d:e@f"), "a%2Fb%3Bc%3Dd%3Ae%40f");
+        assert_eq!(encode_segment("é %"), "%C3%A9%20%25");
+    }
 
     /// `Retry-After` in either form, never beyond ten minutes, whatever the server says.
     #[test]
