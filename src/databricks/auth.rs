@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use backon::{ExponentialBuilder, Retryable};
 use base64::Engine;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -174,85 +175,78 @@ impl TokenSource {
         true
     }
 
+    /// Fetches a token, retrying what may pass on its own (a 429 or 5xx, a connection failure, an
+    /// unreadable token file) up to three times, after 0.1–0.2 s, 0.2–0.4 s and 0.4–0.8 s.
     async fn fetch(&self) -> Result<(SecretString, Duration), AuthError> {
-        let endpoint = self.token_endpoint.clone();
-        let mut attempt = 0u32;
-        loop {
-            match self.fetch_once().await {
-                Err(e) if e.is_retryable() && attempt < 3 => {
-                    attempt += 1;
-                    tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
-                }
-                Err(e) => return Err(e),
-                Ok(mut resp) => {
-                    let status = resp.status().as_u16();
-                    // A token answer is small; a larger one is cut and then fails to parse.
-                    let mut body = Vec::new();
-                    while let Some(chunk) =
-                        resp.chunk().await.map_err(|source| AuthError::Transport {
-                            endpoint: endpoint.clone(),
-                            source,
-                        })?
-                    {
-                        let room = MAX_TOKEN_BODY.saturating_sub(body.len());
-                        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
-                        if room < chunk.len() {
-                            break;
-                        }
-                    }
-                    if !(200..300).contains(&status) {
-                        let e: OAuthError = serde_json::from_slice(&body).unwrap_or_default();
-                        let code = e
-                            .error
-                            .or_else(|| {
-                                e.error_code
-                                    .map(|c| c.to_string().trim_matches('"').to_string())
-                            })
-                            .unwrap_or_else(|| status.to_string());
-                        let message = e
-                            .error_description
-                            .or(e.message)
-                            .map(|m| crate::bounds::truncate(&m, 512))
-                            .unwrap_or_else(|| {
-                                String::from_utf8_lossy(&body).chars().take(200).collect()
-                            });
-                        let code = crate::bounds::truncate(&code, 64);
-                        let message = if message.trim().is_empty() && (300..400).contains(&status) {
-                            "a redirect; the operator follows no redirects".to_string()
-                        } else if message.trim().is_empty() {
-                            "no detail in the answer".to_string()
-                        } else {
-                            message
-                        };
-                        let err = AuthError::Refused {
-                            endpoint: endpoint.clone(),
-                            status,
-                            code,
-                            message,
-                        };
-                        if err.is_retryable() && attempt < 3 {
-                            attempt += 1;
-                            tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt)))
-                                .await;
-                            continue;
-                        }
-                        return Err(err);
-                    }
-                    let t: TokenResponse =
-                        serde_json::from_slice(&body).map_err(|source| AuthError::Decode {
-                            endpoint: endpoint.clone(),
-                            source,
-                        })?;
-                    // Believed up to a day, whatever the server says.
-                    let lifetime = Duration::from_secs(t.expires_in.unwrap_or(3600).max(1))
-                        .min(crate::bounds::MAX_TOKEN_LIFETIME);
-                    return Ok((SecretString::from(t.access_token), lifetime));
-                }
-            }
-        }
+        let policy = ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(100))
+            .with_max_times(3)
+            .with_jitter();
+        (|| self.fetch_once())
+            .retry(policy)
+            .when(AuthError::is_retryable)
+            .await
     }
 
-    async fn fetch_once(&self) -> Result<reqwest::Response, AuthError> {
+    /// One exchange with the token endpoint.
+    async fn fetch_once(&self) -> Result<(SecretString, Duration), AuthError> {
+        let endpoint = &self.token_endpoint;
+        let mut resp = self.send().await?;
+        let status = resp.status().as_u16();
+        // A token answer is small; a larger one is cut and then fails to parse.
+        let mut body = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(|source| AuthError::Transport {
+            endpoint: endpoint.clone(),
+            source,
+        })? {
+            let room = MAX_TOKEN_BODY.saturating_sub(body.len());
+            body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            if room < chunk.len() {
+                break;
+            }
+        }
+        if !(200..300).contains(&status) {
+            let e: OAuthError = serde_json::from_slice(&body).unwrap_or_default();
+            let code = e
+                .error
+                .or_else(|| {
+                    e.error_code
+                        .map(|c| c.to_string().trim_matches('"').to_string())
+                })
+                .unwrap_or_else(|| status.to_string());
+            let message = e
+                .error_description
+                .or(e.message)
+                .map(|m| crate::bounds::truncate(&m, 512))
+                .unwrap_or_else(|| String::from_utf8_lossy(&body).chars().take(200).collect());
+            let code = crate::bounds::truncate(&code, 64);
+            let message = if message.trim().is_empty() && (300..400).contains(&status) {
+                "a redirect; the operator follows no redirects".to_string()
+            } else if message.trim().is_empty() {
+                "no detail in the answer".to_string()
+            } else {
+                message
+            };
+            return Err(AuthError::Refused {
+                endpoint: endpoint.clone(),
+                status,
+                code,
+                message,
+            });
+        }
+        let t: TokenResponse =
+            serde_json::from_slice(&body).map_err(|source| AuthError::Decode {
+                endpoint: endpoint.clone(),
+                source,
+            })?;
+        // Believed up to a day, whatever the server says.
+        let lifetime = Duration::from_secs(t.expires_in.unwrap_or(3600).max(1))
+            .min(crate::bounds::MAX_TOKEN_LIFETIME);
+        Ok((SecretString::from(t.access_token), lifetime))
+    }
+
+    /// Sends the token request for the configured method.
+    async fn send(&self) -> Result<reqwest::Response, AuthError> {
         let req = self.http.post(&self.token_endpoint);
         let req = match &self.credentials {
             Credentials::OAuthM2M {
