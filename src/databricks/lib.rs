@@ -13,7 +13,7 @@ pub mod models;
 pub mod ratelimit;
 
 pub use auth::Credentials;
-pub use client::{AccountClient, CallObserver, CallRecord, RetryPolicy, WriteGate};
+pub use client::{AccountClient, CallObserver, CallRecord, WriteGate};
 pub use config::{AccountConfig, AllowedHosts};
 pub use error::{ApiError, AuthError, ConfigError, Error};
 pub use secrecy::{ExposeSecret, SecretString};
