@@ -554,7 +554,7 @@ impl Context {
         self.track();
     }
 
-    /// Records a failure and returns the backoff before the next attempt ([`error_backoff`]).
+    /// Records a failure and returns the backoff before the next attempt (see `error_backoff`).
     /// `floor` (a `Retry-After`) is honoured even beyond `max_backoff`.
     pub fn backoff(&self, key: &ObjKey, floor: Option<Duration>) -> Duration {
         let max = self.settings.max_backoff;
