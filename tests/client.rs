@@ -18,7 +18,8 @@ use databricks_account_operator::databricks::models::{
     VpcEndpoint, Workspace, WorkspaceStatus, WorkspaceUpdate,
 };
 use databricks_account_operator::databricks::{
-    AccountClient, AccountConfig, AuthError, CallObserver, CallRecord, Credentials, Error, Secret,
+    AccountClient, AccountConfig, AuthError, CallObserver, CallRecord, Credentials, Error,
+    SecretString,
 };
 use databricks_account_sim::{
     self as sim, Faults, LostResponse, RateLimit, ServerError, SimConfig, SimHandle,
@@ -38,14 +39,14 @@ fn install_crypto() {
 fn m2m() -> Credentials {
     Credentials::OAuthM2M {
         client_id: sim::DEFAULT_CLIENT_ID.into(),
-        client_secret: Secret::new(sim::DEFAULT_CLIENT_SECRET),
+        client_secret: SecretString::from(sim::DEFAULT_CLIENT_SECRET),
     }
 }
 
 fn basic() -> Credentials {
     Credentials::Basic {
         username: sim::DEFAULT_USERNAME.into(),
-        password: Secret::new(sim::DEFAULT_PASSWORD),
+        password: SecretString::from(sim::DEFAULT_PASSWORD),
     }
 }
 
@@ -598,7 +599,7 @@ async fn basic_auth_works_and_a_wrong_password_is_unauthorized() {
         &s,
         Credentials::Basic {
             username: sim::DEFAULT_USERNAME.into(),
-            password: Secret::new("wrong"),
+            password: SecretString::from("wrong"),
         },
     );
     let err = bad.check().await.unwrap_err();
@@ -622,7 +623,7 @@ async fn a_wrong_client_secret_is_refused_by_the_token_endpoint() {
         &s,
         Credentials::OAuthM2M {
             client_id: sim::DEFAULT_CLIENT_ID.into(),
-            client_secret: Secret::new("wrong"),
+            client_secret: SecretString::from("wrong"),
         },
     );
     let err = c.check().await.unwrap_err();
@@ -1546,11 +1547,11 @@ async fn debug_output_never_shows_secrets() {
     for creds in [
         Credentials::OAuthM2M {
             client_id: "cid".into(),
-            client_secret: Secret::new(secret),
+            client_secret: SecretString::from(secret),
         },
         Credentials::Basic {
             username: "admin".into(),
-            password: Secret::new(password),
+            password: SecretString::from(password),
         },
     ] {
         let cfg = AccountConfig::new("https://accounts.cloud.databricks.com", ACCOUNT, creds);
@@ -1559,7 +1560,7 @@ async fn debug_output_never_shows_secrets() {
             !shown.contains(secret) && !shown.contains(password),
             "{shown}"
         );
-        assert!(shown.contains("redacted"), "{shown}");
+        assert!(shown.contains("REDACTED"), "{shown}");
         let client = build(cfg.clone());
         let shown = format!("{client:?} {client:#?}");
         assert!(
@@ -1575,7 +1576,7 @@ async fn debug_output_never_shows_secrets() {
         &s,
         Credentials::OAuthM2M {
             client_id: sim::DEFAULT_CLIENT_ID.into(),
-            client_secret: Secret::new(secret),
+            client_secret: SecretString::from(secret),
         },
     );
     let err = c.check().await.unwrap_err();

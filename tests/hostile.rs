@@ -915,7 +915,7 @@ async fn hostile_account_api_servers_get_named_reasons_and_no_secrets() {
     assert_eq!(sim.snapshot()["credentials"].as_array().unwrap().len(), 2);
 
     // A create whose answer names no ID is retried with backoff, not in a loop: the per-object
-    // backoff starts at 1 s and doubles, with jitter of at least 0.8, so k retries take at least
+    // backoff starts at 0.8 s and doubles (jitter only lengthens it), so k retries take at least
     // 0.8·(2^k − 1) s after the first create (both times as the server saw them).
     let creates: Vec<Instant> = no_id
         .requests()

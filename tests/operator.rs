@@ -1542,8 +1542,9 @@ async fn credential_validation_is_retried_while_iam_propagates() {
         let counts = sim.request_count();
         assert_eq!(counts.get("POST /credentials", 200), 1, "{counts:?}");
         // The 4 s window starts at the first attempt, which it refuses. The retries follow the
-        // per-object backoff, at least 0.8 s, 1.6 s and 3.2 s apart (1 s doubling, -20 %
-        // jitter): at most three attempts fall in the window, fewer on a slow machine. Retries
+        // per-object backoff, at least 0.8 s, 1.6 s and 2.5 s apart (doubling from 0.8 s, then
+        // half to all of this test's 5 s maximum): at most three attempts fall in the window,
+        // fewer on a slow machine. Retries
         // without backoff would be refused many more times.
         let refused = counts.get("POST /credentials", 400);
         assert!(

@@ -15,7 +15,7 @@ use super::{AccountEntry, Context, ObjKey};
 use crate::bounds;
 use crate::crd::account::{AccountStatus, DatabricksAccount};
 use crate::crd::{FINALIZER, Reason, SECRET_FINALIZER, SECRET_LABEL};
-use crate::databricks::{AccountClient, AccountConfig, ConfigError, Credentials, Secret};
+use crate::databricks::{AccountClient, AccountConfig, ConfigError, Credentials, SecretString};
 
 /// Longest Secret value used (bytes): client IDs, secrets, usernames and passwords are far shorter.
 const MAX_SECRET_VALUE: usize = 4096;
@@ -128,7 +128,7 @@ async fn build_config(
             )?;
             Credentials::OAuthM2M {
                 client_id: id,
-                client_secret: Secret::new(secret),
+                client_secret: SecretString::from(secret),
             }
         }
         (None, Some(fed), None) => {
@@ -156,7 +156,7 @@ async fn build_config(
             )?;
             Credentials::Basic {
                 username: user,
-                password: Secret::new(pass),
+                password: SecretString::from(pass),
             }
         }
         _ => {

@@ -5,6 +5,16 @@
 //! can never both believe they won the same round. Every round is bounded by a deadline shorter
 //! than the lease, and each success opens the [`WriteFence`] only until the lease could expire:
 //! a replica that stalls (a hung API server, SIGSTOP) sends no Account API write once it resumes.
+//!
+//! Why not `kube-lease-manager` (0.13, the maintained crate that supports kube 5 and
+//! k8s-openapi 0.29): the fence above needs the moment of every successful renewal, and the
+//! crate reports only changes of holder (`changed()`, `watch()`), so a replica paused past its
+//! lease resumes still "leader" until its next read and sends the creates it had pending, which
+//! `tests/leader_fence.rs` forbids. Its renewal is an API call without a deadline (a hung API
+//! server holds it for the client's read timeout, minutes), where each of our rounds ends within
+//! `renew_every`; and it renews its own lease with a patch that carries no `resourceVersion`,
+//! where ours replaces the lease only at the version it read. `kube-leader-election` (0.44)
+//! requires kube 4.
 
 use std::time::Duration;
 

@@ -334,6 +334,15 @@ fn changed_fields<S: Serialize>(old: Option<&S>, new: &S) -> Vec<String> {
 }
 
 /// Adds or removes the finalizer with a merge patch guarded by `resourceVersion`.
+///
+/// Why not kube-runtime's `finalizer()` helper: it removes the finalizer as soon as the
+/// `Event::Cleanup` reconcile returns `Ok`, so a cleanup that must wait and look again (the
+/// dependency-ordered delete waits for referrers to go, a workspace takes minutes to cancel, a
+/// lost create is looked up first: [`Step::Requeue`]) would have to return an error, counted and
+/// backed off as a failure, with its event. Ours keeps three outcomes (release, requeue, error),
+/// and after a release it forgets the object's state and waits until the cache has seen the
+/// release, which the helper gives no place for. A 404 on removal (already gone) is success here,
+/// an error there. ObserveOnly and Orphan objects would fit either: their cleanup only releases.
 pub(super) async fn set_finalizer<K>(api: &Api<K>, obj: &K, present: bool) -> Result<(), Error>
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug,

@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 use k8s_openapi::api::core::v1::Secret as KubeSecret;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Client, Resource, ResourceExt};
@@ -186,8 +187,8 @@ pub struct Context {
     account_nudges: tokio::sync::broadcast::Sender<(String, String)>,
     /// One list per kind per account, shared by every object of that kind.
     lists: Mutex<HashMap<(String, &'static str), CacheSlot>>,
-    /// Per-object error counts, for backoff.
-    failures: Mutex<HashMap<ObjKey, u32>>,
+    /// Per-object backoff after errors: the delays still to come, until a success.
+    failures: Mutex<HashMap<ObjKey, ExponentialBackoff>>,
     /// Per-object gates after a rejection: no API call before the instant unless the generation changes.
     gates: Mutex<HashMap<ObjKey, (Option<i64>, Instant)>>,
     /// When this process's DELETE of an object's remote object was accepted.
@@ -199,6 +200,18 @@ pub struct Context {
     creating: Mutex<NameClaims>,
     /// When an object first met the IAM-propagation error.
     propagation: Mutex<HashMap<ObjKey, Instant>>,
+}
+
+/// The delays after an object's consecutive errors: 0.8–1.6 s, then doubling, jittered (so that
+/// objects that failed together do not retry together), at most `max` (half to all of it once
+/// there). Endless: an object keeps being retried until it succeeds or is deleted.
+fn error_backoff(max: Duration) -> ExponentialBackoff {
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(800))
+        .with_max_delay(max / 2)
+        .with_jitter()
+        .without_max_times()
+        .build()
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -546,23 +559,20 @@ impl Context {
         self.track();
     }
 
-    /// Records a failure and returns the backoff before the next attempt.
+    /// Records a failure and returns the backoff before the next attempt (see `error_backoff`).
+    /// `floor` (a `Retry-After`) is honoured even beyond `max_backoff`.
     pub fn backoff(&self, key: &ObjKey, floor: Option<Duration>) -> Duration {
-        let n = {
-            let mut f = lock(&self.failures);
-            let n = f.entry(key.clone()).or_insert(0);
-            *n = n.saturating_add(1);
-            *n
-        };
+        let max = self.settings.max_backoff;
+        let next = lock(&self.failures)
+            .entry(key.clone())
+            .or_insert_with(|| error_backoff(max))
+            .next();
         self.track();
-        let nominal = Duration::from_secs(1)
-            .saturating_mul(2u32.saturating_pow(n.clamp(1, 12) - 1))
-            .min(self.settings.max_backoff);
-        let jitter = rand::random_range(0.8..1.2);
-        crate::bounds::requeue(nominal.mul_f64(jitter).max(floor.unwrap_or_default()))
+        let delay = next.unwrap_or(max).min(max);
+        crate::bounds::requeue(delay.max(floor.unwrap_or_default()))
     }
 
-    /// Clears the failure count after a success.
+    /// Forgets the backoff after a success.
     pub fn succeeded(&self, key: &ObjKey) {
         if lock(&self.failures).remove(key).is_some() {
             self.track();
@@ -1359,3 +1369,24 @@ mod runner {
 }
 
 pub use runner::run;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An object that keeps failing is retried less and less often, never sooner than the
+    /// doubling from 0.8 s, never later than the configured maximum, and never gives up.
+    #[test]
+    fn error_backoff_doubles_with_jitter_up_to_the_maximum() {
+        let max = Duration::from_secs(5);
+        let delays: Vec<Duration> = error_backoff(max).take(20).collect();
+        assert_eq!(delays.len(), 20);
+        for (i, d) in delays.iter().take(3).enumerate() {
+            let low = Duration::from_millis(800) * 2u32.pow(u32::try_from(i).unwrap());
+            assert!(*d >= low && *d <= low * 2, "attempt {i}: {d:?}");
+        }
+        for d in &delays[3..] {
+            assert!(*d >= max / 2 && *d <= max, "{d:?}");
+        }
+    }
+}

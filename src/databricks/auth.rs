@@ -7,49 +7,23 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use backon::{ExponentialBuilder, Retryable};
 use base64::Engine;
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use tokio::sync::Mutex;
 
 use super::error::AuthError;
 
-/// A secret string: never shown by `Debug` or `Display`.
-#[derive(Clone, PartialEq, Eq, Default)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret value.
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    /// The value, for the one place that must send it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Secret([redacted])")
-    }
-}
-
-impl From<String> for Secret {
-    fn from(s: String) -> Self {
-        Self(s)
-    }
-}
-
 /// How to authenticate to the Account API.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub enum Credentials {
     /// OAuth machine-to-machine: a service principal's client ID and secret.
     OAuthM2M {
         /// The service principal's application (client) ID.
         client_id: String,
         /// Its OAuth secret.
-        client_secret: Secret,
+        client_secret: SecretString,
     },
     /// OAuth token federation: a JWT read from a file (such as a projected Kubernetes
     /// service-account token) is exchanged for an account token. No static secret.
@@ -65,7 +39,7 @@ pub enum Credentials {
         /// Username.
         username: String,
         /// Password.
-        password: Secret,
+        password: SecretString,
     },
 }
 
@@ -100,7 +74,7 @@ struct OAuthError {
 }
 
 struct Cached {
-    token: Secret,
+    token: SecretString,
     refresh_at: Instant,
     expires_at: Instant,
 }
@@ -145,7 +119,7 @@ impl TokenSource {
     /// when it is close to expiry; one caller refreshes while the others wait for its result).
     pub(crate) async fn header(&self) -> Result<String, AuthError> {
         if let Credentials::Basic { username, password } = &self.credentials {
-            let raw = format!("{username}:{}", password.expose());
+            let raw = format!("{username}:{}", password.expose_secret());
             return Ok(format!(
                 "Basic {}",
                 base64::engine::general_purpose::STANDARD.encode(raw)
@@ -156,11 +130,11 @@ impl TokenSource {
         if let Some(c) = guard.as_ref()
             && now < c.refresh_at
         {
-            return Ok(format!("Bearer {}", c.token.expose()));
+            return Ok(format!("Bearer {}", c.token.expose_secret()));
         }
         match self.fetch().await {
             Ok((token, lifetime)) => {
-                let header = format!("Bearer {}", token.expose());
+                let header = format!("Bearer {}", token.expose_secret());
                 *guard = Some(Cached {
                     token,
                     refresh_at: crate::bounds::after(
@@ -176,7 +150,7 @@ impl TokenSource {
                     if c.expires_at.saturating_duration_since(now) > Duration::from_secs(10) =>
                 {
                     tracing::warn!(error = %e, "token refresh failed; using the cached token until it expires");
-                    Ok(format!("Bearer {}", c.token.expose()))
+                    Ok(format!("Bearer {}", c.token.expose_secret()))
                 }
                 _ => Err(e),
             },
@@ -194,99 +168,92 @@ impl TokenSource {
         let mut guard = self.cached.lock().await;
         if guard
             .as_ref()
-            .is_some_and(|c| rejected == format!("Bearer {}", c.token.expose()))
+            .is_some_and(|c| rejected == format!("Bearer {}", c.token.expose_secret()))
         {
             *guard = None;
         }
         true
     }
 
-    async fn fetch(&self) -> Result<(Secret, Duration), AuthError> {
-        let endpoint = self.token_endpoint.clone();
-        let mut attempt = 0u32;
-        loop {
-            match self.fetch_once().await {
-                Err(e) if e.is_retryable() && attempt < 3 => {
-                    attempt += 1;
-                    tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
-                }
-                Err(e) => return Err(e),
-                Ok(mut resp) => {
-                    let status = resp.status().as_u16();
-                    // A token answer is small; a larger one is cut and then fails to parse.
-                    let mut body = Vec::new();
-                    while let Some(chunk) =
-                        resp.chunk().await.map_err(|source| AuthError::Transport {
-                            endpoint: endpoint.clone(),
-                            source,
-                        })?
-                    {
-                        let room = MAX_TOKEN_BODY.saturating_sub(body.len());
-                        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
-                        if room < chunk.len() {
-                            break;
-                        }
-                    }
-                    if !(200..300).contains(&status) {
-                        let e: OAuthError = serde_json::from_slice(&body).unwrap_or_default();
-                        let code = e
-                            .error
-                            .or_else(|| {
-                                e.error_code
-                                    .map(|c| c.to_string().trim_matches('"').to_string())
-                            })
-                            .unwrap_or_else(|| status.to_string());
-                        let message = e
-                            .error_description
-                            .or(e.message)
-                            .map(|m| crate::bounds::truncate(&m, 512))
-                            .unwrap_or_else(|| {
-                                String::from_utf8_lossy(&body).chars().take(200).collect()
-                            });
-                        let code = crate::bounds::truncate(&code, 64);
-                        let message = if message.trim().is_empty() && (300..400).contains(&status) {
-                            "a redirect; the operator follows no redirects".to_string()
-                        } else if message.trim().is_empty() {
-                            "no detail in the answer".to_string()
-                        } else {
-                            message
-                        };
-                        let err = AuthError::Refused {
-                            endpoint: endpoint.clone(),
-                            status,
-                            code,
-                            message,
-                        };
-                        if err.is_retryable() && attempt < 3 {
-                            attempt += 1;
-                            tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt)))
-                                .await;
-                            continue;
-                        }
-                        return Err(err);
-                    }
-                    let t: TokenResponse =
-                        serde_json::from_slice(&body).map_err(|source| AuthError::Decode {
-                            endpoint: endpoint.clone(),
-                            source,
-                        })?;
-                    // Believed up to a day, whatever the server says.
-                    let lifetime = Duration::from_secs(t.expires_in.unwrap_or(3600).max(1))
-                        .min(crate::bounds::MAX_TOKEN_LIFETIME);
-                    return Ok((Secret::new(t.access_token), lifetime));
-                }
-            }
-        }
+    /// Fetches a token, retrying what may pass on its own (a 429 or 5xx, a connection failure, an
+    /// unreadable token file) up to three times, after 0.1–0.2 s, 0.2–0.4 s and 0.4–0.8 s.
+    async fn fetch(&self) -> Result<(SecretString, Duration), AuthError> {
+        let policy = ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(100))
+            .with_max_times(3)
+            .with_jitter();
+        (|| self.fetch_once())
+            .retry(policy)
+            .when(AuthError::is_retryable)
+            .await
     }
 
-    async fn fetch_once(&self) -> Result<reqwest::Response, AuthError> {
+    /// One exchange with the token endpoint.
+    async fn fetch_once(&self) -> Result<(SecretString, Duration), AuthError> {
+        let endpoint = &self.token_endpoint;
+        let mut resp = self.send().await?;
+        let status = resp.status().as_u16();
+        // A token answer is small; a larger one is cut and then fails to parse.
+        let mut body = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(|source| AuthError::Transport {
+            endpoint: endpoint.clone(),
+            source,
+        })? {
+            let room = MAX_TOKEN_BODY.saturating_sub(body.len());
+            body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            if room < chunk.len() {
+                break;
+            }
+        }
+        if !(200..300).contains(&status) {
+            let e: OAuthError = serde_json::from_slice(&body).unwrap_or_default();
+            let code = e
+                .error
+                .or_else(|| {
+                    e.error_code
+                        .map(|c| c.to_string().trim_matches('"').to_string())
+                })
+                .unwrap_or_else(|| status.to_string());
+            let message = e
+                .error_description
+                .or(e.message)
+                .map(|m| crate::bounds::truncate(&m, 512))
+                .unwrap_or_else(|| String::from_utf8_lossy(&body).chars().take(200).collect());
+            let code = crate::bounds::truncate(&code, 64);
+            let message = if message.trim().is_empty() && (300..400).contains(&status) {
+                "a redirect; the operator follows no redirects".to_string()
+            } else if message.trim().is_empty() {
+                "no detail in the answer".to_string()
+            } else {
+                message
+            };
+            return Err(AuthError::Refused {
+                endpoint: endpoint.clone(),
+                status,
+                code,
+                message,
+            });
+        }
+        let t: TokenResponse =
+            serde_json::from_slice(&body).map_err(|source| AuthError::Decode {
+                endpoint: endpoint.clone(),
+                source,
+            })?;
+        // Believed up to a day, whatever the server says.
+        let lifetime = Duration::from_secs(t.expires_in.unwrap_or(3600).max(1))
+            .min(crate::bounds::MAX_TOKEN_LIFETIME);
+        Ok((SecretString::from(t.access_token), lifetime))
+    }
+
+    /// Sends the token request for the configured method.
+    async fn send(&self) -> Result<reqwest::Response, AuthError> {
         let req = self.http.post(&self.token_endpoint);
         let req = match &self.credentials {
             Credentials::OAuthM2M {
                 client_id,
                 client_secret,
             } => req
-                .basic_auth(client_id, Some(client_secret.expose()))
+                .basic_auth(client_id, Some(client_secret.expose_secret()))
                 .form(&[("grant_type", "client_credentials"), ("scope", "all-apis")]),
             Credentials::Federation {
                 client_id,
@@ -337,11 +304,11 @@ mod tests {
     fn secrets_are_redacted_in_debug_output() {
         let c = Credentials::OAuthM2M {
             client_id: "id".into(),
-            client_secret: Secret::new("s3cr3t-value"),
+            client_secret: SecretString::from("s3cr3t-value"),
         };
         let shown = format!("{c:?}");
         assert!(!shown.contains("s3cr3t-value"), "{shown}");
-        assert!(shown.contains("redacted"));
+        assert!(shown.contains("REDACTED"), "{shown}");
     }
 
     /// Refresh starts well before expiry but not absurdly early for long tokens.

@@ -85,6 +85,13 @@ pub fn requeue(d: Duration) -> Duration {
 
 /// Parses `30s`, `5m`, `1h` or a number of seconds, within `[min, max]`. Strict: no spaces, no
 /// leading zeros, no fractions or compound forms (the chart's schema accepts exactly the same).
+///
+/// Deliberately not `humantime`: it accepts far more (`1h 30m`, `2days`, `100ms`, `1y`, spaces,
+/// and values that overflow a timer), while this grammar is small enough that the chart's
+/// `values.schema.json` states it as one regular expression, range included, and
+/// `tests/helm/test_chart.py` (`test_schema_matches_binary`) checks that the schema and the
+/// binary accept exactly the same values, so no value that passes `helm install` can make the pod
+/// crash-loop. The range check and the messages naming it would be ours anyway.
 pub fn parse_duration(s: &str, min: Duration, max: Duration) -> Result<Duration, String> {
     let (num, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
         Some(i) => (&s[..i], &s[i..]),

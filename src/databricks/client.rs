@@ -1,10 +1,11 @@
 //! The HTTP client of the Account API: rate limit, auth, retries, error parsing.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use backon::{ExponentialBuilder, Retryable};
 use http::Method;
-use rand::Rng;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -43,36 +44,16 @@ pub trait CallObserver: Send + Sync {
     fn observe(&self, record: &CallRecord<'_>);
 }
 
-/// Retry policy for transient failures inside one call.
-#[derive(Clone, Debug)]
-pub struct RetryPolicy {
-    /// First backoff.
-    pub base: Duration,
-    /// Largest backoff.
-    pub max: Duration,
-    /// Total time one call may spend retrying.
-    pub budget: Duration,
-}
-
-impl RetryPolicy {
-    /// Capped exponential backoff with jitter (50–100 % of the nominal value).
-    pub fn backoff(&self, attempt: u32) -> Duration {
-        let nominal = self
-            .base
-            .saturating_mul(2u32.saturating_pow(attempt.min(16)))
-            .min(self.max);
-        let factor = rand::rng().random_range(0.5..=1.0);
-        nominal.mul_f64(factor)
-    }
-}
-
 struct Inner {
     http: reqwest::Client,
     host: String,
     account_id: String,
     tokens: TokenSource,
     limiter: RateLimiter,
-    policy: RetryPolicy,
+    /// Delays between attempts of one call: from 250–500 ms, doubling, at most 5–10 s.
+    retry: ExponentialBuilder,
+    /// Total time one call may spend retrying.
+    retry_budget: Duration,
     observer: Option<Arc<dyn CallObserver>>,
     gate: Option<Arc<dyn WriteGate>>,
 }
@@ -169,11 +150,12 @@ impl AccountClient {
                 account_id: config.account_id,
                 tokens,
                 limiter: RateLimiter::new(config.rate_limit),
-                policy: RetryPolicy {
-                    base: Duration::from_millis(500),
-                    max: Duration::from_secs(10),
-                    budget: config.retry_budget,
-                },
+                retry: ExponentialBuilder::default()
+                    .with_min_delay(Duration::from_millis(250))
+                    .with_max_delay(Duration::from_secs(5))
+                    .with_jitter()
+                    .without_max_times(),
+                retry_budget: config.retry_budget,
                 observer,
                 gate,
             }),
@@ -459,86 +441,76 @@ impl AccountClient {
             crate::bounds::MAX_BODY_BYTES
         };
         self.fence(&method, path)?;
-        let mut attempt = 0u32;
-        let mut reauthenticated = false;
-        loop {
-            let throttled = inner.limiter.acquire().await;
-            // Checked again after the wait: the lease may have gone meanwhile.
-            self.fence(&method, path)?;
-            let outcome = self.exchange(&method, &url, path, query, body, limit).await;
-            let elapsed = started.elapsed();
-            let mut sent_auth = None;
-            let (status_label, result) = match outcome {
-                Ok((status, bytes, _, _)) if (200..300).contains(&status) => {
-                    // Every answer of this API is JSON or empty. Anything else (a login page after
-                    // a redirect) must not pass for success, even where the body is not used.
-                    let result = match check_json_or_empty(&bytes) {
-                        Ok(()) => Ok((status, bytes)),
-                        Err(detail) => Err(Error::Decode {
-                            method: method.to_string(),
-                            path: path.to_string(),
-                            status,
-                            detail,
-                        }),
-                    };
-                    (status.to_string(), result)
+        let reauthenticated = AtomicBool::new(false);
+        let (method, url, reauthenticated) = (&method, &url, &reauthenticated);
+        let attempt = || async move {
+            loop {
+                let throttled = inner.limiter.acquire().await;
+                // Checked again after the wait: the lease may have gone meanwhile.
+                self.fence(method, path)?;
+                let outcome = self.exchange(method, url, path, query, body, limit).await;
+                let elapsed = started.elapsed();
+                let mut sent_auth = None;
+                let (status_label, result) = match outcome {
+                    Ok((status, bytes, _, _)) if (200..300).contains(&status) => {
+                        // Every answer of this API is JSON or empty. Anything else (a login page
+                        // after a redirect) must not pass for success, even where the body is not
+                        // used.
+                        let result = match check_json_or_empty(&bytes) {
+                            Ok(()) => Ok((status, bytes)),
+                            Err(detail) => Err(Error::Decode {
+                                method: method.to_string(),
+                                path: path.to_string(),
+                                status,
+                                detail,
+                            }),
+                        };
+                        (status.to_string(), result)
+                    }
+                    Ok((status, bytes, retry_after, auth)) => {
+                        sent_auth = Some(auth);
+                        let e = ApiError::parse(status, method.as_str(), path, &bytes, retry_after);
+                        (status.to_string(), Err(Error::Api(e)))
+                    }
+                    Err(e) => ("transport".to_string(), Err(e)),
+                };
+                if let Some(o) = &inner.observer {
+                    o.observe(&CallRecord {
+                        operation: op,
+                        status: &status_label,
+                        elapsed,
+                        throttled,
+                    });
                 }
-                Ok((status, bytes, retry_after, auth)) => {
-                    sent_auth = Some(auth);
-                    let e = ApiError::parse(status, method.as_str(), path, &bytes, retry_after);
-                    (status.to_string(), Err(Error::Api(e)))
-                }
-                Err(e) => ("transport".to_string(), Err(e)),
-            };
-            if let Some(o) = &inner.observer {
-                o.observe(&CallRecord {
-                    operation: op,
-                    status: &status_label,
-                    elapsed,
-                    throttled,
-                });
-            }
-            let err = match result {
-                Ok(ok) => return Ok(ok),
-                Err(e) => e,
-            };
-            // A rejected bearer token may have been revoked or expired early: fetch a new one once.
-            if let Error::Api(api) = &err
-                && api.status == 401
-                && !reauthenticated
-                && let Some(auth) = &sent_auth
-            {
-                reauthenticated = true;
-                if inner.tokens.invalidate(auth).await {
+                let err = match result {
+                    Ok(ok) => return Ok(ok),
+                    Err(e) => e,
+                };
+                // A rejected bearer token may have been revoked or expired early: fetch a new one
+                // once per call, and repeat at once.
+                if let Error::Api(api) = &err
+                    && api.status == 401
+                    && let Some(auth) = &sent_auth
+                    && !reauthenticated.swap(true, Ordering::Relaxed)
+                    && inner.tokens.invalidate(auth).await
+                {
                     continue;
                 }
-            }
-            let retry = match &err {
-                // A create that may have been committed is resolved by the caller, which looks
-                // it up before it tries again.
-                _ if err.is_outcome_unknown() => false,
-                Error::OutcomeUnknown { .. } | Error::Decode { .. } | Error::Fenced { .. } => false,
-                // A read may also be repeated after a 500 or 502: it changes nothing.
-                Error::Api(api) => {
-                    api.is_retryable() || (method == Method::GET && matches!(api.status, 500 | 502))
-                }
-                Error::Transport { .. } => true,
-                Error::Auth(a) => a.is_retryable(),
-            };
-            if !retry {
                 return Err(err);
             }
-            let wait = inner
-                .policy
-                .backoff(attempt)
-                .max(err.retry_after().unwrap_or_default());
-            if crate::bounds::add(started.elapsed(), wait) > inner.policy.budget {
-                return Err(err);
-            }
-            tracing::debug!(operation = op, attempt, wait_ms = wait.as_millis() as u64, error = %err, "retrying");
-            tokio::time::sleep(wait).await;
-            attempt += 1;
-        }
+        };
+        attempt
+            .retry(inner.retry)
+            .when(|err| is_retried(method, err))
+            // `Retry-After` is a floor, and the call gives up rather than wait past its budget.
+            .adjust(|err, next| {
+                let wait = next?.max(err.retry_after().unwrap_or_default());
+                (crate::bounds::add(started.elapsed(), wait) <= inner.retry_budget).then_some(wait)
+            })
+            .notify(|err, wait| {
+                tracing::debug!(operation = op, wait_ms = wait.as_millis() as u64, error = %err, "retrying");
+            })
+            .await
     }
 
     /// Refuses a write the [`WriteGate`] does not allow now.
@@ -633,6 +605,22 @@ impl AccountClient {
     }
 }
 
+/// Whether a failed attempt is tried again (within the call's budget).
+fn is_retried(method: &Method, err: &Error) -> bool {
+    match err {
+        // A create that may have been committed is resolved by the caller, which looks it up
+        // before it tries again.
+        _ if err.is_outcome_unknown() => false,
+        Error::OutcomeUnknown { .. } | Error::Decode { .. } | Error::Fenced { .. } => false,
+        // A read may also be repeated after a 500 or 502: it changes nothing.
+        Error::Api(api) => {
+            api.is_retryable() || (*method == Method::GET && matches!(api.status, 500 | 502))
+        }
+        Error::Transport { .. } => true,
+        Error::Auth(a) => a.is_retryable(),
+    }
+}
+
 /// `databricks-account-operator/VERSION`, with a comment such as the replica's identity. The
 /// comment keeps only characters a header allows.
 fn user_agent(comment: Option<&str>) -> String {
@@ -664,18 +652,18 @@ fn parse_retry_after(v: &str) -> Option<Duration> {
     Some(wait.min(crate::bounds::MAX_RETRY_AFTER))
 }
 
-/// Percent-encodes everything but the URL-unreserved characters, so the result is exactly one
-/// path segment.
+/// Everything but the URL-unreserved characters (RFC 3986 §2.3) is encoded, so the result is
+/// exactly one path segment. `url`'s path-segment set would leave sub-delimiters such as `=` and
+/// `;` raw, which some servers read as parameters.
+const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+/// Percent-encodes `raw` as one path segment.
 fn encode_segment(raw: &str) -> String {
-    let mut out = String::with_capacity(raw.len());
-    for b in raw.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    percent_encoding::utf8_percent_encode(raw, SEGMENT).to_string()
 }
 
 /// Checks that a successful answer is JSON or empty; the error is the parser's message.
@@ -699,6 +687,14 @@ fn parse_optional<T: DeserializeOwned>(body: &[u8]) -> Option<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An ID is one segment whatever it holds: separators, sub-delimiters and UTF-8 are encoded.
+    #[test]
+    fn segments_encode_all_but_unreserved_characters() {
+        assert_eq!(encode_segment("a-b_c.d~e"), "a-b_c.d~e");
+        assert_eq!(encode_segment("a/b;c=d:e@f"), "a%2Fb%3Bc%3Dd%3Ae%40f");
+        assert_eq!(encode_segment("é %"), "%C3%A9%20%25");
+    }
 
     /// `Retry-After` in either form, never beyond ten minutes, whatever the server says.
     #[test]

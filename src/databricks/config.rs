@@ -5,8 +5,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::auth::{Credentials, Secret};
+use super::auth::Credentials;
 use super::error::ConfigError;
+use secrecy::SecretString;
 
 /// The default Account API host (AWS commercial).
 pub const DEFAULT_HOST: &str = "https://accounts.cloud.databricks.com";
@@ -231,7 +232,7 @@ impl AccountConfig {
             (Some("basic"), _, _, Some(u), Some(p), _)
             | (None, None, None, Some(u), Some(p), _) => Credentials::Basic {
                 username: u.clone(),
-                password: Secret::new(p.clone()),
+                password: SecretString::from(p.clone()),
             },
             (Some("file-oidc") | None, id, None, _, _, Some(f)) => Credentials::Federation {
                 client_id: id.cloned(),
@@ -239,7 +240,7 @@ impl AccountConfig {
             },
             (Some("oauth-m2m") | None, Some(id), Some(secret), _, _, _) => Credentials::OAuthM2M {
                 client_id: id.clone(),
-                client_secret: Secret::new(secret.clone()),
+                client_secret: SecretString::from(secret.clone()),
             },
             _ => {
                 return Err(ConfigError::Missing(
@@ -399,7 +400,7 @@ mod tests {
         match c.credentials {
             Credentials::Basic { username, password } => {
                 assert_eq!(username, "u");
-                assert_eq!(password.expose(), "p#ss");
+                assert_eq!(secrecy::ExposeSecret::expose_secret(&password), "p#ss");
             }
             other => panic!("{other:?}"),
         }

@@ -12,7 +12,8 @@ pub mod error;
 pub mod models;
 pub mod ratelimit;
 
-pub use auth::{Credentials, Secret};
-pub use client::{AccountClient, CallObserver, CallRecord, RetryPolicy, WriteGate};
+pub use auth::Credentials;
+pub use client::{AccountClient, CallObserver, CallRecord, WriteGate};
 pub use config::{AccountConfig, AllowedHosts};
 pub use error::{ApiError, AuthError, ConfigError, Error};
+pub use secrecy::{ExposeSecret, SecretString};

@@ -405,7 +405,7 @@ pub fn account_docs(sim: &SimHandle, rate_limit: u32) -> Vec<String> {
 /// A client of the simulator, to arrange remote state behind the operator's back.
 pub fn api_client(sim: &SimHandle) -> databricks_account_operator::databricks::AccountClient {
     use databricks_account_operator::databricks::{
-        AccountClient, AccountConfig, Credentials, Secret,
+        AccountClient, AccountConfig, Credentials, SecretString,
     };
     let c = sim.config();
     AccountClient::new(AccountConfig::new(
@@ -413,7 +413,7 @@ pub fn api_client(sim: &SimHandle) -> databricks_account_operator::databricks::A
         c.account_id.clone(),
         Credentials::OAuthM2M {
             client_id: c.client_id.clone(),
-            client_secret: Secret::new(c.client_secret.clone()),
+            client_secret: SecretString::from(c.client_secret.clone()),
         },
     ))
     .unwrap()
