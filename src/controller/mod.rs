@@ -1378,15 +1378,18 @@ mod tests {
     /// doubling from 0.8 s, never later than the configured maximum, and never gives up.
     #[test]
     fn error_backoff_doubles_with_jitter_up_to_the_maximum() {
-        let max = Duration::from_secs(5);
-        let delays: Vec<Duration> = error_backoff(max).take(20).collect();
-        assert_eq!(delays.len(), 20);
-        for (i, d) in delays.iter().take(3).enumerate() {
-            let low = Duration::from_millis(800) * 2u32.pow(u32::try_from(i).unwrap());
-            assert!(*d >= low && *d <= low * 2, "attempt {i}: {d:?}");
-        }
-        for d in &delays[3..] {
-            assert!(*d >= max / 2 && *d <= max, "{d:?}");
+        // 0.8, 1.6, 3.2, 6.4, 12.8 and 25.6 s stay under half the maximum; then the cap.
+        let max = Duration::from_secs(60);
+        for _ in 0..200 {
+            let delays: Vec<Duration> = error_backoff(max).take(20).collect();
+            assert_eq!(delays.len(), 20);
+            for (i, d) in delays.iter().take(6).enumerate() {
+                let low = Duration::from_millis(800) * 2u32.pow(u32::try_from(i).unwrap());
+                assert!(*d >= low && *d <= low * 2, "attempt {i}: {d:?}");
+            }
+            for d in &delays[6..] {
+                assert!(*d >= max / 2 && *d <= max, "{d:?}");
+            }
         }
     }
 }
