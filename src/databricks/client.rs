@@ -152,7 +152,11 @@ impl AccountClient {
         if config.account_id.trim().is_empty() {
             return Err(ConfigError::Missing("account_id"));
         }
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder();
+        if !config.resolve.is_empty() {
+            builder = builder.dns_resolver(std::sync::Arc::new(config.resolve.clone()));
+        }
+        let http = builder
             .use_preconfigured_tls(tls_config(config.ca_bundle_pem.as_deref())?)
             .timeout(config.timeout)
             .connect_timeout(Duration::from_secs(10))
@@ -416,6 +420,43 @@ impl AccountClient {
             .await?;
         Ok(parse_optional::<PrivateAccessSettings>(&body)
             .filter(|p| !p.private_access_settings_id.is_empty()))
+    }
+
+    /// Whether the workspace with this deployment name (as the API reports it) answers: a
+    /// workspace token from its own token endpoint with this account's credentials (basic auth
+    /// needs none) and one SCIM `Me` call, through the same TLS roots, resolver and redirect
+    /// policy as the Account API. Not rate-limited as Account API calls are: it calls the
+    /// workspace, not the account. Returns the workspace URL that answered.
+    pub async fn probe_workspace(
+        &self,
+        deployment_name: &str,
+    ) -> Result<String, super::workspace::Unreachable> {
+        let host = super::workspace::workspace_host(&self.inner.host, deployment_name)
+            .map_err(super::workspace::Unreachable::Unavailable)?;
+        let observe = |op: &str, status: &str, elapsed: Duration| {
+            if let Some(o) = &self.inner.observer {
+                o.observe(&CallRecord {
+                    operation: op,
+                    status,
+                    elapsed,
+                    throttled: Duration::ZERO,
+                });
+            }
+        };
+        // A workspace that accepts connections and never answers must not hold the reconcile.
+        let probe = super::workspace::probe(
+            &self.inner.http,
+            self.inner.tokens.credentials(),
+            &host,
+            &observe,
+        );
+        match tokio::time::timeout(super::workspace::PROBE_TIMEOUT, probe).await {
+            Ok(r) => r.map(|()| host),
+            Err(_) => Err(super::workspace::Unreachable::Unavailable(format!(
+                "{host} did not answer within {} s",
+                super::workspace::PROBE_TIMEOUT.as_secs()
+            ))),
+        }
     }
 
     /// A cheap call that proves the host, account and credentials work.

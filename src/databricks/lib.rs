@@ -11,8 +11,12 @@ pub mod config;
 pub mod error;
 pub mod models;
 pub mod ratelimit;
+pub mod resolve;
+pub mod workspace;
 
 pub use auth::{Credentials, Secret};
 pub use client::{AccountClient, CallObserver, CallRecord, RetryPolicy, WriteGate};
 pub use config::{AccountConfig, AllowedHosts};
 pub use error::{ApiError, AuthError, ConfigError, Error};
+pub use resolve::ResolveOverrides;
+pub use workspace::Unreachable;
