@@ -232,6 +232,16 @@ pub enum Reason {
     InvalidSpec,
     /// The last exchange with the API succeeded.
     Synced,
+    /// `Reachable`: the workspace answered a login and an authenticated call.
+    Reachable,
+    /// `Reachable`: the workspace's host name does not resolve yet.
+    DnsPending,
+    /// `Reachable`: the TLS handshake with the workspace failed.
+    TlsError,
+    /// `Reachable`: the workspace refused the account's credentials.
+    Unauthorized,
+    /// `Reachable`: the workspace does not answer (refused, timed out, 5xx).
+    WorkspaceUnavailable,
 }
 
 impl Reason {
@@ -262,6 +272,11 @@ impl Reason {
             Self::NotFound => "NotFound",
             Self::InvalidSpec => "InvalidSpec",
             Self::Synced => "Synced",
+            Self::Reachable => "Reachable",
+            Self::DnsPending => "DnsPending",
+            Self::TlsError => "TlsError",
+            Self::Unauthorized => "Unauthorized",
+            Self::WorkspaceUnavailable => "WorkspaceUnavailable",
         }
     }
 }
