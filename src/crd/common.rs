@@ -168,7 +168,8 @@ pub struct CommonStatus {
     /// The `metadata.generation` last acted on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// `Ready` (usable now) and `Synced` (last exchange with the API succeeded).
+    /// `Ready` (usable now) and `Synced` (last exchange with the API succeeded); on a workspace
+    /// also `Reachable` (it answered a login and an authenticated call on its own host).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
     /// Set while a create is in flight (see the field's type).
