@@ -433,23 +433,12 @@ impl AccountClient {
     ) -> Result<String, super::workspace::Unreachable> {
         let host = super::workspace::workspace_host(&self.inner.host, deployment_name)
             .map_err(super::workspace::Unreachable::Unavailable)?;
-        let observe = |op: &str, status: &str, elapsed: Duration| {
-            if let Some(o) = &self.inner.observer {
-                o.observe(&CallRecord {
-                    operation: op,
-                    status,
-                    elapsed,
-                    throttled: Duration::ZERO,
-                });
-            }
-        };
+        // Not reported to the CallObserver: its records are Account API exchanges (the metrics
+        // and the API-errors alert count them), and a workspace whose DNS is pending is no
+        // Account API outage.
         // A workspace that accepts connections and never answers must not hold the reconcile.
-        let probe = super::workspace::probe(
-            &self.inner.http,
-            self.inner.tokens.credentials(),
-            &host,
-            &observe,
-        );
+        let probe =
+            super::workspace::probe(&self.inner.http, self.inner.tokens.credentials(), &host);
         match tokio::time::timeout(super::workspace::PROBE_TIMEOUT, probe).await {
             Ok(r) => r.map(|()| host),
             Err(_) => Err(super::workspace::Unreachable::Unavailable(format!(

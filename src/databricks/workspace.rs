@@ -6,8 +6,6 @@
 //! reports, which must be one DNS label, under the Databricks workspace domain of the account's
 //! cloud (see [`workspace_host`]).
 
-use std::time::Instant;
-
 use super::auth::{Credentials, TokenSource};
 use super::error::AuthError;
 
@@ -136,28 +134,18 @@ fn classify_auth(e: AuthError) -> Unreachable {
 }
 
 /// Logs in to the workspace at `host` with `credentials` (a fresh workspace token each time: a
-/// probe is rare, and a token for one workspace is not kept) and calls SCIM `Me`. `observe`
-/// records each exchange (operation, status, time) for the metrics.
+/// probe is rare, and a token for one workspace is not kept) and calls SCIM `Me`.
 pub(crate) async fn probe(
     http: &reqwest::Client,
     credentials: &Credentials,
     host: &str,
-    observe: &(dyn Fn(&str, &str, std::time::Duration) + Sync),
 ) -> Result<(), Unreachable> {
     let tokens = TokenSource::with_endpoint(
         credentials.clone(),
         format!("{host}/oidc/v1/token"),
         http.clone(),
     );
-    let started = Instant::now();
-    let auth = match tokens.header().await {
-        Ok(a) => a,
-        Err(e) => {
-            observe("workspace.token", "error", started.elapsed());
-            return Err(classify_auth(e));
-        }
-    };
-    let started = Instant::now();
+    let auth = tokens.header().await.map_err(classify_auth)?;
     let url = format!("{host}{SCIM_ME_PATH}");
     let sent = http
         .get(&url)
@@ -165,15 +153,8 @@ pub(crate) async fn probe(
         .header(http::header::ACCEPT, "application/json")
         .send()
         .await;
-    let mut resp = match sent {
-        Ok(r) => r,
-        Err(e) => {
-            observe("workspace.scim-me", "transport", started.elapsed());
-            return Err(classify_transport("SCIM Me", &e));
-        }
-    };
+    let mut resp = sent.map_err(|e| classify_transport("SCIM Me", &e))?;
     let status = resp.status().as_u16();
-    observe("workspace.scim-me", &status.to_string(), started.elapsed());
     // Read a bounded part of the answer, for the message of a failure.
     let mut body = Vec::new();
     while let Ok(Some(chunk)) = resp.chunk().await {
