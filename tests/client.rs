@@ -1836,6 +1836,14 @@ async fn workspace_probe_names_what_stands_in_the_way() {
     assert!(matches!(err, Unreachable::Unauthorized(_)), "{err:?}");
     handle.set_faults(Faults::default());
 
+    // A simulator's workspace that no resolver override covers is not checked: a real
+    // Databricks host of the same name must not get the simulator's credentials.
+    let uncovered = sim_client(&handle, m2m());
+    assert!(!uncovered.checks_workspace(&deployment));
+    assert!(c.checks_workspace(&deployment));
+    let err = uncovered.probe_workspace(&deployment).await.unwrap_err();
+    assert!(err.message().contains("not checked"), "{err:?}");
+
     // A deployment name that is not one host label is never called.
     let err = c.probe_workspace("evil.example/x").await.unwrap_err();
     assert!(matches!(err, Unreachable::Unavailable(_)), "{err:?}");

@@ -600,6 +600,9 @@ async fn a_serverless_workspace_needs_no_credential_storage_or_network() {
         assert_eq!(s["computeMode"], "SERVERLESS");
         assert_eq!(s["storageMode"], "DEFAULT_STORAGE");
         assert!(s.get("credentialsId").is_none(), "{s:#}");
+        // A simulator's workspace is checked only where a resolver override covers its host
+        // (see `a_running_workspace_is_reachable_once_its_dns_resolves`).
+        assert!(condition(&ws, "Reachable").is_none(), "{s:#}");
         let snap = sim.snapshot();
         assert_eq!(count(&snap, "workspaces"), 1, "{snap:#}");
         let remote = &snap["workspaces"][0];

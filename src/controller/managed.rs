@@ -980,8 +980,9 @@ async fn reach<K: Managed>(
     poll: Duration,
 ) -> Option<Duration> {
     let ctx = run.ctx;
-    let Some(target) = K::reach_target(remote) else {
-        // Checked again at once when it is RUNNING again; the last outcome stays reported.
+    let Some(target) = K::reach_target(remote).filter(|t| client.checks_workspace(t)) else {
+        // Not RUNNING: checked again at once when it is, and the last outcome stays reported.
+        // A simulator's workspace that no resolver override covers is never checked.
         ctx.set_reach_memo(&run.key, None);
         return None;
     };

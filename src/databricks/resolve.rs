@@ -107,6 +107,12 @@ impl ResolveOverrides {
         self.0.is_empty()
     }
 
+    /// Whether an entry covers `name` (it never reaches the system resolver).
+    pub fn covers(&self, name: &str) -> bool {
+        let name = name.trim_end_matches('.').to_ascii_lowercase();
+        self.0.iter().any(|(p, _)| p.covers(&name))
+    }
+
     /// What an overridden name resolves to: `None` when no entry covers it (the system resolver
     /// answers), otherwise the entry's answer.
     pub async fn lookup(&self, name: &str) -> Option<Result<Vec<SocketAddr>, NoSuchHost>> {
@@ -235,6 +241,8 @@ mod tests {
         assert_eq!(at("cloud.databricks.com").await, None);
         assert_eq!(at("evilcloud.databricks.com").await, None);
         assert_eq!(at("dbc-1.cloud.databricks.com.evil.example").await, None);
+        assert!(o.covers("dbc-1.cloud.databricks.com"));
+        assert!(!o.covers("cloud.databricks.com"));
     }
 
     /// A file lists what is published now: a name it does not list does not resolve (as a name

@@ -40,6 +40,18 @@ pub fn workspace_domain(account_host: &str) -> &'static str {
         .unwrap_or(WORKSPACE_DOMAINS[0])
 }
 
+/// Whether `account_host` is a Databricks account host (`accounts*.` under a workspace domain):
+/// its workspaces live on the internet under that domain.
+pub fn is_databricks_account_host(account_host: &str) -> bool {
+    let host = url::Url::parse(account_host)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
+        .unwrap_or_default();
+    host.split_once('.').is_some_and(|(first, rest)| {
+        first.starts_with("accounts") && WORKSPACE_DOMAINS.contains(&rest)
+    })
+}
+
 /// `https://<deployment>.<domain>`, or why the deployment name cannot be a host label (then
 /// nothing is called).
 pub fn workspace_host(account_host: &str, deployment_name: &str) -> Result<String, String> {
@@ -204,6 +216,14 @@ mod tests {
             workspace_host("https://accounts.evil.example", "x").unwrap(),
             "https://x.cloud.databricks.com"
         );
+        assert!(is_databricks_account_host(com));
+        assert!(is_databricks_account_host(
+            "https://accounts-dod.cloud.databricks.mil"
+        ));
+        assert!(!is_databricks_account_host("http://127.0.0.1:8085"));
+        assert!(!is_databricks_account_host(
+            "https://accounts.cloud.databricks.com.evil.example"
+        ));
         for bad in [
             "",
             "evil.example/",
