@@ -202,6 +202,17 @@ struct RunArgs {
     /// The same for workspace custom tags, which Databricks may take an hour to show.
     #[arg(long, env = "TAGS_APPLY_TIMEOUT", default_value = "1h")]
     tags_apply_timeout: String,
+    /// How long a RUNNING workspace that does not answer (DNS not propagated yet, a refused
+    /// login) is checked again with backoff before it is checked only at the poll interval, e.g.
+    /// `30m`.
+    #[arg(long, env = "REACHABLE_TIMEOUT", default_value = "30m")]
+    reachable_timeout: String,
+    /// Host names to resolve to a loopback address instead of through DNS, comma-separated
+    /// `NAME=ADDRESS:PORT` or `NAME=@FILE` (a file of `NAME ADDRESS:PORT` lines, read at every
+    /// lookup; a name it does not list does not resolve). NAME is a host or `*.domain`. Only
+    /// loopback targets are accepted: for the local simulator and tests.
+    #[arg(long, env = "RESOLVE_OVERRIDE", value_delimiter = ',')]
+    resolve_override: Vec<String>,
 }
 
 async fn run(args: RunArgs) -> Result<(), String> {
@@ -212,7 +223,7 @@ async fn run(args: RunArgs) -> Result<(), String> {
     use databricks_account_operator::controller::{
         self, Context, Settings, WriteFence, parse_flag_duration,
     };
-    use databricks_account_operator::databricks::AllowedHosts;
+    use databricks_account_operator::databricks::{AllowedHosts, ResolveOverrides};
     use futures::FutureExt;
 
     let extra_ca_pem = match &args.extra_ca_file {
@@ -224,6 +235,8 @@ async fn run(args: RunArgs) -> Result<(), String> {
     let flag = |name: &str, v: &str| parse_flag_duration(v).map_err(|e| format!("--{name}: {e}"));
     let allowed_hosts = AllowedHosts::parse(args.allowed_hosts.iter().map(String::as_str))
         .map_err(|e| format!("--allowed-hosts: {e}"))?;
+    let resolve = ResolveOverrides::parse(args.resolve_override.iter().map(String::as_str))
+        .map_err(|e| format!("--resolve-override: {e}"))?;
     let fence = if args.leader_elect {
         WriteFence::closed()
     } else {
@@ -245,6 +258,8 @@ async fn run(args: RunArgs) -> Result<(), String> {
             .collect(),
         extra_ca_pem,
         allowed_hosts,
+        resolve,
+        reachable_timeout: flag("reachable-timeout", &args.reachable_timeout)?,
         federation_token_file: args.federation_token_file.clone(),
         api_timeout: flag("api-timeout", &args.api_timeout)?,
         fence: fence.clone(),

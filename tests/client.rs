@@ -19,7 +19,7 @@ use databricks_account_operator::databricks::models::{
 };
 use databricks_account_operator::databricks::{
     AccountClient, AccountConfig, AuthError, CallObserver, CallRecord, Credentials, Error,
-    SecretString,
+    ResolveOverrides, SecretString, Unreachable,
 };
 use databricks_account_sim::{
     self as sim, Faults, LostResponse, RateLimit, ServerError, SimConfig, SimHandle,
@@ -1694,4 +1694,169 @@ async fn network_connectivity_configs_are_listed_across_pages() {
             .is_not_found()
     );
     s.shutdown().await;
+}
+
+// ------------------------------------------------------------------------------------------------
+// Workspace reachability (`AccountClient::probe_workspace`) against the simulator's workspace hosts
+
+/// A simulator that serves its workspaces' hosts over TLS, publishing them in a hosts file
+/// after `dns_delay`; returns it, the hosts file and the test CA's PEM.
+async fn start_sim_with_workspace_hosts(
+    dns_delay: Duration,
+) -> (SimHandle, std::path::PathBuf, String) {
+    let dir = std::env::temp_dir().join(format!("ws-hosts-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let hosts = dir.join("hosts");
+    let ca = dir.join("ca.pem");
+    let handle = sim::start(
+        SimConfig {
+            workspace_hosts: Some(sim::WorkspaceHosts {
+                listen: "127.0.0.1:0".parse().unwrap(),
+                ca_file: Some(ca.clone()),
+                hosts_file: Some(hosts.clone()),
+                dns_delay,
+            }),
+            ..fast_sim_config()
+        },
+        "127.0.0.1:0".parse().unwrap(),
+        None,
+    )
+    .await
+    .unwrap();
+    let pem = std::fs::read_to_string(&ca).unwrap();
+    assert_eq!(Some(&pem), handle.workspace_ca_pem.as_ref());
+    (handle, hosts, pem)
+}
+
+/// A client of the simulator whose resolver maps the workspace domain to the hosts file and
+/// that trusts `ca` (the production code path; only name resolution and the CA differ).
+fn reach_client(
+    handle: &SimHandle,
+    hosts: &std::path::Path,
+    ca: Option<&str>,
+    credentials: Credentials,
+) -> AccountClient {
+    let mut config = AccountConfig::new(
+        handle.base_url(),
+        handle.config().account_id.clone(),
+        credentials,
+    );
+    config.ca_bundle_pem = ca.map(|p| p.as_bytes().to_vec());
+    let spec = format!("*.cloud.databricks.com=@{}", hosts.display());
+    config.resolve = ResolveOverrides::parse([spec.as_str()]).unwrap();
+    build(config)
+}
+
+async fn running_serverless_workspace(c: &AccountClient, name: &str) -> String {
+    let ws: Workspace = c
+        .create(&CreateWorkspace {
+            workspace_name: name.into(),
+            aws_region: "us-west-2".into(),
+            compute_mode: Some(ComputeMode::Serverless),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let got: Workspace = c.get(&ws.workspace_id.to_string()).await.unwrap();
+        if got.workspace_status == Some(WorkspaceStatus::Running) {
+            return got.deployment_name.unwrap();
+        }
+        assert!(Instant::now() < deadline, "not RUNNING: {got:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The check tells DNS that has not propagated, a TLS path without the CA and refused
+/// credentials apart, and answers once the host resolves, with each auth method.
+#[tokio::test]
+async fn workspace_probe_names_what_stands_in_the_way() {
+    let (handle, hosts, ca) = start_sim_with_workspace_hosts(Duration::from_secs(2)).await;
+    let c = reach_client(&handle, &hosts, Some(&ca), m2m());
+    let deployment = running_serverless_workspace(&c, "reach-1").await;
+
+    let err = c.probe_workspace(&deployment).await.unwrap_err();
+    assert!(matches!(err, Unreachable::Dns(_)), "{err:?}");
+    assert!(err.message().contains("no such host"), "{err:?}");
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let url = loop {
+        match c.probe_workspace(&deployment).await {
+            Ok(url) => break url,
+            Err(Unreachable::Dns(_)) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("{e:?}"),
+        }
+    };
+    assert_eq!(url, format!("https://{deployment}.cloud.databricks.com"));
+    let counts = handle.request_count();
+    assert_eq!(counts.get("POST /workspace/oidc/v1/token", 200), 1);
+    assert_eq!(counts.get("GET /workspace/scim/v2/Me", 200), 1);
+
+    // Basic auth sends its header to SCIM Me directly; federation exchanges at the workspace.
+    let b = reach_client(&handle, &hosts, Some(&ca), basic());
+    b.probe_workspace(&deployment).await.unwrap();
+    assert_eq!(
+        handle
+            .request_count()
+            .get("POST /workspace/oidc/v1/token", 200),
+        1,
+        "basic auth needs no token"
+    );
+    let dir = hosts.parent().unwrap();
+    let jwt = dir.join("jwt");
+    std::fs::write(&jwt, "eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.c2ln").unwrap();
+    let f = reach_client(
+        &handle,
+        &hosts,
+        Some(&ca),
+        Credentials::Federation {
+            client_id: Some(sim::DEFAULT_CLIENT_ID.into()),
+            token_file: jwt,
+        },
+    );
+    f.probe_workspace(&deployment).await.unwrap();
+
+    // Without the test CA: the public roots do not know it.
+    let no_ca = reach_client(&handle, &hosts, None, m2m());
+    let err = no_ca.probe_workspace(&deployment).await.unwrap_err();
+    assert!(matches!(err, Unreachable::Tls(_)), "{err:?}");
+
+    // The workspace refuses the service principal.
+    handle.set_faults(Faults {
+        workspace_unauthorized: true,
+        ..Faults::default()
+    });
+    let err = c.probe_workspace(&deployment).await.unwrap_err();
+    assert!(matches!(err, Unreachable::Unauthorized(_)), "{err:?}");
+    assert!(!err.message().contains(sim::DEFAULT_CLIENT_SECRET));
+    let err = b.probe_workspace(&deployment).await.unwrap_err();
+    assert!(matches!(err, Unreachable::Unauthorized(_)), "{err:?}");
+    handle.set_faults(Faults::default());
+
+    // A simulator's workspace that no resolver override covers is not checked: a real
+    // Databricks host of the same name must not get the simulator's credentials.
+    let uncovered = sim_client(&handle, m2m());
+    assert!(!uncovered.checks_workspace(&deployment));
+    assert!(c.checks_workspace(&deployment));
+    let err = uncovered.probe_workspace(&deployment).await.unwrap_err();
+    assert!(err.message().contains("not checked"), "{err:?}");
+
+    // A deployment name that is not one host label is never called.
+    let err = c.probe_workspace("evil.example/x").await.unwrap_err();
+    assert!(matches!(err, Unreachable::Unavailable(_)), "{err:?}");
+
+    // A published host whose server is gone: refused, not DNS.
+    let addr = handle.workspace_addr.unwrap();
+    handle.shutdown().await;
+    std::fs::write(
+        &hosts,
+        format!("{deployment}.cloud.databricks.com {addr}\n"),
+    )
+    .unwrap();
+    let err = c.probe_workspace(&deployment).await.unwrap_err();
+    assert!(matches!(err, Unreachable::Unavailable(_)), "{err:?}");
+    std::fs::remove_dir_all(dir).unwrap();
 }

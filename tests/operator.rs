@@ -19,8 +19,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use databricks_account_operator::controller::{self, Context, Settings};
-use databricks_account_operator::databricks::AllowedHosts;
 use databricks_account_operator::databricks::models as m;
+use databricks_account_operator::databricks::{AllowedHosts, ResolveOverrides};
 use databricks_account_sim::{
     self as sim, CredentialPropagation, FailRule, Faults, LostResponse, RateLimit, RequestCounts,
     RunningClusters, ServerError, SimConfig, SimHandle, StorageKeyRevert,
@@ -601,6 +601,9 @@ async fn a_serverless_workspace_needs_no_credential_storage_or_network() {
         assert_eq!(s["computeMode"], "SERVERLESS");
         assert_eq!(s["storageMode"], "DEFAULT_STORAGE");
         assert!(s.get("credentialsId").is_none(), "{s:#}");
+        // A simulator's workspace is checked only where a resolver override covers its host
+        // (see `a_running_workspace_is_reachable_once_its_dns_resolves`).
+        assert!(condition(&ws, "Reachable").is_none(), "{s:#}");
         let snap = sim.snapshot();
         assert_eq!(count(&snap, "workspaces"), 1, "{snap:#}");
         let remote = &snap["workspaces"][0];
@@ -2270,6 +2273,183 @@ async fn an_update_refused_for_running_clusters_is_reported_once() {
         env.wait_reconciles("DatabricksWorkspace", 1, 30).await;
         assert_eq!(sim.request_count().total(PATCH_WS), 1);
         delete_namespace_and_wait(&client, &ns).await;
+    })
+    .await;
+}
+
+// ------------------------------------------------------------------------------------------------
+// Whether a RUNNING workspace answers (issue 12: the `Reachable` condition)
+
+/// Where the reachability test's simulator publishes the workspace hosts that resolve: the
+/// operator's resolver override names the file before the simulator starts.
+fn reach_hosts_file() -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("dao-operator-test-hosts-{}", std::process::id()))
+}
+
+/// The operator's one test seam: the workspace domain resolves through the simulator's file.
+fn reach_settings(s: &mut Settings) {
+    let spec = format!("*.cloud.databricks.com=@{}", reach_hosts_file().display());
+    s.resolve = ResolveOverrides::parse([spec.as_str()]).unwrap();
+}
+
+/// A serverless workspace of account `account`, polled every 3 s.
+fn reach_workspace_doc(name: &str, account: &str) -> String {
+    format!(
+        "apiVersion: account.databricks-operator.dev/v1alpha1\nkind: DatabricksWorkspace\nmetadata:\n  name: {name}\n  annotations: {{account.databricks-operator.dev/poll-interval: \"3s\"}}\nspec:\n  accountRef: {{name: {account}}}\n  awsRegion: us-east-1\n  computeMode: SERVERLESS\n"
+    )
+}
+
+fn ca_doc(name: &str, pem: &str) -> String {
+    let indented: String = pem.lines().map(|l| format!("    {l}\n")).collect();
+    format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n  ca.crt: |\n{indented}"
+    )
+}
+
+/// A RUNNING workspace is `Reachable=False` with `DnsPending` while its host does not resolve,
+/// then `True` once it does, while `Ready` stays `True` throughout; once reachable, it costs no
+/// status write and at most one check per poll interval. The TLS path takes the account's CA
+/// (another CA gives `TlsError`), a workspace that refuses the principal gives `Unauthorized`,
+/// and a basic-auth account's workspace is checked too.
+#[tokio::test]
+async fn a_running_workspace_is_reachable_once_its_dns_resolves() {
+    run_test_with(&["reach"], reach_settings, |env| async move {
+        let Env { client, ns, .. } = env;
+        let hosts = reach_hosts_file();
+        let _ = std::fs::remove_file(&hosts);
+        let hosting = |hosts_file| sim::WorkspaceHosts {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            ca_file: None,
+            hosts_file,
+            dns_delay: Duration::from_secs(6),
+        };
+        let sim = start_sim(SimConfig {
+            workspace_hosts: Some(hosting(Some(hosts.clone()))),
+            ..sim_config()
+        })
+        .await;
+        let ca = sim.workspace_ca_pem.clone().unwrap();
+        // A CA that did not sign the workspace certificate: another simulator's.
+        let other = start_sim(SimConfig {
+            workspace_hosts: Some(hosting(None)),
+            ..sim_config()
+        })
+        .await;
+        let wrong_ca = other.workspace_ca_pem.clone().unwrap();
+        other.shutdown().await;
+        assert_ne!(ca, wrong_ca);
+
+        let c = sim.config();
+        let account = |name: &str, auth: &str, ca_map: &str| {
+            format!(
+                "apiVersion: account.databricks-operator.dev/v1alpha1\nkind: DatabricksAccount\nmetadata:\n  name: {name}\nspec:\n  host: {}\n  accountId: {}\n  caBundle: {{configMap: {ca_map}}}\n  auth:\n{auth}",
+                sim.base_url(),
+                c.account_id
+            )
+        };
+        let m2m = "    oauthM2M:\n      secretRef: {name: databricks-sp}\n";
+        let docs = vec![
+            secret_doc(
+                "databricks-sp",
+                &[("client-id", &c.client_id), ("client-secret", &c.client_secret)],
+            ),
+            secret_doc(
+                "admin",
+                &[("username", &c.username), ("password", &c.password)],
+            ),
+            ca_doc("sim-ca", &ca),
+            ca_doc("wrong-ca", &wrong_ca),
+            account("default", m2m, "sim-ca"),
+            account("wrong-ca", m2m, "wrong-ca"),
+            account("legacy", "    basic:\n      secretRef: {name: admin}\n", "sim-ca"),
+            reach_workspace_doc("reach", "default"),
+            reach_workspace_doc("reach-wrong-ca", "wrong-ca"),
+            reach_workspace_doc("reach-basic", "legacy"),
+        ];
+        apply(&client, &ns, &docs).await;
+
+        // RUNNING, so Ready; the host does not resolve yet.
+        let ws = common::wait_condition(
+            &client, &ns, "DatabricksWorkspace", "reach", "Reachable", "DnsPending", 30,
+        )
+        .await;
+        let ready = condition(&ws, "Ready").unwrap();
+        assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("True", "Available"));
+        let reach = condition(&ws, "Reachable").unwrap();
+        assert_eq!(reach.status, "False");
+        let deployment = ws.data["status"]["deploymentName"].as_str().unwrap().to_string();
+        let url = format!("https://{deployment}.cloud.databricks.com");
+        assert!(reach.message.contains(&url), "{reach:?}");
+        assert_eq!(sim.request_count().total("GET /workspace/scim/v2/Me"), 0);
+
+        // Published: the next check (backoff capped at the 1 s busy poll) finds it.
+        let ws = common::wait_condition(
+            &client, &ns, "DatabricksWorkspace", "reach", "Reachable", "Reachable", 30,
+        )
+        .await;
+        assert_eq!(condition(&ws, "Reachable").unwrap().status, "True");
+        let ready = condition(&ws, "Ready").unwrap();
+        assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("True", "Available"));
+        let basic = common::wait_condition(
+            &client, &ns, "DatabricksWorkspace", "reach-basic", "Reachable", "Reachable", 30,
+        )
+        .await;
+        assert_eq!(condition(&basic, "Ready").unwrap().status, "True");
+        let tls = common::wait_condition(
+            &client, &ns, "DatabricksWorkspace", "reach-wrong-ca", "Reachable", "TlsError", 30,
+        )
+        .await;
+        let tls_cond = condition(&tls, "Reachable").unwrap();
+        assert!(tls_cond.message.contains("invalid peer certificate"), "{tls_cond:?}");
+        assert_eq!(condition(&tls, "Ready").unwrap().status, "True");
+
+        // At rest: no status write, no Account API call beyond the shared lists, and at most one
+        // check per poll interval (3 s).
+        let api = dynamic(&client, &ns, "DatabricksWorkspace");
+        let versions = || async {
+            let mut v = Vec::new();
+            for name in ["reach", "reach-basic", "reach-wrong-ca"] {
+                v.push(api.get(name).await.unwrap().resource_version().unwrap());
+            }
+            v
+        };
+        let before_versions = versions().await;
+        let before = sim.request_count();
+        let started = std::time::Instant::now();
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        let after = sim.request_count();
+        let window = started.elapsed();
+        assert_eq!(versions().await, before_versions, "no status write at rest");
+        let me = after.total("GET /workspace/scim/v2/Me") - before.total("GET /workspace/scim/v2/Me");
+        let polls = (window.as_secs_f64() / 3.0).floor() as u64 + 1;
+        assert!(me <= 2 * polls, "{me} SCIM Me calls for two workspaces in {window:?}");
+        assert!(me >= 2, "re-checked at the poll interval: {me} in {window:?}");
+        for route in ["POST /workspaces", "PATCH /workspaces/{id}", "GET /workspaces/{id}"] {
+            assert_eq!(after.total(route), before.total(route), "{route}");
+        }
+
+        // The workspace refuses the service principal: `Unauthorized`, Ready untouched; then it
+        // accepts it again.
+        sim.set_faults(Faults {
+            workspace_unauthorized: true,
+            ..Faults::default()
+        });
+        let ws = common::wait_condition(
+            &client, &ns, "DatabricksWorkspace", "reach", "Reachable", "Unauthorized", 30,
+        )
+        .await;
+        let unauthorized = condition(&ws, "Reachable").unwrap();
+        assert_eq!(unauthorized.status, "False");
+        assert!(!unauthorized.message.contains(&c.client_secret), "{unauthorized:?}");
+        assert_eq!(condition(&ws, "Ready").unwrap().status, "True");
+        sim.set_faults(Faults::default());
+        common::wait_condition(
+            &client, &ns, "DatabricksWorkspace", "reach", "Reachable", "Reachable", 30,
+        )
+        .await;
+
+        delete_namespace_and_wait(&client, &ns).await;
+        let _ = std::fs::remove_file(&hosts);
     })
     .await;
 }

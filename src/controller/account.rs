@@ -168,6 +168,7 @@ async fn build_config(
     let mut config = AccountConfig::new(spec.host.clone(), spec.account_id.clone(), credentials);
     config.ca_bundle_pem = ctx.settings.extra_ca_pem.clone();
     config.allowed_hosts = Some(ctx.settings.allowed_hosts.clone());
+    config.resolve = ctx.settings.resolve.clone();
     config.timeout = ctx.settings.api_timeout;
     config.user_agent_comment = Some(ctx.instance.clone());
     if let Some(r) = spec.rate_limit {

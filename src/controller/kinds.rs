@@ -1105,6 +1105,12 @@ impl Managed for DatabricksWorkspace {
     fn invalidate_related(ctx: &Context, account: &str) {
         ctx.expire::<m::Network>(account);
     }
+    fn reach_target(r: &m::Workspace) -> Option<String> {
+        (r.workspace_status == Some(m::WorkspaceStatus::Running))
+            .then(|| r.deployment_name.clone())
+            .flatten()
+            .filter(|d| !d.is_empty())
+    }
     fn removing(r: &m::Workspace) -> bool {
         r.workspace_status == Some(m::WorkspaceStatus::Cancelling)
     }

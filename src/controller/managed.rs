@@ -241,6 +241,11 @@ pub trait Managed:
     /// Marks out of date the shared lists of kinds whose remote objects change when this one
     /// does (a workspace changes its network's `vpc_status`), so their next observation is fresh.
     fn invalidate_related(_ctx: &Context, _account: &str) {}
+    /// The deployment name of a remote object that should answer on its own host now (a RUNNING
+    /// workspace), for the `Reachable` condition.
+    fn reach_target(_remote: &Self::Remote) -> Option<String> {
+        None
+    }
 }
 
 /// Writes a status with server-side apply, only when it differs from the current one.
@@ -1017,14 +1022,80 @@ async fn apply<K: Managed>(obj: &K, ctx: &Context, api: &Api<K>, ns: &str) -> Re
             .await;
     }
     run.set("Synced", ok, reason, message);
+    let reach_next = reach(&mut run, client, &remote, poll).await;
     run.write().await?;
     ctx.succeeded(&run.key);
     ctx.ungate(&run.key);
-    Ok(Step::Requeue(if observation.busy || following {
+    let next = if observation.busy || following {
         ctx.settings.busy_poll_interval.min(poll)
     } else {
         poll
-    }))
+    };
+    Ok(Step::Requeue(reach_next.map_or(next, |r| r.min(next))))
+}
+
+/// The `Reachable` condition of a kind that has one (workspaces): checks, when due, that the
+/// RUNNING workspace answers on its own host, and sets the condition from the outcome. Returns the
+/// time until the next check, if one is scheduled. Calls neither the Account API nor the
+/// Kubernetes API server.
+async fn reach<K: Managed>(
+    run: &mut Run<'_, K>,
+    client: &AccountClient,
+    remote: &K::Remote,
+    poll: Duration,
+) -> Option<Duration> {
+    let ctx = run.ctx;
+    let Some(target) = K::reach_target(remote).filter(|t| client.checks_workspace(t)) else {
+        // Not RUNNING: checked again at once when it is, and the last outcome stays reported.
+        // A simulator's workspace that no resolver override covers is never checked.
+        ctx.set_reach_memo(&run.key, None);
+        return None;
+    };
+    let limits = plan::reach::ReachLimits {
+        poll,
+        max_backoff: ctx.settings.busy_poll_interval,
+        window: ctx.settings.reachable_timeout,
+    };
+    let memo = ctx.reach_memo(&run.key);
+    if let Err(wait) =
+        plan::reach::reach_due(&target, memo.as_ref(), tokio::time::Instant::now(), limits)
+    {
+        return Some(wait);
+    }
+    let outcome = client.probe_workspace(&target).await;
+    let url = crate::databricks::workspace::workspace_host(client.host(), &target)
+        .unwrap_or_else(|_| format!("workspace {target:?}"));
+    let (memo, condition, next) = plan::reach::reach_after(
+        memo.as_ref(),
+        &target,
+        &url,
+        outcome.map(drop),
+        tokio::time::Instant::now(),
+        limits,
+    );
+    ctx.set_reach_memo(&run.key, Some(memo));
+    let changed = K::common(&mut run.status)
+        .condition("Reachable")
+        .is_none_or(|c| c.reason != condition.reason.as_str());
+    run.set(
+        "Reachable",
+        condition.ok,
+        condition.reason,
+        &condition.message,
+    );
+    if changed {
+        // A person must act on refused credentials or a broken TLS path; DNS and a workspace
+        // still starting are news, not warnings.
+        let warning = matches!(condition.reason, Reason::TlsError | Reason::Unauthorized);
+        run.event(
+            warning,
+            condition.reason.as_str(),
+            "CheckReachable",
+            condition.message,
+        )
+        .await;
+    }
+    Some(next)
 }
 
 /// Notes that Databricks shows every field of the last update sent.

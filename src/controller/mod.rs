@@ -21,7 +21,8 @@ use tokio::time::Instant;
 
 use crate::crd::{DatabricksAccount, DeletionPolicy};
 use crate::databricks::{
-    AccountClient, AllowedHosts, Error as ApiCallError, models::Resource as RemoteResource,
+    AccountClient, AllowedHosts, Error as ApiCallError, ResolveOverrides,
+    models::Resource as RemoteResource,
 };
 use cache::DepView;
 use managed::DepKind;
@@ -48,6 +49,11 @@ pub struct Settings {
     pub extra_ca_pem: Option<Vec<u8>>,
     /// The Account API hosts the operator may call.
     pub allowed_hosts: AllowedHosts,
+    /// Host names resolved to loopback addresses instead of through DNS (`--resolve-override`).
+    pub resolve: ResolveOverrides,
+    /// How long a RUNNING workspace that does not answer is checked with backoff before it is
+    /// checked only at the poll interval.
+    pub reachable_timeout: Duration,
     /// The token file exchanged by accounts that use OAuth token federation (the operator's own
     /// projected service-account token; never a path from a custom resource).
     pub federation_token_file: PathBuf,
@@ -81,6 +87,8 @@ impl Default for Settings {
             watch_namespaces: Vec::new(),
             extra_ca_pem: None,
             allowed_hosts: AllowedHosts::default(),
+            resolve: ResolveOverrides::default(),
+            reachable_timeout: Duration::from_secs(30 * 60),
             federation_token_file: PathBuf::from(DEFAULT_FEDERATION_TOKEN_FILE),
             sweep_interval: Duration::from_secs(60),
             fence: WriteFence::open(),
@@ -200,6 +208,8 @@ pub struct Context {
     creating: Mutex<NameClaims>,
     /// When an object first met the IAM-propagation error.
     propagation: Mutex<HashMap<ObjKey, Instant>>,
+    /// The last reachability check of each RUNNING workspace.
+    reach: Mutex<HashMap<ObjKey, plan::reach::ReachMemo>>,
 }
 
 /// The delays after an object's consecutive errors: 0.8–1.6 s, then doubling, jittered (so that
@@ -237,6 +247,7 @@ impl Context {
             deletes: Mutex::default(),
             creating: Mutex::default(),
             propagation: Mutex::default(),
+            reach: Mutex::default(),
         })
     }
 
@@ -626,9 +637,27 @@ impl Context {
         }
     }
 
+    /// The last reachability check of a workspace.
+    pub fn reach_memo(&self, key: &ObjKey) -> Option<plan::reach::ReachMemo> {
+        lock(&self.reach).get(key).cloned()
+    }
+
+    /// Keeps a workspace's last reachability check (`None`: forget it, the workspace is not
+    /// RUNNING).
+    pub fn set_reach_memo(&self, key: &ObjKey, memo: Option<plan::reach::ReachMemo>) {
+        let changed = match memo {
+            Some(m) => lock(&self.reach).insert(key.clone(), m).is_none(),
+            None => lock(&self.reach).remove(key).is_some(),
+        };
+        if changed {
+            self.track();
+        }
+    }
+
     /// Forgets everything kept about an object (it is gone).
     pub fn forget(&self, key: &ObjKey) {
         lock(&self.failures).remove(key);
+        lock(&self.reach).remove(key);
         lock(&self.gates).remove(key);
         lock(&self.propagation).remove(key);
         lock(&self.creating).retain(|_, (holder, _)| holder != key);
@@ -646,6 +675,7 @@ impl Context {
         gone.extend(lock(&self.failures).keys().filter(|k| stale(k)).cloned());
         gone.extend(lock(&self.gates).keys().filter(|k| stale(k)).cloned());
         gone.extend(lock(&self.propagation).keys().filter(|k| stale(k)).cloned());
+        gone.extend(lock(&self.reach).keys().filter(|k| stale(k)).cloned());
         gone.extend(lock(&self.deletes).keys().filter(|k| stale(k)).cloned());
         gone.extend(
             lock(&self.creating)
@@ -673,6 +703,7 @@ impl Context {
             ("deletes", lock(&self.deletes).len()),
             ("creating", lock(&self.creating).len()),
             ("propagation", lock(&self.propagation).len()),
+            ("reach", lock(&self.reach).len()),
             ("accounts", lock(&self.accounts).len()),
             ("lists", lock(&self.lists).len()),
             ("readiness", self.metrics.readiness_len()),

@@ -665,5 +665,7 @@ pub fn plan_delete<K: Managed>(
     }
 }
 
+pub mod reach;
+
 #[cfg(test)]
 mod tests;

@@ -168,7 +168,8 @@ pub struct CommonStatus {
     /// The `metadata.generation` last acted on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// `Ready` (usable now) and `Synced` (last exchange with the API succeeded).
+    /// `Ready` (usable now) and `Synced` (last exchange with the API succeeded); on a workspace
+    /// also `Reachable` (it answered a login and an authenticated call on its own host).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
     /// Set while a create is in flight (see the field's type).
@@ -232,6 +233,16 @@ pub enum Reason {
     InvalidSpec,
     /// The last exchange with the API succeeded.
     Synced,
+    /// `Reachable`: the workspace answered a login and an authenticated call.
+    Reachable,
+    /// `Reachable`: the workspace's host name does not resolve yet.
+    DnsPending,
+    /// `Reachable`: the TLS handshake with the workspace failed.
+    TlsError,
+    /// `Reachable`: the workspace refused the account's credentials.
+    Unauthorized,
+    /// `Reachable`: the workspace does not answer (refused, timed out, 5xx).
+    WorkspaceUnavailable,
 }
 
 impl Reason {
@@ -262,6 +273,11 @@ impl Reason {
             Self::NotFound => "NotFound",
             Self::InvalidSpec => "InvalidSpec",
             Self::Synced => "Synced",
+            Self::Reachable => "Reachable",
+            Self::DnsPending => "DnsPending",
+            Self::TlsError => "TlsError",
+            Self::Unauthorized => "Unauthorized",
+            Self::WorkspaceUnavailable => "WorkspaceUnavailable",
         }
     }
 }

@@ -107,12 +107,27 @@ impl TokenSource {
             host.trim_end_matches('/'),
             account_id
         );
+        Self::with_endpoint(credentials, token_endpoint, http)
+    }
+
+    /// A token source for another token endpoint with the same credentials (a workspace's own,
+    /// `https://<workspace>/oidc/v1/token`, which takes the same grants).
+    pub(crate) fn with_endpoint(
+        credentials: Credentials,
+        token_endpoint: String,
+        http: reqwest::Client,
+    ) -> Self {
         Self {
             credentials,
             token_endpoint,
             http,
             cached: Mutex::new(None),
         }
+    }
+
+    /// The credentials it presents.
+    pub(crate) fn credentials(&self) -> &Credentials {
+        &self.credentials
     }
 
     /// The `Authorization` header: basic credentials, or a bearer token from the cache (refreshed

@@ -49,6 +49,8 @@ struct Inner {
     host: String,
     account_id: String,
     tokens: TokenSource,
+    /// The resolver overrides, to tell which workspace hosts stay on this machine.
+    resolve: super::resolve::ResolveOverrides,
     limiter: RateLimiter,
     /// Delays between attempts of one call: from 250–500 ms, doubling, at most 5–10 s.
     retry: ExponentialBuilder,
@@ -133,7 +135,12 @@ impl AccountClient {
         if config.account_id.trim().is_empty() {
             return Err(ConfigError::Missing("account_id"));
         }
-        let http = reqwest::Client::builder()
+        let resolve = config.resolve.clone();
+        let mut builder = reqwest::Client::builder();
+        if !config.resolve.is_empty() {
+            builder = builder.dns_resolver(std::sync::Arc::new(config.resolve.clone()));
+        }
+        let http = builder
             .use_preconfigured_tls(tls_config(config.ca_bundle_pem.as_deref())?)
             .timeout(config.timeout)
             .connect_timeout(Duration::from_secs(10))
@@ -149,6 +156,7 @@ impl AccountClient {
                 host,
                 account_id: config.account_id,
                 tokens,
+                resolve,
                 limiter: RateLimiter::new(config.rate_limit),
                 retry: ExponentialBuilder::default()
                     .with_min_delay(Duration::from_millis(250))
@@ -398,6 +406,54 @@ impl AccountClient {
             .await?;
         Ok(parse_optional::<PrivateAccessSettings>(&body)
             .filter(|p| !p.private_access_settings_id.is_empty()))
+    }
+
+    /// Whether [`Self::probe_workspace`] checks the workspace with this deployment name: always
+    /// for an account on a Databricks account host; for another account host (a local
+    /// simulator), only when a resolver override covers the workspace host, so that a simulator's
+    /// workspaces never send its credentials to a real Databricks host of the same name.
+    pub fn checks_workspace(&self, deployment_name: &str) -> bool {
+        if super::workspace::is_databricks_account_host(&self.inner.host) {
+            return true;
+        }
+        match super::workspace::workspace_host(&self.inner.host, deployment_name) {
+            Ok(url) => url
+                .strip_prefix("https://")
+                .is_some_and(|h| self.inner.resolve.covers(h)),
+            // Reported by the check, which calls nothing.
+            Err(_) => true,
+        }
+    }
+
+    /// Whether the workspace with this deployment name (as the API reports it) answers: a
+    /// workspace token from its own token endpoint with this account's credentials (basic auth
+    /// needs none) and one SCIM `Me` call, through the same TLS roots, resolver and redirect
+    /// policy as the Account API. Not rate-limited as Account API calls are: it calls the
+    /// workspace, not the account. Returns the workspace URL that answered.
+    pub async fn probe_workspace(
+        &self,
+        deployment_name: &str,
+    ) -> Result<String, super::workspace::Unreachable> {
+        let host = super::workspace::workspace_host(&self.inner.host, deployment_name)
+            .map_err(super::workspace::Unreachable::Unavailable)?;
+        if !self.checks_workspace(deployment_name) {
+            return Err(super::workspace::Unreachable::Unavailable(format!(
+                "{host} is not checked: the account is not on a Databricks account host and no resolver override covers the workspace"
+            )));
+        }
+        // Not reported to the CallObserver: its records are Account API exchanges (the metrics
+        // and the API-errors alert count them), and a workspace whose DNS is pending is no
+        // Account API outage.
+        // A workspace that accepts connections and never answers must not hold the reconcile.
+        let probe =
+            super::workspace::probe(&self.inner.http, self.inner.tokens.credentials(), &host);
+        match tokio::time::timeout(super::workspace::PROBE_TIMEOUT, probe).await {
+            Ok(r) => r.map(|()| host),
+            Err(_) => Err(super::workspace::Unreachable::Unavailable(format!(
+                "{host} did not answer within {} s",
+                super::workspace::PROBE_TIMEOUT.as_secs()
+            ))),
+        }
     }
 
     /// A cheap call that proves the host, account and credentials work.

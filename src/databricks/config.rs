@@ -116,6 +116,8 @@ pub struct AccountConfig {
     pub allowed_hosts: Option<AllowedHosts>,
     /// Added to the `User-Agent` in parentheses (the operator's replica identity).
     pub user_agent_comment: Option<String>,
+    /// Host names resolved to loopback addresses instead of through DNS (tests, demos).
+    pub resolve: super::resolve::ResolveOverrides,
 }
 
 impl AccountConfig {
@@ -135,6 +137,7 @@ impl AccountConfig {
             retry_budget: Duration::from_secs(30),
             allowed_hosts: None,
             user_agent_comment: None,
+            resolve: super::resolve::ResolveOverrides::default(),
         }
     }
 

@@ -11,9 +11,13 @@ pub mod config;
 pub mod error;
 pub mod models;
 pub mod ratelimit;
+pub mod resolve;
+pub mod workspace;
 
 pub use auth::Credentials;
 pub use client::{AccountClient, CallObserver, CallRecord, WriteGate};
 pub use config::{AccountConfig, AllowedHosts};
 pub use error::{ApiError, AuthError, ConfigError, Error};
+pub use resolve::ResolveOverrides;
 pub use secrecy::{ExposeSecret, SecretString};
+pub use workspace::Unreachable;

@@ -20,7 +20,8 @@ pub use super::state::{CredentialPropagation, FailRule, RunningClusters, Storage
 ///   "credential_propagation": {"seconds": 10, "role_arn": null},
 ///   "fail_workspaces": [{"workspace_name_contains": "fail", "while_initial_credentials": true}],
 ///   "running_clusters": {"workspace_name_contains": "analytics"},
-///   "storage_key_revert": {"after_ms": 5000}
+///   "storage_key_revert": {"after_ms": 5000},
+///   "workspace_unauthorized": false
 /// }
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,6 +45,9 @@ pub struct Faults {
     pub running_clusters: Option<RunningClusters>,
     /// While set, a storage key set by a PATCH shows, then goes back.
     pub storage_key_revert: Option<StorageKeyRevert>,
+    /// While set, every workspace's own token endpoint (and SCIM `Me` with basic auth) refuses
+    /// the credentials with 401, as a workspace does for a principal it does not know.
+    pub workspace_unauthorized: bool,
 }
 
 /// 429 `REQUEST_LIMIT_EXCEEDED` for the next `count` matching calls.

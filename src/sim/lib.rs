@@ -28,6 +28,7 @@
 mod faults;
 mod server;
 pub mod state;
+mod workspaces;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -44,6 +45,7 @@ pub use faults::{
 };
 pub use server::{LoggedRequest, RequestCount, RequestCounts};
 pub use state::ApiError;
+pub use workspaces::{WORKSPACE_DOMAIN, WorkspaceHosts};
 
 /// The account ID the simulator uses unless told otherwise.
 pub const DEFAULT_ACCOUNT_ID: &str = "00000000-0000-0000-0000-000000000001";
@@ -95,6 +97,9 @@ pub struct SimConfig {
     /// Regions where a workspace with a customer-managed key is refused (default none). The rule
     /// is off by default: Databricks' current regions page lists key support everywhere.
     pub no_cmk_regions: Vec<String>,
+    /// Serve the workspaces' own hosts (token endpoint and SCIM `Me`) over TLS with a test CA
+    /// (default: not served).
+    pub workspace_hosts: Option<WorkspaceHosts>,
 }
 
 impl Default for SimConfig {
@@ -115,6 +120,7 @@ impl Default for SimConfig {
             rate_limit: None,
             regions: state::default_regions(),
             no_cmk_regions: Vec::new(),
+            workspace_hosts: None,
         }
     }
 }
@@ -156,6 +162,18 @@ pub enum SimError {
     /// Only one of `--tls-cert` and `--tls-key` was given.
     #[error("--tls-cert and --tls-key must be given together")]
     TlsIncomplete,
+    /// The test certificates could not be made.
+    #[error("cannot generate the workspace certificates: {0}")]
+    Certificate(String),
+    /// A file could not be written.
+    #[error("cannot write {path}: {source}")]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
     /// Waiting for a shutdown signal failed.
     #[error("cannot wait for a shutdown signal: {0}")]
     Signal(#[source] std::io::Error),
@@ -165,9 +183,13 @@ pub enum SimError {
 pub struct SimHandle {
     /// The bound address (useful with port 0).
     pub addr: SocketAddr,
+    /// The address of the workspace hosts' TLS listener, when they are served.
+    pub workspace_addr: Option<SocketAddr>,
+    /// The test CA (PEM) that signed the workspace hosts' certificate, when they are served.
+    pub workspace_ca_pem: Option<String>,
     shared: Arc<server::Shared>,
     shutdown: watch::Sender<bool>,
-    task: JoinHandle<()>,
+    tasks: Vec<JoinHandle<()>>,
 }
 
 impl SimHandle {
@@ -206,7 +228,9 @@ impl SimHandle {
     /// Stop accepting connections and close the open ones.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
-        let _ = self.task.await;
+        for task in self.tasks {
+            let _ = task.await;
+        }
     }
 }
 
@@ -274,14 +298,67 @@ pub async fn start(
         regions: config.regions.clone(),
         no_cmk_regions: config.no_cmk_regions.clone(),
     });
+    let hosting = config.workspace_hosts.clone();
     let shared = Arc::new(server::Shared::new(config, base_url, store));
     let (tx, rx) = watch::channel(false);
-    let task = tokio::spawn(server::serve(listener, acceptor, shared.clone(), rx));
+    let mut tasks = vec![tokio::spawn(server::serve(
+        listener,
+        acceptor,
+        shared.clone(),
+        rx.clone(),
+        false,
+    ))];
+    let (mut workspace_addr, mut workspace_ca_pem) = (None, None);
+    if let Some(h) = hosting {
+        let (ca_pem, acceptor) = workspaces::generate_tls()?;
+        if let Some(path) = &h.ca_file {
+            std::fs::write(path, &ca_pem).map_err(|source| SimError::Write {
+                path: path.clone(),
+                source,
+            })?;
+        }
+        let listener = TcpListener::bind(h.listen)
+            .await
+            .map_err(|source| SimError::Bind {
+                addr: h.listen,
+                source,
+            })?;
+        let waddr = listener.local_addr().map_err(|source| SimError::Bind {
+            addr: h.listen,
+            source,
+        })?;
+        tasks.push(tokio::spawn(server::serve(
+            listener,
+            Some(acceptor),
+            shared.clone(),
+            rx.clone(),
+            true,
+        )));
+        if let Some(file) = h.hosts_file.clone() {
+            // An unspecified listen address is reached through loopback.
+            let published_at = if waddr.ip().is_unspecified() {
+                SocketAddr::from(([127, 0, 0, 1], waddr.port()))
+            } else {
+                waddr
+            };
+            let s = shared.clone();
+            tasks.push(tokio::spawn(workspaces::publish(
+                file,
+                published_at,
+                move || s.published_workspaces(),
+                rx.clone(),
+            )));
+        }
+        workspace_addr = Some(waddr);
+        workspace_ca_pem = Some(ca_pem);
+    }
     Ok(SimHandle {
         addr,
+        workspace_addr,
+        workspace_ca_pem,
         shared,
         shutdown: tx,
-        task,
+        tasks,
     })
 }
 
@@ -357,6 +434,21 @@ pub struct SimArgs {
     /// Fault: added latency per API request, in milliseconds.
     #[arg(long, default_value_t = 0)]
     pub latency_ms: u64,
+    /// Serve the workspaces' own hosts (`<deployment>.cloud.databricks.com`: the workspace token
+    /// endpoint and SCIM Me) over TLS on this address, with a certificate from a test CA made at
+    /// start-up (port 0 picks a free port).
+    #[arg(long)]
+    pub workspace_listen: Option<SocketAddr>,
+    /// Write the test CA of the workspace hosts (PEM) here, for clients to trust.
+    #[arg(long, requires = "workspace_listen")]
+    pub workspace_ca_file: Option<PathBuf>,
+    /// Publish the workspace hosts that resolve here, as `NAME ADDRESS:PORT` lines (for the
+    /// operator's `--resolve-override '*.cloud.databricks.com=@FILE'`).
+    #[arg(long, requires = "workspace_listen")]
+    pub workspace_hosts_file: Option<PathBuf>,
+    /// Seconds after a workspace turns RUNNING before its host is published (DNS propagation).
+    #[arg(long, default_value_t = 0.0)]
+    pub workspace_dns_delay_seconds: f64,
 }
 
 fn secs(s: f64) -> Duration {
@@ -386,6 +478,12 @@ impl SimArgs {
                 self.regions.clone()
             },
             no_cmk_regions: self.no_cmk_regions.clone(),
+            workspace_hosts: self.workspace_listen.map(|listen| WorkspaceHosts {
+                listen,
+                ca_file: self.workspace_ca_file.clone(),
+                hosts_file: self.workspace_hosts_file.clone(),
+                dns_delay: secs(self.workspace_dns_delay_seconds),
+            }),
         }
     }
 
@@ -455,6 +553,9 @@ pub async fn run(args: SimArgs) -> Result<(), SimError> {
         cfg.account_id,
         cfg.client_id
     );
+    if let Some(addr) = handle.workspace_addr {
+        println!("workspace hosts (*.{WORKSPACE_DOMAIN}) served over TLS on {addr}");
+    }
     let result = shutdown_signal().await;
     tracing::info!("shutting down");
     handle.shutdown().await;

@@ -227,6 +227,20 @@ impl Shared {
             .is_some_and(|exp| *exp > Instant::now())
     }
 
+    /// The deployment names whose hosts resolve now (see `workspaces.rs`).
+    pub fn published_workspaces(&self) -> Vec<String> {
+        let delay = self
+            .config
+            .workspace_hosts
+            .as_ref()
+            .map(|h| u64::try_from(h.dns_delay.as_millis()).unwrap_or(u64::MAX))
+            .unwrap_or_default();
+        let now = now_ms();
+        let mut store = lock(&self.store);
+        store.tick(now);
+        store.reachable_deployments(now, delay)
+    }
+
     fn oidc_base(&self) -> String {
         format!("{}/oidc/accounts/{}", self.base_url, self.config.account_id)
     }
@@ -238,6 +252,7 @@ pub(crate) async fn serve(
     tls: Option<TlsAcceptor>,
     shared: Arc<Shared>,
     mut shutdown: watch::Receiver<bool>,
+    workspace_hosts: bool,
 ) {
     loop {
         tokio::select! {
@@ -250,10 +265,10 @@ pub(crate) async fn serve(
                 tokio::spawn(async move {
                     match tls {
                         Some(acceptor) => match acceptor.accept(stream).await {
-                            Ok(s) => serve_connection(s, shared, shutdown).await,
+                            Ok(s) => serve_connection(s, shared, shutdown, workspace_hosts).await,
                             Err(e) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                         },
-                        None => serve_connection(stream, shared, shutdown).await,
+                        None => serve_connection(stream, shared, shutdown, workspace_hosts).await,
                     }
                 });
             }
@@ -261,8 +276,12 @@ pub(crate) async fn serve(
     }
 }
 
-async fn serve_connection<S>(io: S, shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>)
-where
+async fn serve_connection<S>(
+    io: S,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+    workspace_hosts: bool,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let kill = Arc::new(Notify::new());
@@ -270,7 +289,13 @@ where
     let service = hyper::service::service_fn(move |req| {
         let shared = shared.clone();
         let kill = kill_for_handlers.clone();
-        async move { Ok::<_, Infallible>(handle(shared, kill, req).await) }
+        async move {
+            Ok::<_, Infallible>(if workspace_hosts {
+                workspace(shared, req).await
+            } else {
+                handle(shared, kill, req).await
+            })
+        }
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .keep_alive(true)
@@ -488,6 +513,83 @@ async fn token(shared: &Shared, req: Request<Incoming>) -> Response<Body> {
             "scope": scope,
         }),
     )
+}
+
+/// A request to a workspace's own host (`Host: <deployment>.cloud.databricks.com`): its token
+/// endpoint and SCIM `Me`, for workspaces whose host is published. Counted as
+/// `POST /workspace/oidc/v1/token` and `GET /workspace/scim/v2/Me`.
+async fn workspace(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| req.uri().host().map(str::to_string))
+        .unwrap_or_default();
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let published = super::workspaces::deployment_of(&host)
+        .filter(|d| shared.published_workspaces().iter().any(|p| p == d));
+    let Some(deployment) = published else {
+        return error_json(
+            404,
+            "ENDPOINT_NOT_FOUND",
+            &format!("No workspace is served at host {host:?}"),
+        );
+    };
+    let refused = shared.faults().workspace_unauthorized;
+    let user_agent = req
+        .headers()
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let (route, resp) = match (&method, path.as_str()) {
+        (&Method::POST, "/oidc/v1/token") => (
+            "POST /workspace/oidc/v1/token",
+            if refused {
+                oauth_error(401, "invalid_client", "Client authentication failed")
+            } else {
+                token(&shared, req).await
+            },
+        ),
+        (&Method::GET, "/api/2.0/preview/scim/v2/Me") => (
+            "GET /workspace/scim/v2/Me",
+            if !refused && authenticated(&shared, &req) {
+                let user = match basic_credentials(&req) {
+                    Some((user, _)) => user,
+                    None => shared.config.client_id.clone(),
+                };
+                json_response(
+                    200,
+                    &json!({
+                        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                        "id": format!("sim-{deployment}-principal"),
+                        "userName": user,
+                        "active": true,
+                    }),
+                )
+            } else {
+                error_json(
+                    401,
+                    "UNAUTHENTICATED",
+                    "Credential was not sent or was of an unsupported type for this API.",
+                )
+            },
+        ),
+        _ => (
+            "workspace other",
+            error_json(
+                404,
+                "ENDPOINT_NOT_FOUND",
+                &format!("No API found for '{method} {path}'"),
+            ),
+        ),
+    };
+    let status = resp.status().as_u16();
+    shared.count(route, status);
+    shared.log(route, status, &user_agent);
+    resp
 }
 
 fn authenticated(shared: &Shared, req: &Request<Incoming>) -> bool {

@@ -610,6 +610,16 @@ impl Store {
             .ok_or_else(|| ApiError::malformed(format!("Invalid {}: {id}", kind.camel_id())))
     }
 
+    /// The deployment names of the workspaces RUNNING for at least `delay_ms` at `now` (their
+    /// hosts resolve; see `workspaces.rs`). Call [`Self::tick`] first.
+    pub fn reachable_deployments(&self, now: u64, delay_ms: u64) -> Vec<String> {
+        self.workspaces
+            .iter()
+            .filter(|w| w.phase == Phase::Running && now >= w.phase_since.saturating_add(delay_ms))
+            .filter_map(|w| w.str_field("deployment_name").map(str::to_string))
+            .collect()
+    }
+
     fn workspace_idx(&self, id: i64) -> Option<usize> {
         self.workspaces.iter().position(|w| w.id() == id)
     }

@@ -109,6 +109,12 @@ local READY_REASONS = {
   { "InvalidSpec", "False", "Degraded" },
   { "NotFound", "False", "Degraded" },
   { "Paused", "False", "Progressing" }, -- Paused counts on Synced (below), not on Ready
+  -- The Reachable reasons belong to their own condition (section 7); on Ready they mean nothing.
+  { "Reachable", "False", "Progressing" },
+  { "DnsPending", "False", "Progressing" },
+  { "TlsError", "False", "Progressing" },
+  { "Unauthorized", "False", "Progressing" },
+  { "WorkspaceUnavailable", "False", "Progressing" },
 }
 for _, r in ipairs(READY_REASONS) do
   local reason, st, want = r[1], r[2], r[3]
@@ -218,6 +224,45 @@ case("workspace RUNNING", object("DatabricksWorkspace",
   { cond("Ready", "True", "Available", "Workspace is running at https://acme.cloud.databricks.com", 3), SYNCED_OK },
   { workspaceStatus = "RUNNING", workspaceUrl = "https://acme.cloud.databricks.com" }),
   "Healthy", "Workspace is running at https://acme.cloud.databricks.com")
+
+-- 7. The Reachable condition counts only when the object opts in with the annotation.
+local OPT_IN = { ["account.databricks-operator.dev/health-requires-reachable"] = "true" }
+local READY = cond("Ready", "True", "Available", "workspace is RUNNING", 3)
+local function reachable(st, reason, msg)
+  return cond("Reachable", st, reason, msg, 3)
+end
+case("Reachable False without the annotation stays Healthy", object("DatabricksWorkspace",
+  { READY, SYNCED_OK, reachable("False", "DnsPending", "does not resolve yet") },
+  { workspaceStatus = "RUNNING" }), "Healthy", "workspace is RUNNING")
+case("annotation false is ignored", object("DatabricksWorkspace",
+  { READY, SYNCED_OK, reachable("False", "Unauthorized", "refused") },
+  { workspaceStatus = "RUNNING" }, { ["account.databricks-operator.dev/health-requires-reachable"] = "false" }),
+  "Healthy", "workspace is RUNNING")
+case("opted in, not checked yet", object("DatabricksWorkspace", { READY, SYNCED_OK },
+  { workspaceStatus = "RUNNING" }, OPT_IN),
+  "Progressing", "Waiting for the operator to check that the workspace answers")
+for _, r in ipairs({
+  { "DnsPending", "Progressing" },
+  { "WorkspaceUnavailable", "Progressing" },
+  { "TlsError", "Degraded" },
+  { "Unauthorized", "Degraded" },
+}) do
+  case("opted in, Reachable False " .. r[1], object("DatabricksWorkspace",
+    { READY, SYNCED_OK, reachable("False", r[1], "Reachable " .. r[1] .. " message") },
+    { workspaceStatus = "RUNNING" }, OPT_IN), r[2], "Reachable " .. r[1] .. " message")
+end
+case("opted in, Reachable False without a message", object("DatabricksWorkspace",
+  { READY, SYNCED_OK, { type = "Reachable", status = "False" } }, { workspaceStatus = "RUNNING" }, OPT_IN),
+  "Progressing", "Waiting for the workspace to answer")
+case("opted in and reachable", object("DatabricksWorkspace",
+  { READY, SYNCED_OK, reachable("True", "Reachable", "https://acme.cloud.databricks.com answers") },
+  { workspaceStatus = "RUNNING" }, OPT_IN), "Healthy", "https://acme.cloud.databricks.com answers")
+case("opted in: a terminal Ready still wins", object("DatabricksWorkspace",
+  { cond("Ready", "False", "Banned", "banned", 3), SYNCED_OK, reachable("True", "Reachable", "ok") },
+  { workspaceStatus = "BANNED" }, OPT_IN), "Degraded", "banned")
+case("opted in: provisioning still wins", object("DatabricksWorkspace",
+  { READY, SYNCED_OK, reachable("True", "Reachable", "ok") },
+  { workspaceStatus = "PROVISIONING", workspaceStatusMessage = "updating" }, OPT_IN), "Progressing", "updating")
 
 print(passed .. " passed, " .. failed .. " failed")
 if failed > 0 then os.exit(1) end

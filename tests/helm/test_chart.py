@@ -287,7 +287,8 @@ def test_schema_matches_binary() -> None:
                 return True
             except helm.HelmValuesError:
                 return False
-        for key, flag in [("pollInterval", "poll-interval"), ("busyPollInterval", "busy-poll-interval")]:
+        for key, flag in [("pollInterval", "poll-interval"), ("busyPollInterval", "busy-poll-interval"),
+                          ("reachableTimeout", "reachable-timeout")]:
             for d in durations:
                 s_ok = schema_accepts({key: d})
                 b_ok = binary_accepts(flag, d)
@@ -312,7 +313,8 @@ def test_render_defaults() -> None:
     check("defaults: image tag is the appVersion",
           c["image"] == "ghcr.io/databricks-account-operator/databricks-account-operator:0.1.0", c["image"])
     check("defaults: args", c["args"] == [
-        "run", "--poll-interval=10m", "--busy-poll-interval=15s", "--default-deletion-policy=Delete",
+        "run", "--poll-interval=10m", "--busy-poll-interval=15s", "--reachable-timeout=30m",
+        "--default-deletion-policy=Delete",
         "--metrics-addr=0.0.0.0:8080", "--log-format=json",
         "--allowed-hosts=accounts.cloud.databricks.com,accounts.cloud.databricks.us,accounts-dod.cloud.databricks.mil",
         "--federation-token-file=/var/run/secrets/databricks/token", "--hold-account-secrets=true",
@@ -378,7 +380,8 @@ def test_render_all() -> None:
           and c["imagePullPolicy"] == "Always", c["image"])
     check("values-all: imagePullSecrets", pod.get("imagePullSecrets") == [{"name": "registry-credentials"}])
     check("values-all: args", c["args"] == [
-        "run", "--poll-interval=5m", "--busy-poll-interval=20s", "--default-deletion-policy=Orphan",
+        "run", "--poll-interval=5m", "--busy-poll-interval=20s", "--reachable-timeout=45m",
+        "--default-deletion-policy=Orphan",
         "--metrics-addr=0.0.0.0:9090", "--log-format=text",
         "--allowed-hosts=accounts.cloud.databricks.com,127.0.0.1:8085",
         "--federation-token-file=/var/run/secrets/databricks/token", "--hold-account-secrets=true",

@@ -12,10 +12,20 @@
 --   4. a terminal reason on Ready or Synced                      -> Degraded
 --   5. a Ready reason that is still working, or a workspace
 --      PROVISIONING / NOT_PROVISIONED                            -> Progressing
---   6. Ready True                                                -> Healthy
+--   6. Ready True, and with the health-requires-reachable
+--      annotation "true" (workspaces) also Reachable True          -> Healthy
+--      ... Reachable False with TlsError or Unauthorized          -> Degraded
+--      ... Reachable not (yet) True otherwise                     -> Progressing
 --   7. anything else                                             -> Progressing (Ready's message)
 
 local PAUSED_ANNOTATION = "account.databricks-operator.dev/paused"
+local REACHABLE_ANNOTATION = "account.databricks-operator.dev/health-requires-reachable"
+
+-- Reachable reasons a person must act on (a retry alone does not fix them).
+local REACHABLE_TERMINAL_REASONS = {
+  TlsError = true,
+  Unauthorized = true,
+}
 
 local PROGRESSING_REASONS = {
   Creating = true,
@@ -141,6 +151,26 @@ if status.workspaceStatus ~= nil and PROGRESSING_WORKSPACE_STATUSES[status.works
 end
 
 if ready ~= nil and ready.status == "True" then
+  if annotations[REACHABLE_ANNOTATION] == "true" then
+    local reachable = condition(status, "Reachable")
+    if reachable == nil then
+      hs.status = "Progressing"
+      hs.message = "Waiting for the operator to check that the workspace answers"
+      return hs
+    end
+    if reachable.status ~= "True" then
+      if REACHABLE_TERMINAL_REASONS[reachable.reason] then
+        hs.status = "Degraded"
+      else
+        hs.status = "Progressing"
+      end
+      hs.message = describe(reachable, "Waiting for the workspace to answer")
+      return hs
+    end
+    hs.status = "Healthy"
+    hs.message = describe(reachable, "Reachable")
+    return hs
+  end
   hs.status = "Healthy"
   hs.message = describe(ready, "Ready")
   return hs
