@@ -3,24 +3,14 @@
 #
 #   hack/sdk-test.sh
 #
-# Creates (once) a virtualenv with a pinned databricks-sdk under
-# ${XDG_CACHE_HOME:-$HOME/.cache}/databricks-account-operator/sdk-venv, builds the simulator binary
+# Uses the virtualenv of hack/sdk-venv.sh (the pinned databricks-sdk), builds the simulator binary
 # (respecting CARGO_TARGET_DIR), starts `databricks-account-sim` on a free loopback port, runs tests/sdk/sdk_e2e.py against it,
 # stops the simulator and exits with the script's status.
 set -euo pipefail
 
-SDK_VERSION="0.162.0"
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/databricks-account-operator"
-VENV="$CACHE/sdk-venv"
 PREFIX="acme"
-
-if [[ ! -x "$VENV/bin/python" ]] || ! "$VENV/bin/python" -c "import databricks.sdk.version as v, sys; sys.exit(v.__version__ != '$SDK_VERSION')" 2>/dev/null; then
-    echo "==> creating $VENV with databricks-sdk==$SDK_VERSION"
-    mkdir -p "$CACHE"
-    python3 -m venv "$VENV"
-    "$VENV/bin/pip" install --quiet --disable-pip-version-check "databricks-sdk==$SDK_VERSION"
-fi
+PYTHON="$(bash "$ROOT/hack/sdk-venv.sh")"
 
 echo "==> building the simulator"
 (cd "$ROOT" && cargo build --quiet -p databricks-account-sim --bin databricks-account-sim)
@@ -63,7 +53,7 @@ SIM_HOST="$HOST" \
     SIM_CLIENT_ID="sim-client-id" \
     SIM_CLIENT_SECRET="sim-client-secret" \
     SIM_DEPLOYMENT_PREFIX="$PREFIX" \
-    "$VENV/bin/python" "$ROOT/tests/sdk/sdk_e2e.py" || status=$?
+    "$PYTHON" "$ROOT/tests/sdk/sdk_e2e.py" || status=$?
 if [[ $status -ne 0 ]]; then
     echo "==> SDK check failed; simulator log:" >&2
     tail -n 50 "$LOG" >&2

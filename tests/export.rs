@@ -16,65 +16,45 @@ use kube::ResourceExt;
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use serde_json::{Value, json};
 
-/// POSTs `body` to the account's `path` with the simulator's basic-auth user; the answer.
-async fn post(sim: &SimHandle, path: &str, body: Value) -> Value {
-    let c = sim.config();
-    let url = format!(
-        "{}/api/2.0/accounts/{}/{path}",
-        sim.base_url(),
-        c.account_id
-    );
-    let resp = reqwest::Client::new()
-        .post(url)
-        .basic_auth(&c.username, Some(&c.password))
-        .json(&body)
-        .send()
+/// Fills the account as a team using the official Databricks Python SDK would have
+/// (tests/sdk/fill_account.py): a classic PrivateLink workspace with a customer-managed key, a
+/// serverless workspace with a network connectivity configuration and a rule, and one credential
+/// nothing uses. The SDK comes from the virtualenv of hack/sdk-venv.sh (created once, from PyPI)
+/// and reads its usual environment variables.
+async fn fill(sim: &SimHandle) {
+    let (host, c) = (sim.base_url(), sim.config().clone());
+    // Off the runtime's threads: the simulator answers the SDK from them meanwhile.
+    tokio::task::spawn_blocking(move || run_fill(&host, &c))
         .await
         .unwrap();
-    let status = resp.status();
-    let v: Value = resp.json().await.unwrap();
-    assert!(status.is_success(), "{path}: {status} {v}");
-    v
 }
 
-/// Fills the account as another tool would: a classic PrivateLink workspace with a
-/// customer-managed key, a serverless workspace with a network connectivity configuration and a
-/// rule, and one credential nothing uses.
-async fn fill(sim: &SimHandle) {
-    let cred = post(sim, "credentials", json!({"credentials_name": "Prod Cross-Account", "aws_credentials": {"sts_role": {"role_arn": "arn:aws:iam::123456789012:role/prod"}}})).await;
-    post(sim, "credentials", json!({"credentials_name": "spare", "aws_credentials": {"sts_role": {"role_arn": "arn:aws:iam::123456789012:role/spare"}}})).await;
-    let storage = post(sim, "storage-configurations", json!({"storage_configuration_name": "prod-root", "root_bucket_info": {"bucket_name": "prod-root-bucket"}})).await;
-    let key = post(sim, "customer-managed-keys", json!({"use_cases": ["MANAGED_SERVICES"], "aws_key_info": {"key_arn": "arn:aws:kms:us-east-1:123456789012:key/prod", "key_alias": "alias/prod-services"}})).await;
-    let rest = post(sim, "vpc-endpoints", json!({"vpc_endpoint_name": "prod-rest", "aws_vpc_endpoint_id": "vpce-0aa1", "region": "us-east-1"})).await;
-    let relay = post(sim, "vpc-endpoints", json!({"vpc_endpoint_name": "prod-relay", "aws_vpc_endpoint_id": "vpce-0bb2", "region": "us-east-1"})).await;
-    // Endpoints must be available before a network may list them.
-    tokio::time::sleep(Duration::from_millis(800)).await;
-    let network = post(sim, "networks", json!({"network_name": "prod_vpc", "vpc_id": "vpc-0cc3", "subnet_ids": ["subnet-0dd4", "subnet-0ee5"], "security_group_ids": ["sg-0ff6"], "vpc_endpoints": {"rest_api": [rest["vpc_endpoint_id"]], "dataplane_relay": [relay["vpc_endpoint_id"]]}})).await;
-    let pas = post(sim, "private-access-settings", json!({"private_access_settings_name": "prod-pas", "region": "us-east-1", "public_access_enabled": true})).await;
-    post(sim, "workspaces", json!({
-        "workspace_name": "Prod Analytics", "aws_region": "us-east-1", "pricing_tier": "ENTERPRISE",
-        "credentials_id": cred["credentials_id"], "storage_configuration_id": storage["storage_configuration_id"],
-        "network_id": network["network_id"], "private_access_settings_id": pas["private_access_settings_id"],
-        "managed_services_customer_managed_key_id": key["customer_managed_key_id"],
-        "custom_tags": {"team": "data"},
-    })).await;
-    let ncc = post(
-        sim,
-        "network-connectivity-configs",
-        json!({"name": "serverless-egress", "region": "us-east-1"}),
-    )
-    .await;
-    let ncc_id = ncc["network_connectivity_config_id"].as_str().unwrap();
-    post(
-        sim,
-        &format!("network-connectivity-configs/{ncc_id}/private-endpoint-rules"),
-        json!({"resource_names": ["prod-data"]}),
-    )
-    .await;
-    post(sim, "workspaces", json!({
-        "workspace_name": "serverless-sql", "aws_region": "us-east-1", "pricing_tier": "ENTERPRISE",
-        "compute_mode": "SERVERLESS", "network_connectivity_config_id": ncc_id,
-    })).await;
+fn run_fill(host: &str, c: &databricks_account_sim::SimConfig) {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let venv = std::process::Command::new("bash")
+        .arg(format!("{root}/hack/sdk-venv.sh"))
+        .output()
+        .unwrap();
+    assert!(
+        venv.status.success(),
+        "hack/sdk-venv.sh: {}",
+        String::from_utf8_lossy(&venv.stderr)
+    );
+    let python = String::from_utf8(venv.stdout).unwrap();
+    let out = std::process::Command::new(python.trim())
+        .arg(format!("{root}/tests/sdk/fill_account.py"))
+        .env("DATABRICKS_HOST", host)
+        .env("DATABRICKS_ACCOUNT_ID", &c.account_id)
+        .env("DATABRICKS_CLIENT_ID", &c.client_id)
+        .env("DATABRICKS_CLIENT_SECRET", &c.client_secret)
+        .env_remove("DATABRICKS_CONFIG_PROFILE")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "the SDK could not fill the account: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Every remote object's ID, per list: what "the account is unchanged" compares.
@@ -124,8 +104,6 @@ async fn an_exported_account_is_adopted_without_a_write_and_left_as_it_was() {
     common::install_crds(&client).await;
     let sim = common::fast_sim().await;
     fill(&sim).await;
-    // Workspaces provision for a second, endpoints are pending for half of one.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
     let before = ids(&sim);
 
     let dir = tempdir();
