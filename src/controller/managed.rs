@@ -1045,10 +1045,23 @@ async fn reach<K: Managed>(
     poll: Duration,
 ) -> Option<Duration> {
     let ctx = run.ctx;
-    let Some(target) = K::reach_target(remote).filter(|t| client.checks_workspace(t)) else {
-        // Not RUNNING: checked again at once when it is, and the last outcome stays reported.
-        // A simulator's workspace that no resolver override covers is never checked.
+    let running = K::reach_target(remote);
+    let Some(target) = running.clone().filter(|t| client.checks_workspace(t)) else {
+        // Not RUNNING: checked again at once when it is; until then a workspace that answered
+        // is no longer said to. A simulator's workspace that no resolver override covers is
+        // never checked.
         ctx.set_reach_memo(&run.key, None);
+        let answered = K::common(&mut run.status)
+            .condition("Reachable")
+            .is_some_and(|c| c.status == "True");
+        if running.is_none() && answered {
+            run.set(
+                "Reachable",
+                false,
+                Reason::WorkspaceUnavailable,
+                "the workspace is not RUNNING; it is checked again once it is",
+            );
+        }
         return None;
     };
     let limits = plan::reach::ReachLimits {
