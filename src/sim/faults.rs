@@ -6,7 +6,10 @@
 
 use serde::{Deserialize, Serialize};
 
-pub use super::state::{CredentialPropagation, FailRule, RunningClusters, StorageKeyRevert};
+pub use super::state::{
+    BannedWorkspaces, CredentialPropagation, FailRule, NetworkWarning, NetworkWarnings,
+    RunningClusters, StorageKeyRevert,
+};
 
 /// Every fault at once. `POST /__sim/faults` replaces the whole set; absent fields mean "no fault".
 ///
@@ -20,7 +23,10 @@ pub use super::state::{CredentialPropagation, FailRule, RunningClusters, Storage
 ///   "credential_propagation": {"seconds": 10, "role_arn": null},
 ///   "fail_workspaces": [{"workspace_name_contains": "fail", "while_initial_credentials": true}],
 ///   "running_clusters": {"workspace_name_contains": "analytics"},
-///   "storage_key_revert": {"after_ms": 5000}
+///   "storage_key_revert": {"after_ms": 5000},
+///   "network_warnings": {"workspace_name_contains": "analytics",
+///                        "warnings": [{"warning_type": "subnet", "warning_message": "..."}]},
+///   "banned_workspaces": {"workspace_name_contains": "analytics", "message": "..."}
 /// }
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,6 +50,11 @@ pub struct Faults {
     pub running_clusters: Option<RunningClusters>,
     /// While set, a storage key set by a PATCH shows, then goes back.
     pub storage_key_revert: Option<StorageKeyRevert>,
+    /// While set, the network of a matching workspace that reaches RUNNING is WARNED with
+    /// `warning_messages` instead of VALID.
+    pub network_warnings: Option<NetworkWarnings>,
+    /// While set, matching RUNNING workspaces are BANNED; cleared, they are RUNNING again.
+    pub banned_workspaces: Option<BannedWorkspaces>,
 }
 
 /// 429 `REQUEST_LIMIT_EXCEEDED` for the next `count` matching calls.
