@@ -361,11 +361,29 @@ impl Managed for DatabricksNetwork {
         if !r.error_messages.is_empty() {
             msg.push_str(&format!("; Databricks reports: {}", network_errors(r)));
         }
+        if let Some(w) = Self::warnings(r) {
+            msg.push_str(&format!(
+                "; VPC validation warnings (the network works; review them in AWS): {w}"
+            ));
+        }
         Observation::available(msg)
+    }
+    fn warnings(r: &m::Network) -> Option<String> {
+        (!r.warning_messages.is_empty()).then(|| network_warnings(r))
     }
     fn dep_kind() -> Option<DepKind> {
         Some(DepKind::Network)
     }
+}
+
+/// The network's validation warnings as one line (bounded like [`network_errors`]).
+pub fn network_warnings(n: &m::Network) -> String {
+    let all: Vec<String> = n
+        .warning_messages
+        .iter()
+        .map(|w| format!("{}: {}", w.warning_type, w.warning_message))
+        .collect();
+    bounds::messages(&all).join("; ")
 }
 
 /// The network's validation errors as one line (bounded: at most ten, each cut short).
@@ -839,9 +857,11 @@ impl Managed for DatabricksWorkspace {
     }
     fn update_blocked(r: &m::Workspace) -> Option<String> {
         match &r.workspace_status {
-            Some(s @ (m::WorkspaceStatus::Provisioning | m::WorkspaceStatus::NotProvisioned)) => {
-                Some(format!("the workspace is {s}"))
-            }
+            Some(
+                s @ (m::WorkspaceStatus::Provisioning
+                | m::WorkspaceStatus::NotProvisioned
+                | m::WorkspaceStatus::Banned),
+            ) => Some(format!("the workspace is {s}")),
             _ => None,
         }
     }
@@ -998,11 +1018,9 @@ impl Managed for DatabricksWorkspace {
         v
     }
     fn desired_update(&self, r: &m::Workspace, deps: &Resolved) -> Option<Update> {
-        // CANCELLING or BANNED workspaces take no patches.
-        if matches!(
-            r.workspace_status,
-            Some(m::WorkspaceStatus::Cancelling | m::WorkspaceStatus::Banned)
-        ) {
+        // A CANCELLING workspace takes no patches (a BANNED one neither: `update_blocked`
+        // holds its changes until it is RUNNING again).
+        if r.workspace_status == Some(m::WorkspaceStatus::Cancelling) {
             return None;
         }
         let fields = self.update_fields(r, deps);

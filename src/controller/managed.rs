@@ -193,6 +193,11 @@ pub trait Managed:
     fn update_blocked(_remote: &Self::Remote) -> Option<String> {
         None
     }
+    /// What Databricks warns about in a usable remote object (a network's validation warnings),
+    /// if anything: `Ready` stays true and names it, and a `Warning` event says it when it is new.
+    fn warnings(_remote: &Self::Remote) -> Option<String> {
+        None
+    }
     /// Extra context for a failed remote object (for example a network's error messages).
     fn explain(
         &self,
@@ -674,7 +679,14 @@ impl<K: Managed> Run<'_, K> {
     /// Reports an API failure and says when to try again.
     async fn api_failure(&mut self, err: &ApiCallError, action: &str) -> Result<Step, Error> {
         let poll = poll_interval(self.obj, self.ctx);
-        let message = format!("{action} failed: {err}");
+        let mut message = format!("{action} failed: {err}");
+        if err.api().is_some_and(|a| a.is_quota_exceeded()) {
+            message.push_str(&format!(
+                "; the account has reached Databricks' limit on the number of {} objects: delete unused ones in the account, or ask Databricks to raise the limit; the operator tries again every {} s",
+                <K::Remote as RemoteResource>::NOUN,
+                poll.as_secs()
+            ));
+        }
         let (reason, next) = if err.is_auth() {
             // The account's credentials may have been rotated or revoked: have it checked now.
             self.ctx.nudge_account(&self.key.namespace, &self.account);
@@ -693,6 +705,9 @@ impl<K: Managed> Run<'_, K> {
                 Reason::ApiUnavailable,
                 self.ctx.backoff(&self.key, err.retry_after()),
             )
+        } else if err.api().is_some_and(|a| a.is_quota_exceeded()) {
+            // Only someone can make room; the poll interval is often enough to notice it.
+            (Reason::QuotaExceeded, poll)
         } else {
             (Reason::ApiRejected, poll)
         };
@@ -940,8 +955,34 @@ async fn apply<K: Managed>(obj: &K, ctx: &Context, api: &Api<K>, ns: &str) -> Re
                 ),
             };
         }
-        Act::Change(Change::Update(update)) => {
+        Act::Change(Change::Update(update)) => 'sent: {
             if let Err(e) = update.send(client).await {
+                // The list read may predate the object's last move (a workspace back to
+                // PROVISIONING): Databricks then refuses with INVALID_STATE. Read the object now;
+                // if it takes no update in its state, that is a wait, not a rejection.
+                if e.api().is_some_and(|a| a.error_code == "INVALID_STATE") {
+                    ctx.invalidate::<K::Remote>(&account_key);
+                    if let Ok(fresh) = client.get::<K::Remote>(&remote.id()).await
+                        && K::update_blocked(&fresh).is_some()
+                    {
+                        tracing::info!(object = %run.key, error = %e, "update refused while the object takes none; waiting");
+                        remote = fresh;
+                        match follow(&run.status, &remote, plan::change(obj, &remote, &deps)) {
+                            Act::Wait { reason, message } => {
+                                synced = Synced {
+                                    ok: false,
+                                    reason,
+                                    message,
+                                };
+                            }
+                            Act::Applied => mark_applied::<K>(&mut run.status),
+                            // Nothing left to send (someone else sent it): the next reconcile
+                            // decides on what it reads then.
+                            Act::Change(_) => {}
+                        }
+                        break 'sent;
+                    }
+                }
                 return run.api_failure(&e, "update").await;
             }
             if let Some(values) = update.followed_values() {
@@ -1002,12 +1043,29 @@ async fn apply<K: Managed>(obj: &K, ctx: &Context, api: &Api<K>, ns: &str) -> Re
     if obj.current_status() != Some(&run.status) {
         K::invalidate_related(ctx, &account_key);
     }
+    let before = K::common(&mut run.status)
+        .condition("Ready")
+        .map(|c| c.message.clone());
     run.set(
         "Ready",
         observation.ready,
         observation.reason,
         &observation.message,
     );
+    if let Some(warnings) = K::warnings(&remote) {
+        let now = K::common(&mut run.status)
+            .condition("Ready")
+            .map(|c| c.message.clone());
+        // Once per set of warnings: the Ready message names them.
+        if before != now {
+            let noun = <K::Remote as RemoteResource>::NOUN;
+            let note = bounds::message(&format!(
+                "Databricks validated {noun} {} with warnings (it works): {warnings}",
+                remote.id()
+            ));
+            run.event(true, "ValidationWarnings", "Observe", note).await;
+        }
+    }
     let Synced {
         ok,
         reason,

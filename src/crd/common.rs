@@ -213,6 +213,8 @@ pub enum Reason {
     ImmutableFieldChanged,
     /// The API refused the request; a retry would not help.
     ApiRejected,
+    /// A create was refused because the account has reached a Databricks object quota.
+    QuotaExceeded,
     /// The API could not be reached or answered with a transient failure; retried with backoff.
     ApiUnavailable,
     /// The workspace failed to provision.
@@ -263,6 +265,7 @@ impl Reason {
             Self::ObserveOnly => "ObserveOnly",
             Self::ImmutableFieldChanged => "ImmutableFieldChanged",
             Self::ApiRejected => "ApiRejected",
+            Self::QuotaExceeded => "QuotaExceeded",
             Self::ApiUnavailable => "ApiUnavailable",
             Self::ProvisioningFailed => "ProvisioningFailed",
             Self::Banned => "Banned",

@@ -152,6 +152,16 @@ impl ApiError {
             || m.contains("is unable to be deleted because it")
     }
 
+    /// A create beyond one of the account's object quotas (the limits page: credentials,
+    /// keys, VPC endpoints, private access settings). **Inferred** codes: no source we have
+    /// quotes the refusal; `RESOURCE_LIMIT_EXCEEDED` and `QUOTA_EXCEEDED` are both taken.
+    pub fn is_quota_exceeded(&self) -> bool {
+        matches!(
+            self.error_code.as_str(),
+            "RESOURCE_LIMIT_EXCEEDED" | "QUOTA_EXCEEDED"
+        )
+    }
+
     /// The IAM-propagation race: `Failed credential(s) validation checks`.
     pub fn is_credential_propagation(&self) -> bool {
         let m = self.message.to_ascii_lowercase();

@@ -6,7 +6,10 @@
 
 use serde::{Deserialize, Serialize};
 
-pub use super::state::{CredentialPropagation, FailRule, RunningClusters, StorageKeyRevert};
+pub use super::state::{
+    BannedWorkspaces, CredentialPropagation, FailRule, NetworkWarning, NetworkWarnings,
+    RunningClusters, StorageKeyRevert,
+};
 
 /// Every fault at once. `POST /__sim/faults` replaces the whole set; absent fields mean "no fault".
 ///
@@ -21,7 +24,10 @@ pub use super::state::{CredentialPropagation, FailRule, RunningClusters, Storage
 ///   "fail_workspaces": [{"workspace_name_contains": "fail", "while_initial_credentials": true}],
 ///   "running_clusters": {"workspace_name_contains": "analytics"},
 ///   "storage_key_revert": {"after_ms": 5000},
-///   "workspace_unauthorized": false
+///   "workspace_unauthorized": false,
+///   "network_warnings": {"workspace_name_contains": "analytics",
+///                        "warnings": [{"warning_type": "subnet", "warning_message": "..."}]},
+///   "banned_workspaces": {"workspace_name_contains": "analytics", "message": "..."}
 /// }
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -48,6 +54,11 @@ pub struct Faults {
     /// While set, every workspace's own token endpoint (and SCIM `Me` with basic auth) refuses
     /// the credentials with 401, as a workspace does for a principal it does not know.
     pub workspace_unauthorized: bool,
+    /// While set, the network of a matching workspace that reaches RUNNING is WARNED with
+    /// `warning_messages` instead of VALID.
+    pub network_warnings: Option<NetworkWarnings>,
+    /// While set, matching RUNNING workspaces are BANNED; cleared, they are RUNNING again.
+    pub banned_workspaces: Option<BannedWorkspaces>,
 }
 
 /// 429 `REQUEST_LIMIT_EXCEEDED` for the next `count` matching calls.

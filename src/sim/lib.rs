@@ -40,11 +40,13 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use faults::{
-    CredentialPropagation, FailRule, Faults, LostMode, LostResponse, ProxyNotFound, RateLimit,
-    RunningClusters, ServerError, StorageKeyRevert,
+    BannedWorkspaces, CredentialPropagation, FailRule, Faults, LostMode, LostResponse,
+    NetworkWarning, NetworkWarnings, ProxyNotFound, RateLimit, RunningClusters, ServerError,
+    StorageKeyRevert,
 };
 pub use server::{LoggedRequest, RequestCount, RequestCounts};
 pub use state::ApiError;
+pub use state::Quotas;
 pub use workspaces::{WORKSPACE_DOMAIN, WorkspaceHosts};
 
 /// The account ID the simulator uses unless told otherwise.
@@ -100,6 +102,16 @@ pub struct SimConfig {
     /// Serve the workspaces' own hosts (token endpoint and SCIM `Me`) over TLS with a test CA
     /// (default: not served).
     pub workspace_hosts: Option<WorkspaceHosts>,
+    /// AWS VPC endpoint IDs, or `prefix*` patterns, that connect to the region's relay endpoint
+    /// service; every other endpoint connects to the workspace (front-end and REST API) service.
+    /// It decides a registration's `use_case` and `aws_endpoint_service_id`, and so which network
+    /// list may name it (see [`state::StoreConfig::relay_endpoints`]). Empty (default): the
+    /// simulator does not know the services and falls back to `WORKSPACE_ACCESS`, locked to relay
+    /// by the first network that lists the endpoint in `dataplane_relay`.
+    pub relay_endpoints: Vec<String>,
+    /// The account's object quotas of Databricks' limits page (default `None`: unlimited). A
+    /// create beyond one is refused with 400 `RESOURCE_LIMIT_EXCEEDED` (the code is inferred).
+    pub quotas: Option<Quotas>,
 }
 
 impl Default for SimConfig {
@@ -121,6 +133,8 @@ impl Default for SimConfig {
             regions: state::default_regions(),
             no_cmk_regions: Vec::new(),
             workspace_hosts: None,
+            relay_endpoints: Vec::new(),
+            quotas: None,
         }
     }
 }
@@ -297,6 +311,8 @@ pub async fn start(
         tags_apply_ms: millis(config.tags_apply_delay),
         regions: config.regions.clone(),
         no_cmk_regions: config.no_cmk_regions.clone(),
+        relay_endpoints: config.relay_endpoints.clone(),
+        quotas: config.quotas,
     });
     let hosting = config.workspace_hosts.clone();
     let shared = Arc::new(server::Shared::new(config, base_url, store));
@@ -417,6 +433,20 @@ pub struct SimArgs {
     /// Regions where workspaces refuse customer-managed keys, comma-separated (default none).
     #[arg(long, value_delimiter = ',')]
     pub no_cmk_regions: Vec<String>,
+    /// AWS VPC endpoint IDs (or `prefix*` patterns), comma-separated, that connect to the
+    /// region's relay endpoint service: their registrations get `use_case`
+    /// DATAPLANE_RELAY_ACCESS, every other one GENERAL_ACCESS. Without it every endpoint is
+    /// WORKSPACE_ACCESS until a network lists it for relay.
+    #[arg(long, value_delimiter = ',')]
+    pub relay_endpoints: Vec<String>,
+    /// Enforce the account quotas of Databricks' limits page (credentials 55, keys 110, VPC
+    /// endpoints 110, private access settings 55).
+    #[arg(long)]
+    pub account_quotas: bool,
+    /// Override one quota, as KIND=N with KIND one of credentials, customer-managed-keys,
+    /// vpc-endpoints, private-access-settings (repeatable; implies --account-quotas).
+    #[arg(long, value_parser = parse_quota)]
+    pub quota: Vec<(String, usize)>,
     /// PEM certificate chain: serve HTTPS (needs --tls-key).
     #[arg(long, requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
@@ -451,6 +481,24 @@ pub struct SimArgs {
     pub workspace_dns_delay_seconds: f64,
 }
 
+fn parse_quota(s: &str) -> Result<(String, usize), String> {
+    let (kind, n) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected KIND=N, got {s:?}"))?;
+    let n = n
+        .parse::<usize>()
+        .map_err(|e| format!("quota of {kind}: {e}"))?;
+    if state::Kind::from_path(kind)
+        .and_then(|k| Quotas::default().limit(k))
+        .is_none()
+    {
+        return Err(format!(
+            "no quota for {kind:?}: expected credentials, customer-managed-keys, vpc-endpoints or private-access-settings"
+        ));
+    }
+    Ok((kind.to_string(), n))
+}
+
 fn secs(s: f64) -> Duration {
     Duration::try_from_secs_f64(s.max(0.0)).unwrap_or(Duration::ZERO)
 }
@@ -483,6 +531,20 @@ impl SimArgs {
                 ca_file: self.workspace_ca_file.clone(),
                 hosts_file: self.workspace_hosts_file.clone(),
                 dns_delay: secs(self.workspace_dns_delay_seconds),
+            }),
+            relay_endpoints: self.relay_endpoints.clone(),
+            quotas: (self.account_quotas || !self.quota.is_empty()).then(|| {
+                let mut q = Quotas::default();
+                for (kind, n) in &self.quota {
+                    let slot = match kind.as_str() {
+                        "credentials" => &mut q.credentials,
+                        "customer-managed-keys" => &mut q.customer_managed_keys,
+                        "vpc-endpoints" => &mut q.vpc_endpoints,
+                        _ => &mut q.private_access_settings,
+                    };
+                    *slot = *n;
+                }
+                q
             }),
         }
     }
@@ -600,6 +662,39 @@ mod tests {
         assert!(faults.fail_workspaces[0].while_initial_credentials);
         assert_eq!(faults.credential_propagation.unwrap().seconds, 7);
         assert_eq!(cli.args.config().provisioning, Duration::from_millis(500));
+    }
+
+    /// `--relay-endpoints` names the relay endpoints; `--quota` sets one quota and turns the
+    /// others on at the limits page's numbers.
+    #[test]
+    fn endpoint_and_quota_flags_set_the_account() {
+        let cli = Cli::try_parse_from([
+            "databricks-account-sim",
+            "--relay-endpoints",
+            "vpce-relay*,vpce-0abc",
+            "--quota",
+            "credentials=2",
+            "--quota",
+            "vpc-endpoints=3",
+        ])
+        .unwrap();
+        let config = cli.args.config();
+        assert_eq!(config.relay_endpoints, ["vpce-relay*", "vpce-0abc"]);
+        assert_eq!(
+            config.quotas,
+            Some(Quotas {
+                credentials: 2,
+                vpc_endpoints: 3,
+                ..Quotas::default()
+            })
+        );
+        let cli = Cli::try_parse_from(["databricks-account-sim", "--account-quotas"]).unwrap();
+        assert_eq!(cli.args.config().quotas, Some(Quotas::default()));
+        assert!(
+            Cli::try_parse_from(["databricks-account-sim", "--quota", "networks=3"]).is_err(),
+            "networks have no quota"
+        );
+        assert!(Cli::try_parse_from(["databricks-account-sim", "--quota", "credentials"]).is_err());
     }
 
     /// `--regions` replaces the accepted list (to mirror an account); `--no-cmk-regions` turns

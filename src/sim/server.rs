@@ -175,6 +175,8 @@ impl Shared {
             store.propagation = faults.credential_propagation.clone();
             store.running_clusters = faults.running_clusters.clone();
             store.storage_key_revert = faults.storage_key_revert.clone();
+            store.network_warnings = faults.network_warnings.clone();
+            store.banned = faults.banned_workspaces.clone();
         }
         *lock(&self.faults) = faults;
     }

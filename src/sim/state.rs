@@ -10,7 +10,13 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+mod fidelity;
 mod ncc;
+pub use fidelity::{
+    BannedWorkspaces, DATAPLANE_RELAY_ACCESS, DEFAULT_BANNED_MESSAGE, DEFAULT_NETWORK_WARNING,
+    GENERAL_ACCESS, NetworkWarning, NetworkWarnings, QUOTA_ERROR_CODE, Quotas, WORKSPACE_ACCESS,
+    endpoint_service_id,
+};
 pub use ncc::{NCC_PAGE_SIZE, ncc_route};
 
 use rand::Rng;
@@ -307,6 +313,16 @@ pub struct StoreConfig {
     /// pages said us-west-1 had no CMK support, the current regions page lists it
     /// (account-api.md §11.10), so the rule is only turned on to test how a refusal is reported.
     pub no_cmk_regions: Vec<String>,
+    /// AWS VPC endpoint IDs (or `prefix*` patterns) that connect to the region's secure cluster
+    /// connectivity relay service; every other endpoint connects to the workspace (front-end and
+    /// REST API) service. It decides a registration's `use_case` (`DATAPLANE_RELAY_ACCESS` or
+    /// `GENERAL_ACCESS`) and `aws_endpoint_service_id`, as Databricks derives them from the AWS
+    /// endpoint. Empty (default): the simulator does not know the services, registers every
+    /// endpoint as `WORKSPACE_ACCESS`, and locks it to relay when a network first lists it in
+    /// `dataplane_relay`.
+    pub relay_endpoints: Vec<String>,
+    /// The account's object quotas (`None`, default: unlimited).
+    pub quotas: Option<Quotas>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -314,6 +330,7 @@ enum Phase {
     Provisioning,
     Running,
     Failed,
+    Banned,
     Cancelling,
 }
 
@@ -352,6 +369,7 @@ impl WorkspaceRec {
             Phase::Provisioning => "PROVISIONING",
             Phase::Running => "RUNNING",
             Phase::Failed => "FAILED",
+            Phase::Banned => "BANNED",
             Phase::Cancelling => "CANCELLING",
         };
         body.insert("workspace_status".into(), json!(status));
@@ -402,6 +420,10 @@ pub struct Store {
     pub running_clusters: Option<RunningClusters>,
     /// Storage key changes go back after a while (fault injection).
     pub storage_key_revert: Option<StorageKeyRevert>,
+    /// Networks of matching workspaces end WARNED (fault injection).
+    pub network_warnings: Option<NetworkWarnings>,
+    /// Matching RUNNING workspaces are BANNED while set (fault injection).
+    pub banned: Option<BannedWorkspaces>,
     /// Network connectivity configurations and their rules (`ncc.rs`).
     nccs: Vec<ncc::NccRec>,
 }
@@ -565,6 +587,8 @@ impl Store {
             propagation: None,
             running_clusters: None,
             storage_key_revert: None,
+            network_warnings: None,
+            banned: None,
             nccs: Vec::new(),
         }
     }
@@ -673,6 +697,25 @@ impl Store {
                 self.finish_provisioning(i, now);
             }
         }
+        // Workspaces: a ban starts on RUNNING ones and ends when the fault no longer names them.
+        let banned = self.banned.clone();
+        for ws in &mut self.workspaces {
+            let name = ws.str_field("workspace_name").unwrap_or_default();
+            let ban = banned.as_ref().filter(|b| b.applies_to(name));
+            match (ws.phase, ban) {
+                (Phase::Running, Some(b)) => {
+                    ws.phase = Phase::Banned;
+                    ws.phase_since = now;
+                    ws.message = b.message();
+                }
+                (Phase::Banned, None) => {
+                    ws.phase = Phase::Running;
+                    ws.phase_since = now;
+                    ws.message = RUNNING_MESSAGE.to_string();
+                }
+                _ => {}
+            }
+        }
         let deletion = self.config.deletion_ms;
         let linger = self.config.in_use_linger_ms;
         let (gone, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.workspaces)
@@ -685,6 +728,7 @@ impl Store {
                 && n.get("workspace_id").and_then(Value::as_i64) == Some(ws.id())
             {
                 n.remove("workspace_id");
+                n.remove("warning_messages");
                 n.insert("vpc_status".into(), json!("UNATTACHED"));
             }
             if linger > 0 {
@@ -729,6 +773,11 @@ impl Store {
             return;
         };
         let failure = self.failure_for(ws);
+        let warnings = self
+            .network_warnings
+            .as_ref()
+            .filter(|w| w.applies_to(ws.str_field("workspace_name").unwrap_or_default()))
+            .map(NetworkWarnings::wire);
         let network = ws.str_field("network_id").map(str::to_string);
         let ws_id = ws.id();
         let deadline = ws.phase_since + self.config.provisioning_ms;
@@ -754,7 +803,14 @@ impl Store {
                     ws.phase = Phase::Running;
                     ws.ever_running = true;
                     ws.message = RUNNING_MESSAGE.to_string();
-                    net_update = Some(("VALID", json!([])));
+                    net_update = Some((
+                        if warnings.is_some() {
+                            "WARNED"
+                        } else {
+                            "VALID"
+                        },
+                        json!([]),
+                    ));
                 }
             }
         }
@@ -768,6 +824,10 @@ impl Store {
             } else {
                 n.insert("error_messages".into(), errors);
             }
+            match warnings.filter(|_| status == "WARNED") {
+                Some(w) => n.insert("warning_messages".into(), w),
+                None => n.remove("warning_messages"),
+            };
         }
     }
 
@@ -811,6 +871,9 @@ impl Store {
     /// `POST /{kind}`: validate and store a configuration object.
     pub fn create(&mut self, kind: Kind, body: &Value, now: u64) -> Result<Value, ApiError> {
         let body = as_object(body)?;
+        if let Some(q) = &self.config.quotas {
+            q.check(kind, self.list_of(kind).len())?;
+        }
         let obj = match kind {
             Kind::Credential => self.build_credential(body, now)?,
             Kind::Storage => self.build_storage(body, now)?,
@@ -824,7 +887,7 @@ impl Store {
                 obj
             }
         };
-        if kind == Kind::Network {
+        if kind == Kind::Network && self.config.relay_endpoints.is_empty() {
             self.claim_endpoints(&obj);
         }
         if kind == Kind::VpcEndpoint
@@ -1008,19 +1071,22 @@ impl Store {
             })?;
             let rest = str_list(eps, "rest_api")?;
             let relay = str_list(eps, "dataplane_relay")?;
-            for (list, ids, wanted) in [
-                ("rest_api", &rest, "WORKSPACE_ACCESS"),
-                ("dataplane_relay", &relay, "DATAPLANE_RELAY_ACCESS"),
-            ] {
+            for (list, ids) in [("rest_api", &rest), ("dataplane_relay", &relay)] {
                 for id in ids {
-                    if self.find(Kind::VpcEndpoint, id).is_none() {
+                    let Some(ep) = self.find(Kind::VpcEndpoint, id) else {
                         return Err(ApiError::malformed(format!(
                             "vpc_endpoints malformed parameters: VPC Endpoint {id} does not exist"
                         )));
-                    }
-                    let used_as = self.endpoint_use(id);
+                    };
+                    // Known services: the endpoint's own use case. Otherwise: what the networks
+                    // that list it already made of it.
+                    let used_as = if self.config.relay_endpoints.is_empty() {
+                        self.endpoint_use(id)
+                    } else {
+                        ep.get("use_case").and_then(Value::as_str)
+                    };
                     if let Some(used_as) = used_as
-                        && used_as != wanted
+                        && !fidelity::fits_list(list, used_as)
                     {
                         return Err(ApiError::malformed(format!(
                             "vpc_endpoints malformed parameters: VPC Endpoint {id} with use_case {used_as} cannot be attached in {list} list"
@@ -1042,7 +1108,8 @@ impl Store {
         Ok(obj)
     }
 
-    /// The use case an endpoint is locked to by the networks that reference it, if any.
+    /// The use case an endpoint is locked to by the networks that reference it, if any (when the
+    /// endpoint services are not known).
     fn endpoint_use(&self, id: &str) -> Option<&'static str> {
         for n in self.list_of(Kind::Network) {
             let eps = n.get("vpc_endpoints");
@@ -1100,15 +1167,19 @@ impl Store {
         obj.insert("aws_vpc_endpoint_id".into(), json!(aws_id));
         obj.insert("region".into(), json!(region));
         obj.insert("aws_account_id".into(), json!("414351767826"));
-        obj.insert(
-            "aws_endpoint_service_id".into(),
-            json!(format!(
-                "com.amazonaws.vpce.{region}.vpce-svc-{}",
-                random_hex(17)
-            )),
-        );
+        let (service, use_case) = if self.config.relay_endpoints.is_empty() {
+            (
+                format!("com.amazonaws.vpce.{region}.vpce-svc-{}", random_hex(17)),
+                WORKSPACE_ACCESS,
+            )
+        } else if fidelity::matches_any(&self.config.relay_endpoints, aws_id) {
+            (endpoint_service_id(region, true), DATAPLANE_RELAY_ACCESS)
+        } else {
+            (endpoint_service_id(region, false), GENERAL_ACCESS)
+        };
+        obj.insert("aws_endpoint_service_id".into(), json!(service));
         obj.insert("state".into(), json!("pending"));
-        obj.insert("use_case".into(), json!("WORKSPACE_ACCESS"));
+        obj.insert("use_case".into(), json!(use_case));
         Ok(obj)
     }
 
@@ -1544,6 +1615,7 @@ impl Store {
         if state != Phase::Running && state != Phase::Failed && !paused {
             let status = match state {
                 Phase::Provisioning => "PROVISIONING",
+                Phase::Banned => "BANNED",
                 _ => "CANCELLING",
             };
             return Err(ApiError::invalid_state(format!(
@@ -1757,6 +1829,7 @@ impl Store {
             {
                 n.remove("workspace_id");
                 n.remove("error_messages");
+                n.remove("warning_messages");
                 n.insert("vpc_status".into(), json!("UNATTACHED"));
             }
             if let Some(new) = new_network
@@ -1777,6 +1850,7 @@ impl Store {
         {
             n.insert("vpc_status".into(), json!("UNATTACHED"));
             n.remove("error_messages");
+            n.remove("warning_messages");
         }
         Ok(wire)
     }
@@ -1833,6 +1907,8 @@ mod tests {
             tags_apply_ms: 0,
             regions: default_regions(),
             no_cmk_regions: Vec::new(),
+            relay_endpoints: Vec::new(),
+            quotas: None,
         })
     }
 
@@ -2496,6 +2572,218 @@ mod tests {
         );
         let err = s.delete(Kind::VpcEndpoint, &id).unwrap_err();
         assert_eq!(err.code, "INVALID_STATE");
+    }
+
+    fn endpoint(s: &mut Store, aws_id: &str) -> Value {
+        s.create(
+            Kind::VpcEndpoint,
+            &json!({"vpc_endpoint_name": aws_id, "aws_vpc_endpoint_id": aws_id, "region": "us-east-1"}),
+            0,
+        )
+        .unwrap()
+    }
+
+    fn network_with(s: &mut Store, n: u32, endpoints: Value) -> Result<Value, ApiError> {
+        s.create(
+            Kind::Network,
+            &json!({"network_name": format!("net{n}"), "vpc_id": "vpc-1",
+                    "subnet_ids": [format!("subnet-a{n}"), format!("subnet-b{n}")],
+                    "security_group_ids": [format!("sg-{n}")], "vpc_endpoints": endpoints}),
+            0,
+        )
+    }
+
+    /// With the endpoint services known, the use case comes from the AWS endpoint, as Databricks
+    /// derives it; a network listing an endpoint in the other list gets the real plain-text refusal.
+    #[test]
+    fn known_endpoint_services_decide_the_use_case_and_the_list() {
+        let mut s = store(None);
+        s.config.relay_endpoints = vec!["vpce-relay*".into()];
+        let relay = endpoint(&mut s, "vpce-relay-1");
+        let rest = endpoint(&mut s, "vpce-rest-1");
+        assert_eq!(relay["use_case"], DATAPLANE_RELAY_ACCESS);
+        assert_eq!(rest["use_case"], GENERAL_ACCESS);
+        assert_eq!(
+            relay["aws_endpoint_service_id"],
+            endpoint_service_id("us-east-1", true)
+        );
+        assert_eq!(
+            rest["aws_endpoint_service_id"],
+            endpoint_service_id("us-east-1", false)
+        );
+        let (relay, rest) = (
+            id_of(&relay, "vpc_endpoint_id"),
+            id_of(&rest, "vpc_endpoint_id"),
+        );
+        let err = network_with(
+            &mut s,
+            1,
+            json!({"rest_api": [relay], "dataplane_relay": []}),
+        )
+        .unwrap_err();
+        assert!(err.plain_text);
+        assert_eq!((err.status, err.code), (400, "MALFORMED_REQUEST"));
+        assert_eq!(
+            err.message,
+            format!(
+                "vpc_endpoints malformed parameters: VPC Endpoint {relay} with use_case DATAPLANE_RELAY_ACCESS cannot be attached in rest_api list"
+            )
+        );
+        let err = network_with(&mut s, 2, json!({"dataplane_relay": [rest]})).unwrap_err();
+        assert!(
+            err.message.ends_with(
+                "with use_case GENERAL_ACCESS cannot be attached in dataplane_relay list"
+            ),
+            "{}",
+            err.message
+        );
+        // Listed right, the network is registered and the endpoints keep their use case.
+        network_with(
+            &mut s,
+            3,
+            json!({"rest_api": [rest], "dataplane_relay": [relay]}),
+        )
+        .unwrap();
+        assert_eq!(
+            s.get(Kind::VpcEndpoint, &rest).unwrap()["use_case"],
+            GENERAL_ACCESS
+        );
+    }
+
+    /// Without the services the fallback stays: an endpoint serves the first list that names it.
+    #[test]
+    fn unknown_endpoint_services_fall_back_to_the_first_list() {
+        let mut s = store(None);
+        let ep = endpoint(&mut s, "vpce-relay-1");
+        assert_eq!(ep["use_case"], WORKSPACE_ACCESS);
+        let id = id_of(&ep, "vpc_endpoint_id");
+        network_with(&mut s, 1, json!({"dataplane_relay": [id]})).unwrap();
+        let err = network_with(&mut s, 2, json!({"rest_api": [id]})).unwrap_err();
+        assert!(
+            err.message.contains(
+                "with use_case DATAPLANE_RELAY_ACCESS cannot be attached in rest_api list"
+            )
+        );
+    }
+
+    /// A warned network works: the workspace runs, the network says WARNED and why; a workspace
+    /// the fault does not name gets a VALID network.
+    #[test]
+    fn a_network_warning_fault_makes_the_network_warned_when_the_workspace_runs() {
+        let mut s = store(None);
+        s.network_warnings = Some(NetworkWarnings {
+            workspace_name_contains: Some("warn".into()),
+            warnings: vec![NetworkWarning {
+                warning_type: "subnet".into(),
+                warning_message: "subnet is small".into(),
+            }],
+        });
+        let warned = network(&mut s, 1);
+        let valid = network(&mut s, 2);
+        let w = workspace(&mut s, "warn-me", json!({"network_id": warned})).unwrap();
+        workspace(&mut s, "plain", json!({"network_id": valid})).unwrap();
+        s.tick(1000);
+        assert_eq!(status(&s, w["workspace_id"].as_i64().unwrap()), "RUNNING");
+        let n = s.get(Kind::Network, &warned).unwrap();
+        assert_eq!(n["vpc_status"], "WARNED");
+        assert_eq!(
+            n["warning_messages"],
+            json!([{"warning_type": "subnet", "warning_message": "subnet is small"}])
+        );
+        let n = s.get(Kind::Network, &valid).unwrap();
+        assert_eq!(n["vpc_status"], "VALID");
+        assert!(n.get("warning_messages").is_none());
+        // Without warnings named, a security-group warning.
+        assert_eq!(
+            NetworkWarnings::default().wire()[0]["warning_type"],
+            "securityGroup"
+        );
+    }
+
+    /// RUNNING → BANNED while the fault names the workspace, BANNED → RUNNING when it is
+    /// cleared; a banned workspace refuses updates and can still be deleted.
+    #[test]
+    fn a_ban_fault_bans_running_workspaces_until_it_is_cleared() {
+        let mut s = store(None);
+        s.banned = Some(BannedWorkspaces {
+            workspace_name_contains: Some("bad".into()),
+            message: Some("Banned: abuse".into()),
+        });
+        let bad = workspace(&mut s, "bad", json!({})).unwrap()["workspace_id"]
+            .as_i64()
+            .unwrap();
+        let good = workspace(&mut s, "good", json!({})).unwrap()["workspace_id"]
+            .as_i64()
+            .unwrap();
+        s.tick(500);
+        assert_eq!(
+            status(&s, bad),
+            "PROVISIONING",
+            "only RUNNING ones are banned"
+        );
+        s.tick(1000);
+        assert_eq!(status(&s, bad), "BANNED");
+        assert_eq!(
+            s.get_workspace(bad).unwrap()["workspace_status_message"],
+            "Banned: abuse"
+        );
+        assert_eq!(status(&s, good), "RUNNING");
+        let err = s
+            .update_workspace(
+                bad,
+                &json!({"custom_tags": {"a": "b"}}),
+                Some("custom_tags"),
+                1100,
+            )
+            .unwrap_err();
+        assert_eq!(err.code, "INVALID_STATE");
+        assert!(err.message.contains("BANNED"), "{}", err.message);
+        s.banned = None;
+        s.tick(1200);
+        assert_eq!(status(&s, bad), "RUNNING");
+        assert_eq!(
+            s.get_workspace(bad).unwrap()["workspace_status_message"],
+            RUNNING_MESSAGE
+        );
+        s.banned = Some(BannedWorkspaces::default());
+        s.tick(1300);
+        assert_eq!(status(&s, good), "BANNED");
+        assert_eq!(
+            s.get_workspace(good).unwrap()["workspace_status_message"],
+            DEFAULT_BANNED_MESSAGE
+        );
+        assert_eq!(
+            s.delete_workspace(good, 1300).unwrap()["workspace_status"],
+            "CANCELLING"
+        );
+    }
+
+    /// Quotas count live objects of the limited kinds: the one beyond is refused with the
+    /// inferred code, and a delete makes room again.
+    #[test]
+    fn quotas_refuse_creates_beyond_the_limit() {
+        let mut s = store(None);
+        s.config.quotas = Some(Quotas {
+            credentials: 2,
+            ..Quotas::default()
+        });
+        let first = cred(&mut s, "c1");
+        cred(&mut s, "c2");
+        let err = s
+            .create(
+                Kind::Credential,
+                &json!({"credentials_name": "c3", "aws_credentials": {"sts_role": {"role_arn": "arn:aws:iam::123456789012:role/c3"}}}),
+                0,
+            )
+            .unwrap_err();
+        assert_eq!((err.status, err.code), (400, QUOTA_ERROR_CODE));
+        assert_eq!(s.list(Kind::Credential).len(), 2, "nothing was created");
+        // Networks have no published limit.
+        for n in 0..3 {
+            network(&mut s, n);
+        }
+        s.delete(Kind::Credential, &first).unwrap();
+        cred(&mut s, "c3");
     }
 
     /// Custom tag limits follow the API docs.

@@ -99,6 +99,7 @@ local READY_REASONS = {
   { "Synced", "False", "Progressing" },
   { "ProvisioningFailed", "False", "Degraded" },
   { "ApiRejected", "False", "Degraded" },
+  { "QuotaExceeded", "False", "Degraded" },
   { "ImmutableFieldChanged", "False", "Degraded" },
   { "ImmutableFieldChanged", "True", "Degraded" },
   { "UpdateNotApplied", "False", "Degraded" },

@@ -41,6 +41,7 @@ local PROGRESSING_REASONS = {
 local TERMINAL_REASONS = {
   ProvisioningFailed = true,
   ApiRejected = true,
+  QuotaExceeded = true,
   ImmutableFieldChanged = true,
   UpdateNotApplied = true,
   NameConflict = true,

@@ -430,6 +430,48 @@ fn a_key_reports_each_field_it_cannot_change() {
 // ---------------------------------------------------------------------------------------------
 // Networks and endpoints.
 
+/// A WARNED network works: it stays Ready, and its message names every warning, bounded like
+/// everything else the API says.
+#[test]
+fn a_warned_network_is_ready_and_names_its_warnings() {
+    let n: DatabricksNetwork = object(
+        "DatabricksNetwork",
+        json!({"vpcId": "vpc-1", "subnetIds": ["a", "b"], "securityGroupIds": ["sg"]}),
+        json!({}),
+    );
+    let mut s = status(&n);
+    let warnings: Vec<Value> = (0..30)
+        .map(|i| json!({"warning_type": "subnet", "warning_message": format!("warning {i} {}", "x".repeat(500))}))
+        .collect();
+    let r: m::Network = remote(
+        json!({"network_id": "n-1", "network_name": "x", "vpc_id": "vpc-1",
+        "subnet_ids": ["a", "b"], "security_group_ids": ["sg"], "vpc_status": "WARNED",
+        "warning_messages": [{"warning_type": "securityGroup", "warning_message": "sg is open"}]}),
+    );
+    let o = n.observe(&r, &deps(&[]), &mut s, "", None);
+    assert!(o.ready && o.reason == Reason::Available, "{o:?}");
+    assert!(
+        o.message
+            .contains("VPC validation warnings (the network works; review them in AWS): securityGroup: sg is open"),
+        "{}",
+        o.message
+    );
+    assert_eq!(s.vpc_status.as_deref(), Some("WARNED"));
+    assert!(DatabricksNetwork::warnings(&r).is_some());
+    let many: m::Network = remote(
+        json!({"network_id": "n-1", "network_name": "x", "vpc_id": "vpc-1",
+        "subnet_ids": ["a", "b"], "security_group_ids": ["sg"], "vpc_status": "WARNED",
+        "warning_messages": warnings}),
+    );
+    let o = n.observe(&many, &deps(&[]), &mut s, "", None);
+    assert!(o.ready);
+    assert!(o.message.len() < 16 * 1024, "{}", o.message.len());
+    assert!(s.warning_messages.len() <= 11);
+    let valid: m::Network = remote(json!({"network_id": "n-1", "network_name": "x",
+        "vpc_id": "vpc-1", "subnet_ids": ["a", "b"], "security_group_ids": ["sg"], "vpc_status": "VALID"}));
+    assert_eq!(DatabricksNetwork::warnings(&valid), None);
+}
+
 #[test]
 fn a_network_takes_its_endpoint_ids_from_the_dependencies_and_ignores_list_order() {
     let n: DatabricksNetwork = object(
@@ -630,17 +672,22 @@ fn a_failed_workspace_takes_new_storage_region_and_storage_key() {
     );
 }
 
+/// A cancelling workspace is going; a banned one takes nothing until it is RUNNING again, and
+/// says that the change waits rather than that all is in sync.
 #[test]
 fn cancelling_and_banned_workspaces_take_no_patch() {
     let w = workspace(json!({}));
-    for state in ["CANCELLING", "BANNED"] {
-        let r = ws_remote(state, json!({}));
-        assert_eq!(
-            change(&w, &r, &ws_deps(&[("credentials", "c-2")])),
-            Change::None,
-            "{state}"
-        );
-    }
+    let r = ws_remote("CANCELLING", json!({}));
+    assert_eq!(
+        change(&w, &r, &ws_deps(&[("credentials", "c-2")])),
+        Change::None
+    );
+    let banned = ws_remote("BANNED", json!({}));
+    let wanted = change(&w, &banned, &ws_deps(&[("credentials", "c-2")]));
+    let blocked = DatabricksWorkspace::update_blocked(&banned);
+    let a = follow_update(wanted, None, Some(1), blocked.as_deref(), at(0), limits());
+    assert_eq!(reason(&a), "UpdatePending");
+    assert!(message(&a).contains("BANNED"), "{}", message(&a));
     let provisioning = ws_remote("PROVISIONING", json!({}));
     assert_eq!(
         mask(change(

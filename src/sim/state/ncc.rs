@@ -404,6 +404,8 @@ mod tests {
             tags_apply_ms: 0,
             regions: super::super::default_regions(),
             no_cmk_regions: Vec::new(),
+            relay_endpoints: Vec::new(),
+            quotas: None,
         })
     }
 
