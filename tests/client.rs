@@ -1238,6 +1238,7 @@ async fn a_503_twice_then_200_succeeds_with_backoff() {
             count: 2,
             status: 503,
             path_contains: Some("/credentials".into()),
+            method: None,
         }),
         ..Faults::default()
     });
@@ -1264,6 +1265,7 @@ async fn a_503_twice_then_200_succeeds_with_backoff() {
             count: 1,
             status: 504,
             path_contains: None,
+            method: None,
         }),
         ..Faults::default()
     });
@@ -1297,6 +1299,7 @@ async fn non_retryable_errors_are_not_retried() {
             count: 1,
             status: 500,
             path_contains: None,
+            method: None,
         }),
         ..Faults::default()
     };

@@ -2,7 +2,7 @@
 //! operator binary against the real API server and the simulator, which models them (a VPC
 //! endpoint's use case from its endpoint service, a network `WARNED` with warnings, a `BANNED`
 //! workspace, the account's object quotas, an update refused because the operator's list was
-//! older than the workspace's move to PROVISIONING).
+//! older than the workspace's move to PROVISIONING, 409 conflicts).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use databricks_account_operator::databricks::models as m;
 use databricks_account_sim::{
-    self as sim, BannedWorkspaces, Faults, NetworkWarning, NetworkWarnings, Quotas, SimConfig,
-    SimHandle,
+    self as sim, BannedWorkspaces, Faults, LostResponse, NetworkWarning, NetworkWarnings, Quotas,
+    ServerError, SimConfig, SimHandle,
 };
 use kube::Client;
 use kube::api::{Api, ApiResource, DynamicObject, ListParams, Patch, PatchParams};
@@ -615,6 +615,72 @@ async fn an_update_refused_because_the_list_was_stale_waits_instead_of_rejecting
                 serde_json::json!({"team": "stale-list"})
             );
             assert_ne!(remote["credentials_id"], other.credentials_id.as_str());
+            common::remove_namespace(&client, &ns, Duration::from_secs(120))
+                .await
+                .unwrap();
+            sim
+        },
+    )
+    .await;
+}
+
+/// 409s: a create committed but answered 409 `RESOURCE_ALREADY_EXISTS` (a second request made
+/// the object: a retry by a proxy) is looked up by name and adopted, not created again and not
+/// reported `ApiRejected`; a 409 `ABORTED` (a race with a concurrent change, nothing done) is
+/// retried with backoff. Each object ends with exactly one remote object.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conflicts_adopt_what_exists_and_retry_what_was_aborted() {
+    run(
+        "fid-conflict",
+        common::fast_sim_config(),
+        &[],
+        |client, ns, sim| async move {
+            sim.set_faults(Faults {
+                lost_response: Some(LostResponse {
+                    count: 1,
+                    route: Some("POST /credentials".into()),
+                    status: 409,
+                    ..LostResponse::default()
+                }),
+                server_error: Some(ServerError {
+                    count: 2,
+                    status: 409,
+                    path_contains: Some("/storage-configurations".into()),
+                    method: Some("POST".into()),
+                }),
+                ..Faults::default()
+            });
+            apply(&client, &ns, &stack(&sim, &[])).await;
+            for (kind, name) in [
+                ("DatabricksCredential", "cross-account"),
+                ("DatabricksStorageConfig", "root-bucket"),
+            ] {
+                let obj =
+                    common::wait_condition(&client, &ns, kind, name, "Ready", "Available", 60)
+                        .await;
+                let synced = condition(&obj, "Synced").unwrap();
+                assert_eq!(synced.status, "True", "{kind}: {}", synced.message);
+            }
+            let counts = sim.request_count();
+            assert_eq!(counts.get("POST /credentials", 409), 1, "{counts:?}");
+            assert_eq!(counts.get("POST /credentials", 200), 0, "{counts:?}");
+            assert_eq!(
+                counts.get("POST /storage-configurations", 409),
+                2,
+                "{counts:?}"
+            );
+            assert_eq!(
+                counts.get("POST /storage-configurations", 200),
+                1,
+                "{counts:?}"
+            );
+            let snap = sim.snapshot();
+            for list in ["credentials", "storage-configurations"] {
+                assert_eq!(snap[list].as_array().unwrap().len(), 1, "{list}: {snap:#}");
+            }
+            // The adopted credential said why it looked the object up, and never ApiRejected.
+            let rejected = events(&client, &ns, "cross-account", "ApiRejected").await;
+            assert!(rejected.is_empty(), "{rejected:?}");
             common::remove_namespace(&client, &ns, Duration::from_secs(120))
                 .await
                 .unwrap();

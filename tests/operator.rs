@@ -1040,6 +1040,7 @@ async fn rate_limit_and_server_error_storms_still_converge() {
                 count: 5,
                 status: 503,
                 path_contains: None,
+                method: None,
             }),
             ..Faults::default()
         });

@@ -660,6 +660,7 @@ async fn a_server_error_fault_returns_503_and_commits_nothing() {
             count: 1,
             status: 503,
             path_contains: Some("/credentials".into()),
+            method: None,
         }),
         ..Faults::default()
     };

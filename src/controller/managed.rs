@@ -1233,9 +1233,18 @@ async fn create<K: Managed>(
         Err(e) if e.is_outcome_unknown() => {
             // The pending marker stays: the next attempt looks the object up before it creates.
             ctx.invalidate::<K::Remote>(account_key);
-            let msg = format!(
-                "the answer to the create was lost or unusable ({e}); looking it up by name before trying again"
-            );
+            let msg = if e
+                .api()
+                .is_some_and(crate::databricks::ApiError::is_already_exists)
+            {
+                format!(
+                    "Databricks says the {noun} exists already ({e}); looking it up by name: it is adopted if this object's create made it, reported as a name conflict otherwise"
+                )
+            } else {
+                format!(
+                    "the answer to the create was lost or unusable ({e}); looking it up by name before trying again"
+                )
+            };
             run.set("Synced", false, Reason::ApiUnavailable, &msg);
             run.write().await?;
             let next = ctx.backoff(&run.key, None);

@@ -184,11 +184,30 @@ impl ApiError {
             )
     }
 
-    /// Worth retrying soon: 429, 503, 504, and the rate-limit codes even under another status.
+    /// Worth retrying soon: 429, 503, 504, the rate-limit codes even under another status, and
+    /// a 409 `ABORTED`.
     pub fn is_retryable(&self) -> bool {
         matches!(self.status, 503 | 504)
             || self.is_rate_limited()
             || self.error_code == "TEMPORARILY_UNAVAILABLE"
+            || self.is_aborted()
+    }
+
+    /// 409 `ABORTED`: the request lost a race with a concurrent change and nothing was done.
+    /// The SDKs map it to ResourceConflict; where the Account API answers it is **inferred**.
+    pub fn is_aborted(&self) -> bool {
+        self.status == 409 && self.error_code == "ABORTED"
+    }
+
+    /// 409 `ALREADY_EXISTS` or `RESOURCE_ALREADY_EXISTS`: what the request would create exists
+    /// (made by another request, perhaps an earlier attempt of this one). **Inferred** like
+    /// [`ApiError::is_aborted`].
+    pub fn is_already_exists(&self) -> bool {
+        self.status == 409
+            && matches!(
+                self.error_code.as_str(),
+                "ALREADY_EXISTS" | "RESOURCE_ALREADY_EXISTS"
+            )
     }
 
     /// The workspace ID named in an in-use message, if any.
@@ -449,8 +468,9 @@ impl Error {
             Self::OutcomeUnknown { .. } => true,
             Self::Decode { method, .. } => method == "POST",
             // A create answered with a 5xx may have been committed before the failure (a proxy
-            // timing out on a slow backend): never repeated blindly.
-            Self::Api(e) => e.method == "POST" && e.status >= 500,
+            // timing out on a slow backend): never repeated blindly. A 409 "already exists"
+            // may be about what an earlier attempt made: the lookup by name settles it.
+            Self::Api(e) => e.method == "POST" && (e.status >= 500 || e.is_already_exists()),
             _ => false,
         }
     }
@@ -484,6 +504,30 @@ mod tests {
             body.as_bytes(),
             None,
         )
+    }
+
+    /// A 409 `ABORTED` did nothing and is retried; a 409 "already exists" to a create is looked
+    /// up by name like a lost answer, never retried blindly; other 409s are neither.
+    #[test]
+    fn conflicts_are_told_apart() {
+        let aborted = parse(409, r#"{"error_code":"ABORTED","message":"concurrent"}"#);
+        assert!(aborted.is_aborted() && aborted.is_retryable() && !aborted.is_already_exists());
+        assert!(!Error::Api(aborted).is_outcome_unknown());
+        for code in ["ALREADY_EXISTS", "RESOURCE_ALREADY_EXISTS"] {
+            let exists = parse(
+                409,
+                &format!(r#"{{"error_code":"{code}","message":"exists"}}"#),
+            );
+            assert!(exists.is_already_exists() && !exists.is_retryable());
+            assert!(Error::Api(exists).is_outcome_unknown());
+        }
+        let other = parse(409, r#"{"error_code":"CONFLICT","message":"?"}"#);
+        assert!(!other.is_aborted() && !other.is_already_exists() && !other.is_retryable());
+        let exists_400 = parse(
+            400,
+            r#"{"error_code":"RESOURCE_ALREADY_EXISTS","message":"x"}"#,
+        );
+        assert!(!exists_400.is_already_exists());
     }
 
     /// The standard JSON shape keeps code and message.

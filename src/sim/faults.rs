@@ -73,16 +73,19 @@ pub struct RateLimit {
     pub path_contains: Option<String>,
 }
 
-/// A 5xx for the next `count` matching calls.
+/// A 5xx (or a 409 `ABORTED`) for the next `count` matching calls, before anything is committed.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ServerError {
     /// How many calls still fail.
     pub count: u32,
-    /// The status: 500, 502, 503 or 504 (503 when 0).
+    /// The status: 500, 502, 503 or 504 (503 when 0), or 409: `ABORTED`, the API's answer to a
+    /// request that lost a race with a concurrent change (nothing is committed).
     pub status: u16,
     /// Only calls whose path contains this substring.
     pub path_contains: Option<String>,
+    /// Only calls with this method (`POST`, `GET`, ...; any when unset).
+    pub method: Option<String>,
 }
 
 /// A request whose effect is committed but whose response is lost or spoiled: the TCP connection
@@ -96,7 +99,9 @@ pub struct LostResponse {
     /// The route template, for example `POST /credentials` or `DELETE /networks/{id}` (any
     /// successful create when unset).
     pub route: Option<String>,
-    /// 500-599: answer that status after committing (`mode` is then ignored). 0 (default): `mode`.
+    /// 500-599: answer that status after committing (`mode` is then ignored); 409: answer 409
+    /// `RESOURCE_ALREADY_EXISTS` after committing, as the API does to a second request that made
+    /// the same object (a retry by a proxy or a client). 0 (default): `mode`.
     pub status: u16,
     /// What happens to the response when `status` is 0.
     pub mode: LostMode,
@@ -121,7 +126,7 @@ pub enum LostMode {
 /// What the server does instead of the committed request's response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lost {
-    /// Answer this 5xx.
+    /// Answer this status (a 5xx, or 409 `RESOURCE_ALREADY_EXISTS`).
     Status(u16),
     /// Lose it as [`LostMode`] says.
     Mode(LostMode),
@@ -160,7 +165,7 @@ fn scoped(path_contains: Option<&str>, path: &str) -> bool {
 
 impl Faults {
     /// Consume a rate-limit or server-error fault for this request, if one applies.
-    pub fn take_injected(&mut self, path: &str) -> Option<Injected> {
+    pub fn take_injected(&mut self, method: &str, path: &str) -> Option<Injected> {
         if let Some(r) = &mut self.rate_limit
             && r.count > 0
             && scoped(r.path_contains.as_deref(), path)
@@ -173,9 +178,12 @@ impl Faults {
         if let Some(e) = &mut self.server_error
             && e.count > 0
             && scoped(e.path_contains.as_deref(), path)
+            && e.method
+                .as_deref()
+                .is_none_or(|m| m.eq_ignore_ascii_case(method))
         {
             e.count -= 1;
-            let status = if (500..=599).contains(&e.status) {
+            let status = if e.status == 409 || (500..=599).contains(&e.status) {
                 e.status
             } else {
                 503
@@ -202,7 +210,7 @@ impl Faults {
                 .map_or(route.starts_with("POST "), |r| r == route)
         {
             l.count -= 1;
-            return Some(if (500..=599).contains(&l.status) {
+            return Some(if l.status == 409 || (500..=599).contains(&l.status) {
                 Lost::Status(l.status)
             } else {
                 Lost::Mode(l.mode)
@@ -227,13 +235,22 @@ mod tests {
             }),
             ..Faults::default()
         };
-        assert_eq!(f.take_injected("/api/2.0/accounts/a/credentials"), None);
         assert_eq!(
-            f.take_injected("/api/2.0/accounts/a/networks"),
+            f.take_injected("POST", "/api/2.0/accounts/a/credentials"),
+            None
+        );
+        assert_eq!(
+            f.take_injected("POST", "/api/2.0/accounts/a/networks"),
             Some(Injected::RateLimited { retry_after: 3 })
         );
-        assert!(f.take_injected("/api/2.0/accounts/a/networks/x").is_some());
-        assert_eq!(f.take_injected("/api/2.0/accounts/a/networks"), None);
+        assert!(
+            f.take_injected("POST", "/api/2.0/accounts/a/networks/x")
+                .is_some()
+        );
+        assert_eq!(
+            f.take_injected("POST", "/api/2.0/accounts/a/networks"),
+            None
+        );
     }
 
     /// A bogus status falls back to 503 rather than producing a success.
@@ -244,14 +261,15 @@ mod tests {
                 count: 1,
                 status: 200,
                 path_contains: None,
+                method: None,
             }),
             ..Faults::default()
         };
         assert_eq!(
-            f.take_injected("/x"),
+            f.take_injected("POST", "/x"),
             Some(Injected::ServerError { status: 503 })
         );
-        assert_eq!(f.take_injected("/x"), None);
+        assert_eq!(f.take_injected("POST", "/x"), None);
     }
 
     /// Lost responses only hit the named route.
@@ -289,6 +307,35 @@ mod tests {
         assert_eq!(f.take_lost_response("POST /networks"), None);
     }
 
+    /// 409s: `ABORTED` before anything is committed, `RESOURCE_ALREADY_EXISTS` after; any other
+    /// 4xx is not a server error and falls back to 503 or the mode.
+    #[test]
+    fn conflicts_are_injected_before_or_after_the_commit() {
+        let mut f: Faults = serde_json::from_str(
+            r#"{"server_error": {"count": 2, "status": 409, "method": "POST"}, "lost_response": {"count": 2, "status": 409, "mode": "close"}}"#,
+        )
+        .unwrap();
+        assert_eq!(f.take_injected("GET", "/api/2.0/accounts/a/networks"), None);
+        assert_eq!(
+            f.take_injected("POST", "/api/2.0/accounts/a/networks"),
+            Some(Injected::ServerError { status: 409 })
+        );
+        assert_eq!(
+            f.take_lost_response("POST /networks"),
+            Some(Lost::Status(409))
+        );
+        f.server_error.as_mut().unwrap().status = 400;
+        f.lost_response.as_mut().unwrap().status = 400;
+        assert_eq!(
+            f.take_injected("POST", "/api/2.0/accounts/a/networks"),
+            Some(Injected::ServerError { status: 503 })
+        );
+        assert_eq!(
+            f.take_lost_response("POST /networks"),
+            Some(Lost::Mode(LostMode::Close))
+        );
+    }
+
     /// The proxy's 404 is counted and scoped like the other injected answers.
     #[test]
     fn a_proxy_not_found_applies_to_its_paths_only() {
@@ -296,11 +343,17 @@ mod tests {
             r#"{"proxy_not_found": {"count": 1, "path_contains": "/credentials/"}}"#,
         )
         .unwrap();
-        assert_eq!(f.take_injected("/api/2.0/accounts/a/credentials"), None);
         assert_eq!(
-            f.take_injected("/api/2.0/accounts/a/credentials/c1"),
+            f.take_injected("POST", "/api/2.0/accounts/a/credentials"),
+            None
+        );
+        assert_eq!(
+            f.take_injected("POST", "/api/2.0/accounts/a/credentials/c1"),
             Some(Injected::ProxyNotFound)
         );
-        assert_eq!(f.take_injected("/api/2.0/accounts/a/credentials/c1"), None);
+        assert_eq!(
+            f.take_injected("POST", "/api/2.0/accounts/a/credentials/c1"),
+            None
+        );
     }
 }

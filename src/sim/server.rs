@@ -664,9 +664,11 @@ async fn api(
     if faults.latency_ms > 0 {
         tokio::time::sleep(Duration::from_millis(faults.latency_ms)).await;
     }
-    let injected = lock(&shared.faults).take_injected(path).or_else(|| {
-        (!shared.within_rate_limit()).then_some(Injected::RateLimited { retry_after: 1 })
-    });
+    let injected = lock(&shared.faults)
+        .take_injected(method.as_str(), path)
+        .or_else(|| {
+            (!shared.within_rate_limit()).then_some(Injected::RateLimited { retry_after: 1 })
+        });
     let resp = match injected {
         Some(Injected::RateLimited { retry_after }) => {
             let mut r = error_json(
@@ -688,6 +690,10 @@ async fn api(
                 504 => (
                     "DEADLINE_EXCEEDED",
                     "The request timed out. Please try again later.",
+                ),
+                409 => (
+                    "ABORTED",
+                    "The request was aborted because of a concurrent modification. Please try again.",
                 ),
                 _ => ("INTERNAL_ERROR", "An internal error occurred."),
             };
@@ -744,6 +750,14 @@ async fn api(
                                 obj.remove(id_field);
                             }
                             json_response(200, &value)
+                        }
+                        Some(Lost::Status(409)) => {
+                            tracing::info!(%route, "committed; answering 409 RESOURCE_ALREADY_EXISTS");
+                            error_json(
+                                409,
+                                "RESOURCE_ALREADY_EXISTS",
+                                "The resource already exists.",
+                            )
                         }
                         Some(Lost::Status(status)) => {
                             tracing::info!(%route, status, "committed; answering an error");
