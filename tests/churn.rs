@@ -108,6 +108,9 @@ async fn entries(op: &OperatorProcess) -> Vec<(&'static str, f64)> {
         "writes",
         "creating",
         "deletes",
+        "reach",
+        "polled",
+        "refs",
     ] {
         let line = format!("databricks_operator_tracked_entries{{map=\"{map}\"}}");
         out.push((map, op.metric(&line).await));

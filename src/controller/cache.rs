@@ -40,11 +40,8 @@ pub trait KindCache: Send + Sync {
     /// `Kind/namespace/name` of the object (other than the one with `uid`) whose status holds
     /// the Databricks ID `id`.
     fn owner(&self, id: &str, uid: &str) -> Option<String>;
-    /// `Kind/name` of the objects in `namespace` that name `name` of `dep` in their spec.
-    fn referrers(&self, namespace: &str, dep: DepKind, name: &str) -> Vec<String>;
-    /// `Kind/name` of the objects in `namespace` that use the account `account`: they name it in
-    /// `accountRef`, or their Databricks ID belongs to it.
-    fn account_users(&self, namespace: &str, account: &str) -> Vec<String>;
+    /// Whether the cache holds the object `namespace/name`.
+    fn contains(&self, namespace: &str, name: &str) -> bool;
 }
 
 impl<K: Managed> KindCache for Store<K> {
@@ -97,37 +94,127 @@ impl<K: Managed> KindCache for Store<K> {
             })
     }
 
-    fn referrers(&self, namespace: &str, dep: DepKind, name: &str) -> Vec<String> {
-        let mut out: Vec<String> = self
-            .state()
-            .iter()
-            .filter(|o| o.namespace().as_deref() == Some(namespace))
-            .filter(|o| {
-                o.dependencies()
-                    .iter()
-                    .any(|d| d.kind == dep && d.reference.name.as_deref() == Some(name))
+    fn contains(&self, namespace: &str, name: &str) -> bool {
+        self.get(&ObjectRef::new(name).within(namespace)).is_some()
+    }
+}
+
+/// What an object names: a dependency (kind and name) or an account, in its namespace.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Target {
+    /// `spec.<field>: {name}` of a dependency of this kind.
+    Dep(String, DepKind, String),
+    /// `spec.accountRef`, or the account its Databricks ID belongs to.
+    Account(String, String),
+}
+
+impl Target {
+    /// What `o` names now.
+    pub fn of<K: Managed>(o: &K) -> Vec<Target> {
+        let ns = o.namespace().unwrap_or_default();
+        let mut out: Vec<Target> = o
+            .dependencies()
+            .into_iter()
+            .filter_map(|d| {
+                d.reference
+                    .name
+                    .map(|name| Target::Dep(ns.clone(), d.kind, name))
             })
-            .map(|o| format!("{}/{}", K::kind(&()), o.name_any()))
             .collect();
+        out.push(Target::Account(
+            ns.clone(),
+            o.management().account_ref.name.clone(),
+        ));
+        if let Some(bound) = o
+            .current_status()
+            .and_then(|s| K::common_ref(s).account_name.clone())
+        {
+            out.push(Target::Account(ns, bound));
+        }
         out.sort();
+        out.dedup();
         out
     }
+}
 
-    fn account_users(&self, namespace: &str, account: &str) -> Vec<String> {
-        let mut out: Vec<String> = self
-            .state()
-            .iter()
-            .filter(|o| o.namespace().as_deref() == Some(namespace))
-            .filter(|o| {
-                o.management().account_ref.name == account
-                    || o.current_status()
-                        .and_then(|s| K::common_ref(s).account_name.as_deref())
-                        == Some(account)
-            })
-            .map(|o| format!("{}/{}", K::kind(&()), o.name_any()))
+/// Who names whom, kept by the fan-out from the watch events right after the stores apply them:
+/// the referrers of an object and the users of an account are a lookup, not a scan of every
+/// object (which made deletes quadratic in the number of objects).
+#[derive(Default)]
+pub struct RefIndex {
+    /// What each object (`Kind/namespace/name`) names.
+    names: std::collections::HashMap<String, Vec<Target>>,
+    /// The reverse: the objects (`Kind/name`) that name each target.
+    named_by: std::collections::HashMap<Target, std::collections::BTreeSet<String>>,
+}
+
+impl RefIndex {
+    /// Records what the object `kind/namespace/name` names now.
+    pub fn set(&mut self, kind: &str, namespace: &str, name: &str, targets: Vec<Target>) {
+        let key = format!("{kind}/{namespace}/{name}");
+        if self.names.get(&key) == Some(&targets) {
+            return;
+        }
+        self.remove(kind, namespace, name);
+        let short = format!("{kind}/{name}");
+        for t in &targets {
+            self.named_by
+                .entry(t.clone())
+                .or_default()
+                .insert(short.clone());
+        }
+        self.names.insert(key, targets);
+    }
+
+    /// Forgets the object `kind/namespace/name`.
+    pub fn remove(&mut self, kind: &str, namespace: &str, name: &str) {
+        let Some(old) = self.names.remove(&format!("{kind}/{namespace}/{name}")) else {
+            return;
+        };
+        let short = format!("{kind}/{name}");
+        for t in old {
+            if let Some(set) = self.named_by.get_mut(&t) {
+                set.remove(&short);
+                if set.is_empty() {
+                    self.named_by.remove(&t);
+                }
+            }
+        }
+    }
+
+    /// Forgets the objects of `kind` for which `live(namespace, name)` is false (after a relist,
+    /// which removes objects from a store without a delete event).
+    pub fn retain(&mut self, kind: &str, live: impl Fn(&str, &str) -> bool) {
+        let prefix = format!("{kind}/");
+        let gone: Vec<(String, String)> = self
+            .names
+            .keys()
+            .filter_map(|k| k.strip_prefix(&prefix))
+            .filter_map(|rest| rest.split_once('/'))
+            .filter(|(ns, name)| !live(ns, name))
+            .map(|(ns, name)| (ns.to_string(), name.to_string()))
             .collect();
-        out.sort();
-        out
+        for (ns, name) in gone {
+            self.remove(kind, &ns, &name);
+        }
+    }
+
+    /// `Kind/name` of the objects that name `target`, sorted.
+    pub fn named_by(&self, target: &Target) -> Vec<String> {
+        self.named_by
+            .get(target)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// How many objects are indexed.
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    /// Whether nothing is indexed.
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
     }
 }
 
@@ -143,6 +230,8 @@ pub struct ScopeCaches {
     pub kinds: Vec<Arc<dyn KindCache>>,
     /// How many of the scope's watches have listed in full at least once.
     pub listed: tokio::sync::watch::Receiver<usize>,
+    /// Who names whom, across the managed kinds.
+    pub refs: std::sync::Mutex<RefIndex>,
 }
 
 /// The watches of a scope besides one per managed kind: accounts and opted-in Secrets.
@@ -171,17 +260,60 @@ impl ScopeCaches {
 
     /// Every object of any managed kind in `namespace` that uses `account`.
     pub fn account_users(&self, namespace: &str, account: &str) -> Vec<String> {
-        self.kinds
-            .iter()
-            .flat_map(|k| k.account_users(namespace, account))
-            .collect()
+        self.index()
+            .named_by(&Target::Account(namespace.to_string(), account.to_string()))
     }
 
     /// Every object in `namespace` that names `name` of `dep`.
     pub fn referrers(&self, namespace: &str, dep: DepKind, name: &str) -> Vec<String> {
-        self.kinds
-            .iter()
-            .flat_map(|k| k.referrers(namespace, dep, name))
-            .collect()
+        self.index()
+            .named_by(&Target::Dep(namespace.to_string(), dep, name.to_string()))
+    }
+
+    /// The reference index, locked.
+    pub fn index(&self) -> std::sync::MutexGuard<'_, RefIndex> {
+        self.refs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dep(name: &str) -> Target {
+        Target::Dep("ns".into(), DepKind::Credential, name.into())
+    }
+
+    fn account(name: &str) -> Target {
+        Target::Account("ns".into(), name.into())
+    }
+
+    /// The index follows each object's references as they change, and forgets objects that go,
+    /// by delete or by a relist.
+    #[test]
+    fn the_index_follows_references() {
+        let mut ix = RefIndex::default();
+        ix.set("W", "ns", "a", vec![dep("c1"), account("acct")]);
+        ix.set("W", "ns", "b", vec![dep("c1"), account("acct")]);
+        ix.set("N", "ns", "n", vec![account("acct")]);
+        assert_eq!(ix.named_by(&dep("c1")), ["W/a", "W/b"]);
+        assert_eq!(ix.named_by(&account("acct")), ["N/n", "W/a", "W/b"]);
+        // `a` now names another credential and another account.
+        ix.set("W", "ns", "a", vec![dep("c2"), account("other")]);
+        assert_eq!(ix.named_by(&dep("c1")), ["W/b"]);
+        assert_eq!(ix.named_by(&dep("c2")), ["W/a"]);
+        assert_eq!(ix.named_by(&account("acct")), ["N/n", "W/b"]);
+        ix.remove("W", "ns", "b");
+        assert!(ix.named_by(&dep("c1")).is_empty());
+        // A relist lost `a` of kind W; N is another kind and stays.
+        ix.retain("W", |_, name| name != "a");
+        assert!(ix.named_by(&dep("c2")).is_empty());
+        assert_eq!(ix.named_by(&account("acct")), ["N/n"]);
+        assert_eq!(ix.len(), 1);
+        ix.remove("N", "ns", "n");
+        assert!(ix.is_empty());
+        assert!(ix.named_by.is_empty(), "no empty sets are kept");
     }
 }

@@ -45,7 +45,7 @@ impl Error {
 }
 
 /// The kinds that can be a dependency.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum DepKind {
     /// `DatabricksCredential`.
     Credential,
@@ -942,6 +942,23 @@ async fn apply<K: Managed>(obj: &K, ctx: &Context, api: &Api<K>, ns: &str) -> Re
             ctx.settings.apply_limits,
         )
     };
+    // What a fresh read shows of an update already sent: a wait, or done; nothing is sent twice
+    // in one reconcile.
+    let settle = |status: &mut K::Status, remote: &K::Remote, synced: &mut Synced| {
+        match follow(status, remote, plan::change(obj, remote, &deps)) {
+            Act::Wait { reason, message } => {
+                *synced = Synced {
+                    ok: false,
+                    reason,
+                    message,
+                };
+            }
+            Act::Applied => mark_applied::<K>(status),
+            // Nothing left to send (someone else sent it): the next reconcile decides on what
+            // it reads then.
+            Act::Change(_) => {}
+        }
+    };
     match follow(&run.status, &remote, change) {
         Act::Change(Change::None) => {}
         Act::Change(Change::Immutable(fields)) => {
@@ -967,19 +984,7 @@ async fn apply<K: Managed>(obj: &K, ctx: &Context, api: &Api<K>, ns: &str) -> Re
                     {
                         tracing::info!(object = %run.key, error = %e, "update refused while the object takes none; waiting");
                         remote = fresh;
-                        match follow(&run.status, &remote, plan::change(obj, &remote, &deps)) {
-                            Act::Wait { reason, message } => {
-                                synced = Synced {
-                                    ok: false,
-                                    reason,
-                                    message,
-                                };
-                            }
-                            Act::Applied => mark_applied::<K>(&mut run.status),
-                            // Nothing left to send (someone else sent it): the next reconcile
-                            // decides on what it reads then.
-                            Act::Change(_) => {}
-                        }
+                        settle(&mut run.status, &remote, &mut synced);
                         break 'sent;
                     }
                 }
@@ -1006,18 +1011,7 @@ async fn apply<K: Managed>(obj: &K, ctx: &Context, api: &Api<K>, ns: &str) -> Re
                 Ok(r) => remote = r,
                 Err(e) => return run.api_failure(&e, "read").await,
             }
-            // What the answer shows of it; nothing is sent twice in one reconcile.
-            match follow(&run.status, &remote, plan::change(obj, &remote, &deps)) {
-                Act::Wait { reason, message } => {
-                    synced = Synced {
-                        ok: false,
-                        reason,
-                        message,
-                    };
-                }
-                Act::Applied => mark_applied::<K>(&mut run.status),
-                Act::Change(_) => {}
-            }
+            settle(&mut run.status, &remote, &mut synced);
         }
         Act::Applied => mark_applied::<K>(&mut run.status),
         Act::Wait { reason, message } => {
@@ -1084,8 +1078,16 @@ async fn apply<K: Managed>(obj: &K, ctx: &Context, api: &Api<K>, ns: &str) -> Re
     run.write().await?;
     ctx.succeeded(&run.key);
     ctx.ungate(&run.key);
-    let next = if observation.busy || following {
+    let busy = observation.busy || following;
+    // At rest, the kind's poller follows the remote object through the shared list and wakes
+    // this object when it changes; its own requeue is a safety net. An object with its own poll
+    // interval (the annotation) keeps to it.
+    let at_rest = !busy && observation.ready && ok && poll == ctx.settings.poll_interval;
+    ctx.set_polled(&run.key, at_rest.then(|| super::digest(&remote)));
+    let next = if busy {
         ctx.settings.busy_poll_interval.min(poll)
+    } else if at_rest {
+        bounds::requeue(poll.saturating_mul(super::RESYNC_POLLS))
     } else {
         poll
     };

@@ -210,6 +210,31 @@ pub struct Context {
     propagation: Mutex<HashMap<ObjKey, Instant>>,
     /// The last reachability check of each RUNNING workspace.
     reach: Mutex<HashMap<ObjKey, plan::reach::ReachMemo>>,
+    /// Objects at rest (Ready, Synced, default poll interval), with a digest of the remote
+    /// object they last settled on: their kind's poller compares it with the shared list at
+    /// each poll interval and wakes only the objects whose remote object changed or went.
+    polled: Mutex<HashMap<ObjKey, u64>>,
+}
+
+/// How often an object at rest is reconciled anyway, as a multiple of the poll interval: its
+/// kind's poller wakes it as soon as the shared list shows a change, so this is only a safety net
+/// (against a wake lost, for example).
+pub const RESYNC_POLLS: u32 = 10;
+
+/// A digest of a value's `Debug` form, without building the string: what a poller compares to
+/// tell whether a remote object changed since an object last settled on it.
+pub fn digest<T: std::fmt::Debug>(value: &T) -> u64 {
+    use std::hash::Hasher;
+    struct Feed<'a>(&'a mut std::collections::hash_map::DefaultHasher);
+    impl std::fmt::Write for Feed<'_> {
+        fn write_str(&mut self, s: &str) -> std::fmt::Result {
+            self.0.write(s.as_bytes());
+            Ok(())
+        }
+    }
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    let _ = std::fmt::Write::write_fmt(&mut Feed(&mut h), format_args!("{value:?}"));
+    h.finish()
 }
 
 /// The delays after an object's consecutive errors: 0.8–1.6 s, then doubling, jittered (so that
@@ -248,6 +273,7 @@ impl Context {
             creating: Mutex::default(),
             propagation: Mutex::default(),
             reach: Mutex::default(),
+            polled: Mutex::default(),
         })
     }
 
@@ -658,12 +684,34 @@ impl Context {
     pub fn forget(&self, key: &ObjKey) {
         lock(&self.failures).remove(key);
         lock(&self.reach).remove(key);
+        lock(&self.polled).remove(key);
         lock(&self.gates).remove(key);
         lock(&self.propagation).remove(key);
         lock(&self.creating).retain(|_, (holder, _)| holder != key);
         lock(&self.deletes).remove(key);
         self.metrics.readiness(key, None, None);
         self.track();
+    }
+
+    /// Records that an object is at rest on a remote object with this digest (`None`: it is not
+    /// at rest, and reconciles at its own pace).
+    pub fn set_polled(&self, key: &ObjKey, digest: Option<u64>) {
+        let mut polled = lock(&self.polled);
+        match digest {
+            Some(d) => {
+                polled.insert(key.clone(), d);
+            }
+            None => {
+                polled.remove(key);
+            }
+        }
+        drop(polled);
+        self.track();
+    }
+
+    /// The digest an object at rest last settled on.
+    pub fn polled(&self, key: &ObjKey) -> Option<u64> {
+        lock(&self.polled).get(key).copied()
     }
 
     /// Forgets every object of `kind` (in `namespace`, or in every namespace) that `live` does not
@@ -676,6 +724,7 @@ impl Context {
         gone.extend(lock(&self.gates).keys().filter(|k| stale(k)).cloned());
         gone.extend(lock(&self.propagation).keys().filter(|k| stale(k)).cloned());
         gone.extend(lock(&self.reach).keys().filter(|k| stale(k)).cloned());
+        gone.extend(lock(&self.polled).keys().filter(|k| stale(k)).cloned());
         gone.extend(lock(&self.deletes).keys().filter(|k| stale(k)).cloned());
         gone.extend(
             lock(&self.creating)
@@ -704,6 +753,11 @@ impl Context {
             ("creating", lock(&self.creating).len()),
             ("propagation", lock(&self.propagation).len()),
             ("reach", lock(&self.reach).len()),
+            ("polled", lock(&self.polled).len()),
+            (
+                "refs",
+                lock(&self.caches).iter().map(|c| c.index().len()).sum(),
+            ),
             ("accounts", lock(&self.accounts).len()),
             ("lists", lock(&self.lists).len()),
             ("readiness", self.metrics.readiness_len()),
@@ -791,9 +845,9 @@ mod runner {
     use kube::{Resource, ResourceExt};
     use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
-    use super::cache::{KindCache, ScopeCaches};
+    use super::cache::{KindCache, ScopeCaches, Target};
     use super::managed::{Error, Managed, reconcile};
-    use super::{Context, ObjKey, lock};
+    use super::{Context, ObjKey, RemoteResource, lock};
     use crate::crd::*;
 
     type Shutdown = futures::future::Shared<
@@ -870,6 +924,7 @@ mod runner {
 
     /// Routes wakes to the controllers of one scope.
     struct Fanout {
+        ctx: Arc<Context>,
         caches: Arc<ScopeCaches>,
         /// One channel per kind, by kind name.
         senders: HashMap<String, UnboundedSender<Wake>>,
@@ -969,6 +1024,7 @@ mod runner {
                 watcher::Event::Apply(o) | watcher::Event::InitApply(o) => {
                     let ns = o.namespace().unwrap_or_default();
                     let name = o.name_any();
+                    self.caches.index().set(&kind, &ns, &name, Target::of(o));
                     self.wake(&kind, &ns, &name);
                     let status = o.current_status();
                     let ready = status.and_then(|s| K::common_ref(s).condition("Ready"));
@@ -1001,11 +1057,21 @@ mod runner {
                 }
                 watcher::Event::Delete(o) => {
                     let ns = o.namespace().unwrap_or_default();
+                    self.caches.index().remove(&kind, &ns, &o.name_any());
+                    self.ctx.track();
                     self.forget(&kind, &ns, &o.name_any());
                     self.wake_dependents(o);
                     self.wake_dependencies(o);
                 }
-                watcher::Event::Init | watcher::Event::InitDone => {}
+                // A relist replaces the store without delete events for what went meanwhile.
+                watcher::Event::InitDone => {
+                    if let Some(cache) = self.caches.kind(&kind) {
+                        self.caches
+                            .index()
+                            .retain(&kind, |ns, name| cache.contains(ns, name));
+                    }
+                }
+                watcher::Event::Init => {}
             }
         }
 
@@ -1070,6 +1136,77 @@ mod runner {
                     .any(|f| f == crate::crd::SECRET_FINALIZER)
             {
                 let _ = self.unheld.send(ns.unwrap_or_default());
+            }
+        }
+    }
+
+    /// An object at rest, its Databricks ID and the digest of the remote object it settled on.
+    type AtRest<K> = (Arc<K>, ObjKey, String, u64);
+
+    /// A kind's poller: at each poll interval, one list per account (the shared one, which the
+    /// reconciles of the same interval reuse) is compared with what each object at rest last
+    /// settled on, and only the objects whose remote object changed or went are woken. Objects
+    /// at rest are otherwise reconciled every [`RESYNC_POLLS`] intervals, so that a steady state
+    /// of N objects costs one list per kind and account per interval and no reconcile of each.
+    async fn poller<K: Managed>(
+        ctx: Arc<Context>,
+        caches: Arc<ScopeCaches>,
+        store: Store<K>,
+        tx: UnboundedSender<Wake>,
+    ) {
+        let every = ctx.settings.poll_interval;
+        loop {
+            tokio::time::sleep(every).await;
+            caches.ready().await;
+            // By account: each object at rest, its Databricks ID and the digest it settled on.
+            let mut by_account: HashMap<String, Vec<AtRest<K>>> = HashMap::new();
+            for o in store.state() {
+                let key = ObjKey::of(&*o);
+                let Some(seen) = ctx.polled(&key) else {
+                    continue;
+                };
+                let Some(status) = o.current_status() else {
+                    continue;
+                };
+                let Some(id) = K::remote_id(status) else {
+                    continue;
+                };
+                let account = K::common_ref(status)
+                    .account_name
+                    .clone()
+                    .unwrap_or_else(|| o.management().account_ref.name.clone());
+                let ns = o.namespace().unwrap_or_default();
+                by_account
+                    .entry(format!("{ns}/{account}"))
+                    .or_default()
+                    .push((o, key, id, seen));
+            }
+            for (account, objects) in by_account {
+                let Some(entry) = ctx.account(&account).filter(|a| a.ready) else {
+                    continue;
+                };
+                // Half the interval: a list the reconciles made a moment ago serves, one from
+                // the last tick does not.
+                let listed = match ctx
+                    .list_current::<K::Remote>(&account, &entry.client, every / 2)
+                    .await
+                {
+                    Ok(l) => l,
+                    // The account's own checks report it; the objects keep their state.
+                    Err(e) => {
+                        tracing::debug!(%account, kind = %K::kind(&()), error = %e, "poll list failed");
+                        continue;
+                    }
+                };
+                let digests: HashMap<String, u64> = listed
+                    .iter()
+                    .map(|r| (RemoteResource::id(r), super::digest(r)))
+                    .collect();
+                for (o, key, id, seen) in objects {
+                    if digests.get(&id) != Some(&seen) {
+                        let _ = tx.send((key.namespace.clone(), o.name_any()));
+                    }
+                }
             }
         }
     }
@@ -1276,6 +1413,7 @@ mod runner {
                     move |ev| f.on_managed::<K>(ev),
                 ),
                 controller::<K>(ctx.clone(), self.store.clone(), self.rx, shutdown.clone()),
+                poller::<K>(ctx.clone(), caches.clone(), self.store.clone(), self.tx).boxed(),
                 sweep::<K>(ctx.clone(), caches, self.store).boxed(),
             ]
         }
@@ -1317,6 +1455,7 @@ mod runner {
             secrets,
             kinds: kinds.iter().map(|k| k.cache()).collect(),
             listed: listed_rx,
+            refs: Mutex::default(),
         });
         ctx.register_scope(caches.clone());
         let mut senders: HashMap<String, UnboundedSender<Wake>> =
@@ -1324,6 +1463,7 @@ mod runner {
         senders.insert("DatabricksAccount".into(), accounts_tx);
         let (unheld, unheld_rx) = unbounded_channel::<String>();
         let fanout = Arc::new(Fanout {
+            ctx: ctx.clone(),
             caches,
             senders,
             seen: Mutex::default(),
@@ -1404,6 +1544,24 @@ pub use runner::run;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The poller's digest tells a changed remote object from the same one, field by field.
+    #[test]
+    fn digest_follows_every_field() {
+        use crate::databricks::models::{Network, VpcStatus};
+        let a = Network {
+            network_id: "n1".into(),
+            vpc_status: Some(VpcStatus::Unattached),
+            ..Network::default()
+        };
+        let mut b = a.clone();
+        assert_eq!(digest(&a), digest(&b));
+        b.vpc_status = Some(VpcStatus::Valid);
+        assert_ne!(digest(&a), digest(&b));
+        b.vpc_status = a.vpc_status.clone();
+        b.workspace_id = Some(7);
+        assert_ne!(digest(&a), digest(&b));
+    }
 
     /// An object that keeps failing is retried less and less often, never sooner than the
     /// doubling from 0.8 s, never later than the configured maximum, and never gives up.
