@@ -429,6 +429,15 @@ fn oauth_error(status: u16, error: &str, description: &str) -> Response<Body> {
     )
 }
 
+/// The request's `User-Agent`, for the request log (which process sent what).
+fn user_agent(req: &Request<Incoming>) -> String {
+    req.headers()
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string()
+}
+
 fn basic_credentials(req: &Request<Incoming>) -> Option<(String, String)> {
     let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
     let encoded = value
@@ -540,12 +549,7 @@ async fn workspace(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body
         );
     };
     let refused = shared.faults().workspace_unauthorized;
-    let user_agent = req
-        .headers()
-        .get(header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string();
+    let user_agent = user_agent(&req);
     let (route, resp) = match (&method, path.as_str()) {
         (&Method::POST, "/oidc/v1/token") => (
             "POST /workspace/oidc/v1/token",
@@ -654,12 +658,7 @@ async fn api(
     }
     let acct = segments.first().copied().unwrap_or("").to_string();
     let (route, target) = route_of(&method, segments.get(1..).unwrap_or(&[]));
-    let user_agent = req
-        .headers()
-        .get(header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string();
+    let user_agent = user_agent(&req);
     let faults = shared.faults();
     if faults.latency_ms > 0 {
         tokio::time::sleep(Duration::from_millis(faults.latency_ms)).await;
