@@ -436,6 +436,7 @@ fn init_tracing(format: LogFormat) {
 /// jemalloc, with the settings in `.cargo/config.toml`: it gives freed pages back to the system,
 /// so memory returns after objects come and go (tests/churn.rs: 7-9% above the start after 1,000
 /// objects, against 17-19% with glibc's allocator, which keeps free pages inside its heaps).
+#[cfg(feature = "jemalloc")]
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
