@@ -1165,4 +1165,32 @@ mod tests {
             "https://dbc-1.cloud.databricks.com"
         );
     }
+
+    /// Each kind that can be a dependency names itself: a reference to `DepKind::X` resolves
+    /// in the cache of the kind whose `dep_kind()` is `X`, and every `DepKind` has one such kind.
+    #[test]
+    fn each_dependency_kind_is_one_kind() {
+        fn pair<K: Managed>() -> Option<(DepKind, String)> {
+            K::dep_kind().map(|d| (d, K::kind(&()).into_owned()))
+        }
+        let pairs: Vec<(DepKind, String)> = [
+            pair::<DatabricksCredential>(),
+            pair::<DatabricksStorageConfig>(),
+            pair::<DatabricksKeyConfig>(),
+            pair::<DatabricksNetwork>(),
+            pair::<DatabricksVpcEndpoint>(),
+            pair::<DatabricksPrivateAccessSettings>(),
+            pair::<DatabricksNetworkConnectivityConfig>(),
+            pair::<DatabricksWorkspace>(),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        assert_eq!(pairs.len(), 7, "{pairs:?}");
+        for (dep, kind) in &pairs {
+            assert_eq!(dep.kind(), kind.as_str());
+        }
+        let distinct: std::collections::BTreeSet<DepKind> = pairs.iter().map(|(d, _)| *d).collect();
+        assert_eq!(distinct.len(), pairs.len(), "{pairs:?}");
+    }
 }

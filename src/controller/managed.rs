@@ -64,16 +64,21 @@ pub enum DepKind {
 }
 
 impl DepKind {
-    /// Kind name.
-    pub fn kind(self) -> &'static str {
+    /// Kind name, as the kind's type declares it (so it is written once, in `crd`).
+    pub fn kind(self) -> std::borrow::Cow<'static, str> {
+        use crate::crd::{
+            DatabricksCredential, DatabricksKeyConfig, DatabricksNetwork,
+            DatabricksNetworkConnectivityConfig, DatabricksPrivateAccessSettings,
+            DatabricksStorageConfig, DatabricksVpcEndpoint,
+        };
         match self {
-            Self::Credential => "DatabricksCredential",
-            Self::Storage => "DatabricksStorageConfig",
-            Self::Key => "DatabricksKeyConfig",
-            Self::Network => "DatabricksNetwork",
-            Self::VpcEndpoint => "DatabricksVpcEndpoint",
-            Self::PrivateAccess => "DatabricksPrivateAccessSettings",
-            Self::Ncc => "DatabricksNetworkConnectivityConfig",
+            Self::Credential => DatabricksCredential::kind(&()),
+            Self::Storage => DatabricksStorageConfig::kind(&()),
+            Self::Key => DatabricksKeyConfig::kind(&()),
+            Self::Network => DatabricksNetwork::kind(&()),
+            Self::VpcEndpoint => DatabricksVpcEndpoint::kind(&()),
+            Self::PrivateAccess => DatabricksPrivateAccessSettings::kind(&()),
+            Self::Ncc => DatabricksNetworkConnectivityConfig::kind(&()),
         }
     }
 }

@@ -352,7 +352,7 @@ impl Context {
     /// An object of `kind` as a dependency, from the cache.
     pub fn dependency(&self, namespace: &str, kind: DepKind, name: &str) -> Option<DepView> {
         self.scope(namespace)?
-            .kind(kind.kind())?
+            .kind(&kind.kind())?
             .view(namespace, name)
     }
 
@@ -992,7 +992,7 @@ mod runner {
             let ns = o.namespace().unwrap_or_default();
             for d in o.dependencies() {
                 if let Some(dep) = d.reference.name.as_deref() {
-                    self.wake(d.kind.kind(), &ns, dep);
+                    self.wake(&d.kind.kind(), &ns, dep);
                 }
             }
             self.wake_deleting_account(&ns, &o.management().account_ref.name);
