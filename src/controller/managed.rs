@@ -863,6 +863,10 @@ async fn apply<K: Managed>(obj: &K, ctx: &Context, api: &Api<K>, ns: &str) -> Re
             &owner,
         );
     }
+    // The plan owns what it took from the list. Letting go of the list now, before the calls
+    // below wait in the rate limiter, lets the next create add to it in place (see
+    // `Context::remember`) instead of copying it.
+    drop(listed);
 
     // Act: create exactly once, or take what an earlier attempt created.
     let (mut remote, change) = match decided {

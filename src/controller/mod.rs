@@ -568,7 +568,9 @@ impl Context {
     }
 
     /// Adds an object this replica just created to the shared list of its kind, if one is
-    /// cached, so that the next create in the account does not list again to see it.
+    /// cached, so that the next create in the account does not list again to see it. The list is
+    /// grown in place when no reader holds it (readers let go once they have planned); only a
+    /// list a reader still holds is copied, so that the reader's view does not change under it.
     pub async fn remember<R: RemoteResource + Clone>(&self, account: &str, created: &R) {
         let slot = lock(&self.lists)
             .get(&(account.to_string(), R::COLLECTION))
@@ -577,16 +579,28 @@ impl Context {
             return;
         };
         let mut guard = slot.list.lock().await;
-        if let Some(listed) = guard.as_mut()
-            && let Ok(list) = listed.items.clone().downcast::<Vec<R>>()
-        {
-            if !list.iter().any(|r| r.id() == created.id()) {
-                let mut list = (*list).clone();
-                list.push(created.clone());
-                listed.items = Arc::new(list);
+        let Some(listed) = guard.as_mut() else {
+            return;
+        };
+        // Taken out of the slot, so that the slot's own reference does not count as a reader.
+        let items = std::mem::replace(&mut listed.items, Arc::new(()));
+        match items.downcast::<Vec<R>>() {
+            Ok(mut list) => {
+                if !list.iter().any(|r| r.id() == created.id()) {
+                    match Arc::get_mut(&mut list) {
+                        Some(own) => own.push(created.clone()),
+                        None => {
+                            let mut copy = Vec::with_capacity(list.len() + 1);
+                            copy.extend(list.iter().cloned());
+                            copy.push(created.clone());
+                            list = Arc::new(copy);
+                        }
+                    }
+                }
+                listed.items = list;
             }
-        } else {
-            *guard = None;
+            // Not a list of this kind: no use to anyone.
+            Err(_) => *guard = None,
         }
     }
 
@@ -1544,6 +1558,65 @@ pub use runner::run;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A context whose Kubernetes client reaches nothing: for what needs no cluster.
+    fn offline_context() -> Arc<Context> {
+        let service = tower::service_fn(|_: http::Request<kube::client::Body>| async {
+            Err::<http::Response<kube::client::Body>, _>(std::io::Error::other("no cluster"))
+        });
+        Context::new(
+            kube::Client::new(service, "default"),
+            Settings::default(),
+            "test".into(),
+        )
+    }
+
+    fn credential(id: &str) -> crate::databricks::models::Credential {
+        serde_json::from_value(serde_json::json!({"credentials_id": id, "credentials_name": id}))
+            .unwrap()
+    }
+
+    /// What a create adds to the shared list: grown in place while no reader holds the list, a
+    /// copy while one does (whose view stays as it was), and never twice.
+    #[tokio::test]
+    async fn a_created_object_joins_the_shared_list_without_copying_it_needlessly() {
+        use crate::databricks::models::Credential;
+        let ctx = offline_context();
+        let slot = CacheSlot::default();
+        *slot.list.lock().await = Some(Listed {
+            at: Instant::now(),
+            asked: Instant::now(),
+            items: Arc::new(vec![credential("a")]),
+        });
+        lock(&ctx.lists).insert(("ns/default".into(), Credential::COLLECTION), slot.clone());
+        let snapshot = || async {
+            let guard = slot.list.lock().await;
+            let items = guard.as_ref().unwrap().items.clone();
+            items.downcast::<Vec<Credential>>().unwrap()
+        };
+        let ids = |l: &[Credential]| -> Vec<String> {
+            l.iter().map(|c| c.credentials_id.clone()).collect()
+        };
+
+        let reader = snapshot().await;
+        ctx.remember("ns/default", &credential("b")).await;
+        assert_eq!(ids(&reader), ["a"], "a reader's view does not change");
+        let copied = snapshot().await;
+        assert_eq!(ids(&copied), ["a", "b"]);
+        assert!(!Arc::ptr_eq(&reader, &copied));
+
+        drop((reader, copied));
+        let before = Arc::as_ptr(&snapshot().await);
+        ctx.remember("ns/default", &credential("c")).await;
+        ctx.remember("ns/default", &credential("c")).await;
+        let after = snapshot().await;
+        assert_eq!(ids(&after), ["a", "b", "c"]);
+        assert_eq!(Arc::as_ptr(&after), before, "grown in place");
+
+        // Another account's list, or none cached: nothing to add to.
+        ctx.remember("ns/other", &credential("d")).await;
+        assert!(!lock(&ctx.lists).contains_key(&("ns/other".into(), Credential::COLLECTION)));
+    }
 
     /// The poller's digest tells a changed remote object from the same one, field by field.
     #[test]
