@@ -491,7 +491,8 @@ impl AccountClient {
         let started = Instant::now();
         let url = format!("{}{}", inner.host, path);
         // A list answers with every object of a kind; anything else with one object or an error.
-        let limit = if method == Method::GET && op.ends_with(".list") {
+        let list = method == Method::GET && op.ends_with(".list");
+        let limit = if list {
             crate::bounds::MAX_LIST_BODY_BYTES
         } else {
             crate::bounds::MAX_BODY_BYTES
@@ -501,7 +502,12 @@ impl AccountClient {
         let (method, url, reauthenticated) = (&method, &url, &reauthenticated);
         let attempt = || async move {
             loop {
-                let throttled = inner.limiter.acquire().await;
+                // A list serves every reconcile waiting for it: it goes ahead of the queue.
+                let throttled = if list {
+                    inner.limiter.acquire_first().await
+                } else {
+                    inner.limiter.acquire().await
+                };
                 // Checked again after the wait: the lease may have gone meanwhile.
                 self.fence(method, path)?;
                 let outcome = self.exchange(method, url, path, query, body, limit).await;
