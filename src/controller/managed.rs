@@ -815,12 +815,17 @@ async fn apply<K: Managed>(obj: &K, ctx: &Context, api: &Api<K>, ns: &str) -> Re
     // Reading an object's state needs a list made after any change another kind's made to it;
     // a name lookup before a create does not.
     let listed = match if known_id.is_some() {
-        ctx.list_current::<K::Remote>(&account_key, client, max_age)
+        ctx.list_current_or_later::<K::Remote>(&account_key, client, max_age)
             .await
     } else {
-        ctx.list::<K::Remote>(&account_key, client, max_age).await
+        ctx.list::<K::Remote>(&account_key, client, max_age)
+            .await
+            .map(Ok)
     } {
-        Ok(l) => l,
+        Ok(Ok(l)) => l,
+        // The next list is due after a pause: come back then, without holding a slot that a
+        // create of this kind could use meanwhile. Nothing was learnt, so nothing is written.
+        Ok(Err(pause)) => return Ok(Step::Requeue(pause)),
         Err(e) => return run.api_failure(&e, "list").await,
     };
     let single;

@@ -489,7 +489,7 @@ impl Context {
         client: &AccountClient,
         max_age: Duration,
     ) -> Result<(Arc<Vec<R>>, Instant), ApiCallError> {
-        self.list_inner(account, client, max_age, false).await
+        self.list_waiting(account, client, max_age, false).await
     }
 
     /// [`Context::list`] for reading objects' state, which other kinds' changes may have made
@@ -500,9 +500,44 @@ impl Context {
         client: &AccountClient,
         max_age: Duration,
     ) -> Result<Arc<Vec<R>>, ApiCallError> {
-        self.list_inner(account, client, max_age, true)
+        self.list_waiting(account, client, max_age, true)
             .await
             .map(|(list, _)| list)
+    }
+
+    /// A list for a reader that waits for it.
+    async fn list_waiting<R: RemoteResource + Clone>(
+        &self,
+        account: &str,
+        client: &AccountClient,
+        max_age: Duration,
+        current: bool,
+    ) -> Result<(Arc<Vec<R>>, Instant), ApiCallError> {
+        loop {
+            match self
+                .list_inner(account, client, max_age, current, false)
+                .await?
+            {
+                Ok(listed) => return Ok(listed),
+                // Only readers that defer are told to come back later; should one be, it waits.
+                Err(later) => tokio::time::sleep(later).await,
+            }
+        }
+    }
+
+    /// [`Context::list_current`] for a reconcile, which holds one of its controller's slots
+    /// while it waits: when the next list is due only after a pause (see `list_inner`), it gets
+    /// the pause back instead of waiting, and comes back then, leaving the slot to the
+    /// creates of its kind meanwhile.
+    pub async fn list_current_or_later<R: RemoteResource + Clone>(
+        &self,
+        account: &str,
+        client: &AccountClient,
+        max_age: Duration,
+    ) -> Result<Result<Arc<Vec<R>>, Duration>, ApiCallError> {
+        self.list_inner(account, client, max_age, true, true)
+            .await
+            .map(|l| l.map(|(list, _)| list))
     }
 
     async fn list_inner<R: RemoteResource + Clone>(
@@ -511,7 +546,8 @@ impl Context {
         client: &AccountClient,
         max_age: Duration,
         current: bool,
-    ) -> Result<(Arc<Vec<R>>, Instant), ApiCallError> {
+        defer: bool,
+    ) -> Result<Result<(Arc<Vec<R>>, Instant), Duration>, ApiCallError> {
         let slot = {
             let mut lists = lock(&self.lists);
             let slot = lists
@@ -536,7 +572,11 @@ impl Context {
             let last = *lock(&slot.last_asked);
             if let Some(last) = last.filter(|l| outdated(*l)) {
                 let pause = self.settings.busy_poll_interval.min(Duration::from_secs(4)) / 2;
-                tokio::time::sleep((last + pause).saturating_duration_since(Instant::now())).await;
+                let left = (last + pause).saturating_duration_since(Instant::now());
+                if defer && !left.is_zero() {
+                    return Ok(Err(left));
+                }
+                tokio::time::sleep(left).await;
             }
         }
         let mut guard = slot.list.lock().await;
@@ -545,7 +585,7 @@ impl Context {
             && !(current && outdated(*asked))
             && let Ok(v) = items.clone().downcast::<Vec<R>>()
         {
-            return Ok((v, *asked));
+            return Ok(Ok((v, *asked)));
         }
         let asked = Instant::now();
         *lock(&slot.last_asked) = Some(asked);
@@ -555,7 +595,7 @@ impl Context {
             asked,
             items: fresh.clone(),
         });
-        Ok((fresh, asked))
+        Ok(Ok((fresh, asked)))
     }
 
     /// Marks the list of a kind out of date (its objects changed through another kind's): the
@@ -1574,6 +1614,54 @@ mod tests {
     fn credential(id: &str) -> crate::databricks::models::Credential {
         serde_json::from_value(serde_json::json!({"credentials_id": id, "credentials_name": id}))
             .unwrap()
+    }
+
+    /// A reconcile that needs a list newer than the last one, asked for a moment ago, is told
+    /// to come back after the pause instead of waiting in its slot; one that can use the cached
+    /// list gets it at once. Neither calls the API (the client points nowhere).
+    #[tokio::test]
+    async fn a_reader_of_an_outdated_list_comes_back_after_the_pause() {
+        use crate::databricks::models::Credential;
+        use crate::databricks::{AccountConfig, Credentials};
+        let ctx = offline_context();
+        let client = AccountClient::new(AccountConfig::new(
+            "https://127.0.0.1:9",
+            "00000000-0000-0000-0000-000000000000",
+            Credentials::OAuthM2M {
+                client_id: "id".into(),
+                client_secret: "secret".to_string().into(),
+            },
+        ))
+        .unwrap();
+        let slot = CacheSlot::default();
+        let asked = Instant::now();
+        *slot.list.lock().await = Some(Listed {
+            at: asked,
+            asked,
+            items: Arc::new(vec![credential("a")]),
+        });
+        *lock(&slot.last_asked) = Some(asked);
+        lock(&ctx.lists).insert(("ns/default".into(), Credential::COLLECTION), slot.clone());
+        let age = Duration::from_secs(30);
+
+        let fresh = ctx
+            .list_current_or_later::<Credential>("ns/default", &client, age)
+            .await
+            .unwrap();
+        assert_eq!(fresh.unwrap().len(), 1, "not out of date: the cached list");
+
+        // A change after the list was asked for.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        ctx.expire::<Credential>("ns/default");
+        let later = ctx
+            .list_current_or_later::<Credential>("ns/default", &client, age)
+            .await
+            .unwrap();
+        let pause = ctx.settings.busy_poll_interval.min(Duration::from_secs(4)) / 2;
+        match later {
+            Err(left) => assert!(left <= pause && left > pause / 2, "{left:?}"),
+            Ok(l) => panic!("an out-of-date list was used: {l:?}"),
+        }
     }
 
     /// What a create adds to the shared list: grown in place while no reader holds the list, a
