@@ -39,6 +39,37 @@ fn setting(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
+/// Milliseconds since the Unix epoch, the simulator's request-log clock.
+fn epoch_ms() -> u64 {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    u64::try_from(since.as_millis()).unwrap()
+}
+
+/// Pauses of more than half a second between consecutive requests from `from_ms` to `to_ms`:
+/// (count, total seconds, longest seconds). The span before the first request counts too.
+fn idle(log: &[sim::LoggedRequest], from_ms: u64, to_ms: u64) -> (u64, f64, f64) {
+    let mut times: Vec<u64> = log
+        .iter()
+        .map(|r| r.at_ms)
+        .filter(|t| (from_ms..=to_ms).contains(t))
+        .collect();
+    times.sort_unstable();
+    let mut last = from_ms;
+    let (mut count, mut total, mut longest) = (0, 0.0, 0.0f64);
+    for t in times {
+        let gap = t.saturating_sub(last) as f64 / 1000.0;
+        if gap > 0.5 {
+            count += 1;
+            total += gap;
+            longest = longest.max(gap);
+        }
+        last = t;
+    }
+    (count, total, longest)
+}
+
 /// The four documents of stack `i`.
 fn stack(i: u64) -> Vec<serde_json::Value> {
     let g = "account.databricks-operator.dev/v1alpha1";
@@ -229,6 +260,13 @@ struct Converge {
     /// Remote creates ÷ rate: no operator can be Ready sooner.
     bound_seconds: f64,
     ratio_to_bound: f64,
+    /// Pauses of more than half a second between two Account API requests while converging:
+    /// rate-limit budget the operator left unused.
+    idle_gaps: u64,
+    /// Their total length, seconds.
+    idle_seconds: f64,
+    /// The longest, seconds.
+    longest_idle_seconds: f64,
     #[serde(flatten)]
     phase: Phase,
 }
@@ -459,6 +497,13 @@ fn tables(r: &Report) -> String {
         ),
     );
     row(
+        "converge: Account API idle",
+        format!(
+            "{:.1} s in {} pauses over 0.5 s between requests (longest {:.1} s)",
+            c.idle_seconds, c.idle_gaps, c.longest_idle_seconds
+        ),
+    );
+    row(
         "converge: Account API calls",
         format!("{} ({})", c.phase.calls_total, top(&c.phase.calls, 4)),
     );
@@ -642,6 +687,7 @@ async fn main() {
     // sampled about once a second.
     let r0 = reading(&sim, &op).await;
     let started = Instant::now();
+    let started_ms = epoch_ms();
     let docs: Vec<serde_json::Value> = (0..stacks).flat_map(stack).collect();
     futures::stream::iter(docs)
         .for_each_concurrent(16, |doc| {
@@ -678,7 +724,10 @@ async fn main() {
         );
     }
     let converged = started.elapsed();
+    let converged_ms = epoch_ms();
     let r1 = reading(&sim, &op).await;
+    let (idle_gaps, idle_seconds, longest_idle_seconds) =
+        idle(&sim.request_log(), started_ms, converged_ms);
     let rss_converged = op.memory_kib("VmRSS");
     let mut converge_phase = phase(&r0, &r1);
     // The phase began when the creates did.
@@ -817,6 +866,7 @@ async fn main() {
         peak_rss_mib: mib(op.memory_kib("VmHWM")),
     };
     drop(op);
+    let log = sim.request_log();
     sim.shutdown().await;
 
     let axes = axes(&samples, objects, rate);
@@ -842,6 +892,9 @@ async fn main() {
             remote_creates,
             bound_seconds: round3(bound),
             ratio_to_bound: round3(converged.as_secs_f64() / bound),
+            idle_gaps,
+            idle_seconds: round3(idle_seconds),
+            longest_idle_seconds: round3(longest_idle_seconds),
             phase: converge_phase,
         },
         steady: Steady {
@@ -874,9 +927,21 @@ async fn main() {
         },
     };
     std::fs::write(&json_path, serde_json::to_string_pretty(&report).unwrap()).unwrap();
+    // Every Account API request of the run (time, route, status), one JSON object per line,
+    // for looking into where the time went.
+    let requests_path = out_dir.join(format!("requests-{objects}.jsonl"));
+    let lines: String = log
+        .iter()
+        .map(|r| {
+            serde_json::json!({"at_ms": r.at_ms, "route": r.route, "status": r.status}).to_string()
+                + "\n"
+        })
+        .collect();
+    std::fs::write(&requests_path, lines).unwrap();
     println!("\n{}", tables(&report));
     println!("JSON: {}", json_path.display());
     println!("plot: {}", png_path.display());
+    println!("requests: {}", requests_path.display());
 
     assert!(
         report.restart.not_ready.is_empty(),
