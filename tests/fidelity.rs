@@ -114,8 +114,9 @@ fn network_doc(name: &str, n: u32, rest: &[&str], relay: &[&str]) -> String {
     )
 }
 
-/// A fresh namespace and simulator; the body runs with an operator started with `flags`; the
-/// namespace is removed (pass or panic) while the operator still runs.
+/// A fresh namespace and simulator; the body runs with an operator started with `flags`, then
+/// the namespace is deleted and must be gone within 120 s; on a panic it is removed anyway. Both
+/// while the operator still runs.
 async fn run<F, Fut>(prefix: &str, config: SimConfig, flags: &[&str], body: F)
 where
     F: FnOnce(Client, String, SimHandle) -> Fut,
@@ -128,12 +129,18 @@ where
     let op = OperatorProcess::start(prefix, &ns, flags);
     let (tx, rx) = tokio::sync::oneshot::channel();
     let fut = body(client.clone(), ns.clone(), sim);
+    let (c, n) = (client.clone(), ns.clone());
     common::run_then_remove(
         &client,
         std::slice::from_ref(&ns),
         Duration::from_secs(60),
         async move {
             let sim = fut.await;
+            // Every test ends by deleting its namespace while the operator runs: the deletes
+            // complete, and nothing is left behind.
+            common::remove_namespace(&c, &n, Duration::from_secs(120))
+                .await
+                .unwrap();
             let _ = tx.send(sim);
         },
     )
@@ -222,9 +229,6 @@ async fn an_endpoint_in_the_wrong_network_list_is_refused_with_databricks_text()
             networks[0]["vpc_endpoints"]["dataplane_relay"],
             serde_json::json!([relay_id])
         );
-        common::remove_namespace(&client, &ns, Duration::from_secs(120))
-            .await
-            .unwrap();
         sim
     })
     .await;
@@ -304,9 +308,6 @@ async fn a_warned_network_stays_ready_and_names_its_warnings_once() {
                 "{:?}",
                 warned[0].data["note"]
             );
-            common::remove_namespace(&client, &ns, Duration::from_secs(120))
-                .await
-                .unwrap();
             sim
         },
     )
@@ -412,9 +413,6 @@ async fn a_banned_workspace_is_not_ready_takes_no_patch_and_recovers() {
                 sim.snapshot()["workspaces"][0]["custom_tags"],
                 serde_json::json!({"team": "after-ban"})
             );
-            common::remove_namespace(&client, &ns, Duration::from_secs(120))
-                .await
-                .unwrap();
             sim
         },
     )
@@ -501,9 +499,6 @@ async fn a_create_beyond_the_account_quota_waits_for_room_and_creates_once() {
             assert_eq!(creds[0]["credentials_name"], "cross-account");
             // The one made elsewhere, and the operator's one.
             assert_eq!(sim.request_count().get("POST /credentials", 200), 2);
-            common::remove_namespace(&client, &ns, Duration::from_secs(120))
-                .await
-                .unwrap();
             sim
         },
     )
@@ -615,9 +610,6 @@ async fn an_update_refused_because_the_list_was_stale_waits_instead_of_rejecting
                 serde_json::json!({"team": "stale-list"})
             );
             assert_ne!(remote["credentials_id"], other.credentials_id.as_str());
-            common::remove_namespace(&client, &ns, Duration::from_secs(120))
-                .await
-                .unwrap();
             sim
         },
     )
@@ -681,9 +673,6 @@ async fn conflicts_adopt_what_exists_and_retry_what_was_aborted() {
             // The adopted credential said why it looked the object up, and never ApiRejected.
             let rejected = events(&client, &ns, "cross-account", "ApiRejected").await;
             assert!(rejected.is_empty(), "{rejected:?}");
-            common::remove_namespace(&client, &ns, Duration::from_secs(120))
-                .await
-                .unwrap();
             sim
         },
     )
