@@ -766,17 +766,14 @@ impl Managed for DatabricksNetworkConnectivityConfig {
 
 // ------------------------------------------------------------------------------------------------
 
-/// The workspace URL: the account host's first label replaced by the deployment name, as the
-/// Terraform provider does; for a host that is not an `accounts.` host (the local simulator), the
-/// AWS commercial domain.
+/// The workspace URL: the deployment name under the account's workspace domain, the one the
+/// reachability check calls (`crate::databricks::workspace::workspace_domain`); for a host that is
+/// not a Databricks account host (the local simulator, a proxy), the AWS commercial domain.
 pub fn workspace_url(account_host: &str, deployment_name: &str) -> String {
-    let rest = account_host
-        .strip_prefix("https://")
-        .and_then(|h| h.split_once('.'))
-        .filter(|(first, _)| first.starts_with("accounts"))
-        .map(|(_, rest)| rest.trim_end_matches('/').to_string())
-        .unwrap_or_else(|| "cloud.databricks.com".to_string());
-    format!("https://{deployment_name}.{rest}")
+    format!(
+        "https://{deployment_name}.{}",
+        crate::databricks::workspace::workspace_domain(account_host)
+    )
 }
 
 impl DatabricksWorkspace {
