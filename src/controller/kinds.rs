@@ -766,16 +766,6 @@ impl Managed for DatabricksNetworkConnectivityConfig {
 
 // ------------------------------------------------------------------------------------------------
 
-/// The workspace URL: the deployment name under the account's workspace domain, the one the
-/// reachability check calls (`crate::databricks::workspace::workspace_domain`); for a host that is
-/// not a Databricks account host (the local simulator, a proxy), the AWS commercial domain.
-pub fn workspace_url(account_host: &str, deployment_name: &str) -> String {
-    format!(
-        "https://{deployment_name}.{}",
-        crate::databricks::workspace::workspace_domain(account_host)
-    )
-}
-
 impl DatabricksWorkspace {
     /// The fields whose spec value differs from the workspace's, as far as its state lets them change.
     fn update_fields(&self, r: &m::Workspace, deps: &Resolved) -> m::WorkspaceUpdate {
@@ -1048,7 +1038,12 @@ impl Managed for DatabricksWorkspace {
             .deployment_name
             .as_deref()
             .map(|d| bounds::truncate(d, 256));
-        s.workspace_url = s.deployment_name.as_deref().map(|d| workspace_url(host, d));
+        // Only a deployment name that is one host label makes a URL: an answer such as
+        // `evil.example/#` must not put another host in status.
+        s.workspace_url = s
+            .deployment_name
+            .as_deref()
+            .and_then(|d| crate::databricks::workspace::workspace_host(host, d).ok());
         s.pricing_tier = r.pricing_tier.as_ref().map(|p| p.to_string());
         s.compute_mode = Some(r.compute_mode.as_ref().map_or_else(
             || m::ComputeMode::Hybrid.to_string(),
@@ -1145,23 +1140,6 @@ fn serde_plain<T: serde::Serialize>(v: &T) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// The URL follows the account host's domain, as Databricks users expect.
-    #[test]
-    fn workspace_url_follows_the_account_domain() {
-        assert_eq!(
-            workspace_url("https://accounts.cloud.databricks.com", "acme-prod"),
-            "https://acme-prod.cloud.databricks.com"
-        );
-        assert_eq!(
-            workspace_url("https://accounts.cloud.databricks.us", "gov"),
-            "https://gov.cloud.databricks.us"
-        );
-        assert_eq!(
-            workspace_url("http://127.0.0.1:8085", "dbc-1"),
-            "https://dbc-1.cloud.databricks.com"
-        );
-    }
 
     /// Each kind that can be a dependency names itself: a reference to `DepKind::X` resolves
     /// in the cache of the kind whose `dep_kind()` is `X`, and every `DepKind` has one such kind.
