@@ -18,4 +18,5 @@ pub mod controller;
 pub mod crd;
 pub mod export;
 pub mod http;
+pub mod intern;
 pub mod metrics;

@@ -1,7 +1,7 @@
 //! Prometheus metrics of the operator. Labels are bounded: kinds, fixed outcomes, API operations,
 //! HTTP status codes and Kubernetes verbs; never object names or error texts.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -66,8 +66,9 @@ pub struct KubeRequestLabels {
     pub subresource: String,
 }
 
-/// Readiness by object, and the objects seen Ready at least once.
-type Readiness = (HashMap<ObjKey, bool>, HashSet<ObjKey>);
+/// Readiness by object: whether it is Ready, and whether it has been seen Ready at least once
+/// (one entry per object, not a second set of keys).
+type Readiness = HashMap<ObjKey, (bool, bool)>;
 
 type Hist<L> = Family<L, Histogram, fn() -> Histogram>;
 
@@ -243,29 +244,35 @@ impl Metrics {
     /// Records an object's readiness (`None` when it is gone). `age` is the time since the
     /// object was created; it is observed as time to ready on the object's first Ready.
     pub fn readiness(&self, key: &ObjKey, ready: Option<bool>, age: Option<Duration>) {
-        let mut guard = self.readiness_map();
-        let (map, seen) = &mut *guard;
-        let before = map.get(key).copied();
+        let mut map = self.readiness_map();
+        let before = map.get(key).map(|r| r.0);
         match ready {
             Some(r) => {
-                if r && seen.insert(key.clone())
-                    && let Some(age) = age
-                {
+                let first_ready = match map.get_mut(key) {
+                    Some(entry) => {
+                        let first = r && !entry.1;
+                        *entry = (r, entry.1 || r);
+                        first
+                    }
+                    None => {
+                        map.insert(key.clone(), (r, r));
+                        r
+                    }
+                };
+                if first_ready && let Some(age) = age {
                     self.time_to_ready
                         .get_or_create(&KindLabels {
-                            kind: key.kind.clone(),
+                            kind: key.kind.to_string(),
                         })
                         .observe(age.as_secs_f64());
                 }
-                map.insert(key.clone(), r);
             }
             None => {
                 map.remove(key);
-                seen.remove(key);
             }
         }
         if before != ready {
-            self.count_kind(map, &key.kind);
+            self.count_kind(&map, &key.kind);
         }
         self.tracked("readiness", map.len());
     }
@@ -277,22 +284,20 @@ impl Metrics {
         namespace: Option<&str>,
         gone: impl Fn(&ObjKey) -> bool,
     ) {
-        let mut guard = self.readiness_map();
-        let (map, seen) = &mut *guard;
-        let stale =
-            |k: &ObjKey| k.kind == kind && namespace.is_none_or(|ns| k.namespace == ns) && gone(k);
+        let mut map = self.readiness_map();
         let before = map.len();
-        map.retain(|k, _| !stale(k));
-        seen.retain(|k| !stale(k));
+        map.retain(|k, _| {
+            !(k.kind == kind && namespace.is_none_or(|ns| &*k.namespace == ns) && gone(k))
+        });
         if map.len() != before {
-            self.count_kind(map, kind);
+            self.count_kind(&map, kind);
         }
         self.tracked("readiness", map.len());
     }
 
     /// How many objects have a recorded readiness.
     pub fn readiness_len(&self) -> usize {
-        self.readiness_map().0.len()
+        self.readiness_map().len()
     }
 
     /// Sets the size of one of the operator's state maps.
@@ -308,11 +313,11 @@ impl Metrics {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn count_kind(&self, map: &HashMap<ObjKey, bool>, kind: &str) {
+    fn count_kind(&self, map: &Readiness, kind: &str) {
         for r in [true, false] {
             let n = map
                 .iter()
-                .filter(|(k, rr)| k.kind == kind && **rr == r)
+                .filter(|(k, rr)| k.kind == kind && rr.0 == r)
                 .count();
             self.objects
                 .get_or_create(&ObjectLabels {
@@ -544,11 +549,13 @@ mod tests {
                 throttled: Duration::ZERO,
             });
         }
-        let key = |name: &str| ObjKey {
-            kind: "DatabricksCredential".into(),
-            namespace: "ns".into(),
-            name: name.into(),
-            uid: format!("uid-{name}"),
+        let key = |name: &str| {
+            ObjKey::new(
+                "DatabricksCredential".into(),
+                "ns",
+                name,
+                &format!("uid-{name}"),
+            )
         };
         m.readiness(&key("a"), Some(false), None);
         m.readiness(&key("a"), Some(true), Some(Duration::from_secs(3)));

@@ -2,6 +2,8 @@
 //! controller. Reconciles read dependencies, referrers and account users from here, typed, and
 //! never from the API server.
 
+use std::borrow::Cow;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Secret as KubeSecret;
@@ -10,6 +12,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 
 use super::managed::{DepKind, Managed};
 use crate::crd::DatabricksAccount;
+use crate::intern::{Name, intern};
 
 /// What an object shows to the objects that depend on it.
 #[derive(Clone, Debug, PartialEq)]
@@ -34,7 +37,7 @@ pub trait KindCache: Send + Sync {
     fn view(&self, namespace: &str, name: &str) -> Option<DepView>;
     /// Whether the cache still shows the object `namespace/name` with this `uid` carrying the
     /// operator's finalizer.
-    fn finalizing(&self, namespace: &str, name: &str, uid: &str) -> bool;
+    fn finalizing(&self, namespace: &str, name: &str, uid: u128) -> bool;
     /// The cached object's resourceVersion.
     fn version(&self, namespace: &str, name: &str) -> Option<String>;
     /// `Kind/namespace/name` of the object (other than the one with `uid`) whose status holds
@@ -62,10 +65,10 @@ impl<K: Managed> KindCache for Store<K> {
         })
     }
 
-    fn finalizing(&self, namespace: &str, name: &str, uid: &str) -> bool {
+    fn finalizing(&self, namespace: &str, name: &str, uid: u128) -> bool {
         self.get(&ObjectRef::new(name).within(namespace))
             .is_some_and(|o| {
-                o.uid().as_deref() == Some(uid)
+                o.meta().uid.as_deref().map(crate::intern::uid) == Some(uid)
                     && o.finalizers().iter().any(|f| f == crate::crd::FINALIZER)
             })
     }
@@ -103,33 +106,33 @@ impl<K: Managed> KindCache for Store<K> {
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Target {
     /// `spec.<field>: {name}` of a dependency of this kind.
-    Dep(String, DepKind, String),
+    Dep(Name, DepKind, Name),
     /// `spec.accountRef`, or the account its Databricks ID belongs to.
-    Account(String, String),
+    Account(Name, Name),
 }
 
 impl Target {
     /// What `o` names now.
     pub fn of<K: Managed>(o: &K) -> Vec<Target> {
-        let ns = o.namespace().unwrap_or_default();
+        let ns = intern(o.meta().namespace.as_deref().unwrap_or_default());
         let mut out: Vec<Target> = o
             .dependencies()
             .into_iter()
             .filter_map(|d| {
                 d.reference
                     .name
-                    .map(|name| Target::Dep(ns.clone(), d.kind, name))
+                    .map(|name| Target::Dep(ns.clone(), d.kind, intern(&name)))
             })
             .collect();
         out.push(Target::Account(
             ns.clone(),
-            o.management().account_ref.name.clone(),
+            intern(&o.management().account_ref.name),
         ));
         if let Some(bound) = o
             .current_status()
-            .and_then(|s| K::common_ref(s).account_name.clone())
+            .and_then(|s| K::common_ref(s).account_name.as_deref())
         {
-            out.push(Target::Account(ns, bound));
+            out.push(Target::Account(ns, intern(bound)));
         }
         out.sort();
         out.dedup();
@@ -137,47 +140,116 @@ impl Target {
     }
 }
 
+/// An object in the index: kind, namespace, name.
+type Indexed = (Cow<'static, str>, Name, Name);
+
+/// An object that names a target (in the target's namespace): kind and name.
+type Referrer = (Cow<'static, str>, Name);
+
+/// The objects that name one target. Most targets are named by one object (a workspace's
+/// credential, storage and network), which then costs no set of its own.
+#[derive(Debug)]
+enum Referrers {
+    One(Referrer),
+    Many(std::collections::BTreeSet<Referrer>),
+}
+
+impl Referrers {
+    fn insert(&mut self, r: Referrer) {
+        match self {
+            Self::One(one) if *one == r => {}
+            Self::One(one) => {
+                let set = [one.clone(), r].into_iter().collect();
+                *self = Self::Many(set);
+            }
+            Self::Many(set) => {
+                set.insert(r);
+            }
+        }
+    }
+
+    /// Removes `r`; says whether none are left.
+    fn remove(&mut self, r: &Referrer) -> bool {
+        match self {
+            Self::One(one) => one == r,
+            Self::Many(set) => {
+                set.remove(r);
+                match set.len() {
+                    0 => true,
+                    1 => {
+                        if let Some(last) = set.pop_first() {
+                            *self = Self::One(last);
+                        }
+                        false
+                    }
+                    _ => false,
+                }
+            }
+        }
+    }
+
+    fn iter(&self) -> Box<dyn Iterator<Item = &Referrer> + '_> {
+        match self {
+            Self::One(one) => Box::new(std::iter::once(one)),
+            Self::Many(set) => Box::new(set.iter()),
+        }
+    }
+}
+
 /// Who names whom, kept by the fan-out from the watch events right after the stores apply them:
 /// the referrers of an object and the users of an account are a lookup, not a scan of every
-/// object (which made deletes quadratic in the number of objects).
+/// object (which made deletes quadratic in the number of objects). Its strings are interned, so
+/// an object's entries share one copy of its namespace and name.
 #[derive(Default)]
 pub struct RefIndex {
-    /// What each object (`Kind/namespace/name`) names.
-    names: std::collections::HashMap<String, Vec<Target>>,
-    /// The reverse: the objects (`Kind/name`) that name each target.
-    named_by: std::collections::HashMap<Target, std::collections::BTreeSet<String>>,
+    /// What each object names.
+    names: HashMap<Indexed, Box<[Target]>>,
+    /// The reverse: the objects that name each target.
+    named_by: HashMap<Target, Referrers>,
 }
 
 impl RefIndex {
     /// Records what the object `kind/namespace/name` names now.
-    pub fn set(&mut self, kind: &str, namespace: &str, name: &str, targets: Vec<Target>) {
-        let key = format!("{kind}/{namespace}/{name}");
-        if self.names.get(&key) == Some(&targets) {
+    pub fn set(
+        &mut self,
+        kind: Cow<'static, str>,
+        namespace: &str,
+        name: &str,
+        targets: Vec<Target>,
+    ) {
+        let key = (kind, intern(namespace), intern(name));
+        if self.names.get(&key).is_some_and(|t| **t == *targets) {
             return;
         }
-        self.remove(kind, namespace, name);
-        let short = format!("{kind}/{name}");
+        self.remove_key(&key);
+        let referrer: Referrer = (key.0.clone(), key.2.clone());
         for t in &targets {
-            self.named_by
-                .entry(t.clone())
-                .or_default()
-                .insert(short.clone());
+            match self.named_by.get_mut(t) {
+                Some(r) => r.insert(referrer.clone()),
+                None => {
+                    self.named_by
+                        .insert(t.clone(), Referrers::One(referrer.clone()));
+                }
+            }
         }
-        self.names.insert(key, targets);
+        self.names.insert(key, targets.into_boxed_slice());
     }
 
     /// Forgets the object `kind/namespace/name`.
-    pub fn remove(&mut self, kind: &str, namespace: &str, name: &str) {
-        let Some(old) = self.names.remove(&format!("{kind}/{namespace}/{name}")) else {
+    pub fn remove(&mut self, kind: Cow<'static, str>, namespace: &str, name: &str) {
+        self.remove_key(&(kind, intern(namespace), intern(name)));
+    }
+
+    fn remove_key(&mut self, key: &Indexed) {
+        let Some(old) = self.names.remove(key) else {
             return;
         };
-        let short = format!("{kind}/{name}");
-        for t in old {
-            if let Some(set) = self.named_by.get_mut(&t) {
-                set.remove(&short);
-                if set.is_empty() {
-                    self.named_by.remove(&t);
-                }
+        let referrer: Referrer = (key.0.clone(), key.2.clone());
+        for t in &old {
+            if let Some(r) = self.named_by.get_mut(t)
+                && r.remove(&referrer)
+            {
+                self.named_by.remove(t);
             }
         }
     }
@@ -185,17 +257,14 @@ impl RefIndex {
     /// Forgets the objects of `kind` for which `live(namespace, name)` is false (after a relist,
     /// which removes objects from a store without a delete event).
     pub fn retain(&mut self, kind: &str, live: impl Fn(&str, &str) -> bool) {
-        let prefix = format!("{kind}/");
-        let gone: Vec<(String, String)> = self
+        let gone: Vec<Indexed> = self
             .names
             .keys()
-            .filter_map(|k| k.strip_prefix(&prefix))
-            .filter_map(|rest| rest.split_once('/'))
-            .filter(|(ns, name)| !live(ns, name))
-            .map(|(ns, name)| (ns.to_string(), name.to_string()))
+            .filter(|(k, ns, name)| k == kind && !live(ns, name))
+            .cloned()
             .collect();
-        for (ns, name) in gone {
-            self.remove(kind, &ns, &name);
+        for key in gone {
+            self.remove_key(&key);
         }
     }
 
@@ -203,7 +272,11 @@ impl RefIndex {
     pub fn named_by(&self, target: &Target) -> Vec<String> {
         self.named_by
             .get(target)
-            .map(|s| s.iter().cloned().collect())
+            .map(|r| {
+                r.iter()
+                    .map(|(kind, name)| format!("{kind}/{name}"))
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
@@ -261,13 +334,13 @@ impl ScopeCaches {
     /// Every object of any managed kind in `namespace` that uses `account`.
     pub fn account_users(&self, namespace: &str, account: &str) -> Vec<String> {
         self.index()
-            .named_by(&Target::Account(namespace.to_string(), account.to_string()))
+            .named_by(&Target::Account(intern(namespace), intern(account)))
     }
 
     /// Every object in `namespace` that names `name` of `dep`.
     pub fn referrers(&self, namespace: &str, dep: DepKind, name: &str) -> Vec<String> {
         self.index()
-            .named_by(&Target::Dep(namespace.to_string(), dep, name.to_string()))
+            .named_by(&Target::Dep(intern(namespace), dep, intern(name)))
     }
 
     /// The reference index, locked.
@@ -283,11 +356,11 @@ mod tests {
     use super::*;
 
     fn dep(name: &str) -> Target {
-        Target::Dep("ns".into(), DepKind::Credential, name.into())
+        Target::Dep(intern("ns"), DepKind::Credential, intern(name))
     }
 
     fn account(name: &str) -> Target {
-        Target::Account("ns".into(), name.into())
+        Target::Account(intern("ns"), intern(name))
     }
 
     /// The index follows each object's references as they change, and forgets objects that go,
@@ -295,24 +368,31 @@ mod tests {
     #[test]
     fn the_index_follows_references() {
         let mut ix = RefIndex::default();
-        ix.set("W", "ns", "a", vec![dep("c1"), account("acct")]);
-        ix.set("W", "ns", "b", vec![dep("c1"), account("acct")]);
-        ix.set("N", "ns", "n", vec![account("acct")]);
+        ix.set("W".into(), "ns", "a", vec![dep("c1"), account("acct")]);
+        ix.set("W".into(), "ns", "b", vec![dep("c1"), account("acct")]);
+        ix.set("N".into(), "ns", "n", vec![account("acct")]);
         assert_eq!(ix.named_by(&dep("c1")), ["W/a", "W/b"]);
         assert_eq!(ix.named_by(&account("acct")), ["N/n", "W/a", "W/b"]);
         // `a` now names another credential and another account.
-        ix.set("W", "ns", "a", vec![dep("c2"), account("other")]);
+        ix.set("W".into(), "ns", "a", vec![dep("c2"), account("other")]);
         assert_eq!(ix.named_by(&dep("c1")), ["W/b"]);
         assert_eq!(ix.named_by(&dep("c2")), ["W/a"]);
         assert_eq!(ix.named_by(&account("acct")), ["N/n", "W/b"]);
-        ix.remove("W", "ns", "b");
+        assert!(
+            matches!(ix.named_by.get(&account("acct")), Some(Referrers::Many(s)) if s.len() == 2)
+        );
+        ix.remove("W".into(), "ns", "b");
         assert!(ix.named_by(&dep("c1")).is_empty());
         // A relist lost `a` of kind W; N is another kind and stays.
         ix.retain("W", |_, name| name != "a");
         assert!(ix.named_by(&dep("c2")).is_empty());
         assert_eq!(ix.named_by(&account("acct")), ["N/n"]);
+        assert!(
+            matches!(ix.named_by.get(&account("acct")), Some(Referrers::One(_))),
+            "a target named by one object keeps no set"
+        );
         assert_eq!(ix.len(), 1);
-        ix.remove("N", "ns", "n");
+        ix.remove("N".into(), "ns", "n");
         assert!(ix.is_empty());
         assert!(ix.named_by.is_empty(), "no empty sets are kept");
     }

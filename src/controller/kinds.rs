@@ -35,6 +35,9 @@ macro_rules! status_access {
         fn current_status(&self) -> Option<&Self::Status> {
             self.status.as_ref()
         }
+        fn status_mut(&mut self) -> Option<&mut Self::Status> {
+            self.status.as_mut()
+        }
         fn common(status: &mut Self::Status) -> &mut CommonStatus {
             &mut status.common
         }
@@ -820,6 +823,9 @@ impl Managed for DatabricksWorkspace {
     type Status = WorkspaceStatus;
     fn current_status(&self) -> Option<&Self::Status> {
         self.status.as_ref()
+    }
+    fn status_mut(&mut self) -> Option<&mut Self::Status> {
+        self.status.as_mut()
     }
     fn common(status: &mut Self::Status) -> &mut CommonStatus {
         &mut status.common

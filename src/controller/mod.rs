@@ -16,7 +16,7 @@ use std::time::Duration;
 use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 use k8s_openapi::api::core::v1::Secret as KubeSecret;
 use kube::runtime::reflector::ObjectRef;
-use kube::{Client, Resource, ResourceExt};
+use kube::{Client, Resource};
 use tokio::time::Instant;
 
 use crate::crd::{DatabricksAccount, DeletionPolicy};
@@ -24,6 +24,7 @@ use crate::databricks::{
     AccountClient, AllowedHosts, Error as ApiCallError, ResolveOverrides,
     models::Resource as RemoteResource,
 };
+use crate::intern::{Name, intern};
 use cache::DepView;
 use managed::DepKind;
 
@@ -121,27 +122,47 @@ pub struct AccountEntry {
 
 /// The identity of one object: kind, namespace, name and uid. Per-object state is keyed by it, so
 /// a new object of the same name never inherits an old one's backoff, and it is removed with the
-/// object.
+/// object. Its strings are shared (the kind is the type's own, namespace and name are interned, the
+/// UID is a number), so a clone costs no allocation and each map entry holds 72 bytes.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ObjKey {
     /// Kind.
-    pub kind: String,
+    pub kind: std::borrow::Cow<'static, str>,
     /// Namespace.
-    pub namespace: String,
+    pub namespace: Name,
     /// Name.
-    pub name: String,
-    /// UID.
-    pub uid: String,
+    pub name: Name,
+    /// UID, as [`crate::intern::uid`] reads it.
+    pub uid: u128,
 }
 
 impl ObjKey {
     /// The key of an object.
     pub fn of<K: Resource<DynamicType = ()>>(obj: &K) -> Self {
+        let meta = obj.meta();
+        Self::new(
+            K::kind(&()),
+            meta.namespace.as_deref().unwrap_or_default(),
+            meta.name
+                .as_deref()
+                .or(meta.generate_name.as_deref())
+                .unwrap_or_default(),
+            meta.uid.as_deref().unwrap_or_default(),
+        )
+    }
+
+    /// The key of the object `kind/namespace/name` with this UID.
+    pub fn new(
+        kind: std::borrow::Cow<'static, str>,
+        namespace: &str,
+        name: &str,
+        uid: &str,
+    ) -> Self {
         Self {
-            kind: K::kind(&()).into_owned(),
-            namespace: obj.namespace().unwrap_or_default(),
-            name: obj.name_any(),
-            uid: obj.uid().unwrap_or_default(),
+            kind,
+            namespace: intern(namespace),
+            name: intern(name),
+            uid: crate::intern::uid(uid),
         }
     }
 }
@@ -211,14 +232,15 @@ pub struct Context {
     /// The last reachability check of each RUNNING workspace.
     reach: Mutex<HashMap<ObjKey, plan::reach::ReachMemo>>,
     /// Objects at rest (Ready, Synced, default poll interval), with a digest of the remote
-    /// object they last settled on: their kind's poller compares it with the shared list at
-    /// each poll interval and wakes only the objects whose remote object changed or went.
-    polled: Mutex<HashMap<ObjKey, u64>>,
+    /// object they last settled on and when: their kind's poller compares the digest with the
+    /// shared list at each poll interval and wakes only the objects whose remote object changed
+    /// or went, and those that settled [`RESYNC_POLLS`] intervals ago.
+    polled: Mutex<HashMap<ObjKey, (u64, Instant)>>,
 }
 
 /// How often an object at rest is reconciled anyway, as a multiple of the poll interval: its
 /// kind's poller wakes it as soon as the shared list shows a change, so this is only a safety net
-/// (against a wake lost, for example).
+/// (against a wake lost, for example). The poller wakes it; the controller keeps no timer.
 pub const RESYNC_POLLS: u32 = 10;
 
 /// A digest of a value's `Debug` form, without building the string: what a poller compares to
@@ -364,7 +386,7 @@ impl Context {
         while let Some(cache) = self
             .scope(&key.namespace)
             .and_then(|s| s.kind(&key.kind).cloned())
-            && cache.finalizing(&key.namespace, &key.name, &key.uid)
+            && cache.finalizing(&key.namespace, &key.name, key.uid)
             && Instant::now() < deadline
         {
             tokio::time::sleep(Duration::from_millis(25)).await;
@@ -753,7 +775,7 @@ impl Context {
         let mut polled = lock(&self.polled);
         match digest {
             Some(d) => {
-                polled.insert(key.clone(), d);
+                polled.insert(key.clone(), (d, Instant::now()));
             }
             None => {
                 polled.remove(key);
@@ -763,16 +785,17 @@ impl Context {
         self.track();
     }
 
-    /// The digest an object at rest last settled on.
-    pub fn polled(&self, key: &ObjKey) -> Option<u64> {
+    /// The digest an object at rest last settled on, and when.
+    pub fn polled(&self, key: &ObjKey) -> Option<(u64, Instant)> {
         lock(&self.polled).get(key).copied()
     }
 
     /// Forgets every object of `kind` (in `namespace`, or in every namespace) that `live` does not
     /// know: the backstop for objects that went without a reconcile seeing them go.
     pub fn sweep(&self, kind: &str, namespace: Option<&str>, live: impl Fn(&ObjKey) -> bool) {
-        let stale =
-            |k: &ObjKey| k.kind == kind && namespace.is_none_or(|ns| k.namespace == ns) && !live(k);
+        let stale = |k: &ObjKey| {
+            k.kind == kind && namespace.is_none_or(|ns| &*k.namespace == ns) && !live(k)
+        };
         let mut gone: Vec<ObjKey> = Vec::new();
         gone.extend(lock(&self.failures).keys().filter(|k| stale(k)).cloned());
         gone.extend(lock(&self.gates).keys().filter(|k| stale(k)).cloned());
@@ -815,6 +838,8 @@ impl Context {
             ("accounts", lock(&self.accounts).len()),
             ("lists", lock(&self.lists).len()),
             ("readiness", self.metrics.readiness_len()),
+            // Shared strings: at most twice those held (see `intern`), so not zero at once.
+            ("names", crate::intern::len()),
         ]
     }
 
@@ -903,15 +928,14 @@ mod runner {
     use super::managed::{Error, Managed, reconcile};
     use super::{Context, ObjKey, RemoteResource, lock};
     use crate::crd::*;
+    use crate::intern::{Name, intern};
 
     type Shutdown = futures::future::Shared<
         std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + Sync>>,
     >;
     type Driver = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
-    /// The annotation `kubectl apply` keeps a copy of the object in.
-    const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
     /// `(namespace, name)` of an object to reconcile.
-    type Wake = (String, String);
+    type Wake = (Name, Name);
 
     fn api<K>(client: &kube::Client, ns: Option<&str>) -> Api<K>
     where
@@ -968,13 +992,13 @@ mod runner {
             ctx.sweep(&kind, ns.as_deref(), |k| {
                 store
                     .get(&ObjectRef::new(&k.name).within(&k.namespace))
-                    .is_some_and(|o| o.uid().as_deref() == Some(k.uid.as_str()))
+                    .is_some_and(|o| o.meta().uid.as_deref().map(crate::intern::uid) == Some(k.uid))
             });
         }
     }
 
     /// `(kind, namespace, name)` of an object whose view the fan-out remembers.
-    type Seen = (String, String, String);
+    type Seen = (std::borrow::Cow<'static, str>, Name, Name);
 
     /// Routes wakes to the controllers of one scope.
     struct Fanout {
@@ -992,7 +1016,7 @@ mod runner {
     impl Fanout {
         fn wake(&self, kind: &str, ns: &str, name: &str) {
             if let Some(tx) = self.senders.get(kind) {
-                let _ = tx.send((ns.to_string(), name.to_string()));
+                let _ = tx.send((intern(ns), intern(name)));
             }
         }
 
@@ -1009,7 +1033,7 @@ mod runner {
         /// its dependencies and account wait on (`shape`). Returns which of the two changed.
         fn changed(
             &self,
-            kind: &str,
+            kind: std::borrow::Cow<'static, str>,
             ns: &str,
             name: &str,
             view: impl Hash,
@@ -1021,15 +1045,15 @@ mod runner {
                 h.finish()
             };
             let now = (hash(&|h| view.hash(h)), hash(&|h| shape.hash(h)));
-            let key = (kind.to_string(), ns.to_string(), name.to_string());
+            let key = (kind, intern(ns), intern(name));
             match lock(&self.seen).insert(key, now) {
                 Some(was) => (was.0 != now.0, was.1 != now.1),
                 None => (true, true),
             }
         }
 
-        fn forget(&self, kind: &str, ns: &str, name: &str) {
-            lock(&self.seen).remove(&(kind.to_string(), ns.to_string(), name.to_string()));
+        fn forget(&self, kind: std::borrow::Cow<'static, str>, ns: &str, name: &str) {
+            lock(&self.seen).remove(&(kind, intern(ns), intern(name)));
         }
 
         /// Wakes the objects that name a managed object (they wait for it to be Ready).
@@ -1078,7 +1102,9 @@ mod runner {
                 watcher::Event::Apply(o) | watcher::Event::InitApply(o) => {
                     let ns = o.namespace().unwrap_or_default();
                     let name = o.name_any();
-                    self.caches.index().set(&kind, &ns, &name, Target::of(o));
+                    self.caches
+                        .index()
+                        .set(kind.clone(), &ns, &name, Target::of(o));
                     self.wake(&kind, &ns, &name);
                     let status = o.current_status();
                     let ready = status.and_then(|s| K::common_ref(s).condition("Ready"));
@@ -1101,7 +1127,7 @@ mod runner {
                         ready.map(|c| c.status.clone()),
                     );
                     let (view_changed, shape_changed) =
-                        self.changed(&kind, &ns, &name, view, shape);
+                        self.changed(kind.clone(), &ns, &name, view, shape);
                     if view_changed {
                         self.wake_dependents(o);
                     }
@@ -1111,9 +1137,9 @@ mod runner {
                 }
                 watcher::Event::Delete(o) => {
                     let ns = o.namespace().unwrap_or_default();
-                    self.caches.index().remove(&kind, &ns, &o.name_any());
+                    self.caches.index().remove(kind.clone(), &ns, &o.name_any());
                     self.ctx.track();
-                    self.forget(&kind, &ns, &o.name_any());
+                    self.forget(kind.clone(), &ns, &o.name_any());
                     self.wake_dependents(o);
                     self.wake_dependencies(o);
                 }
@@ -1146,14 +1172,14 @@ mod runner {
                         a.meta().deletion_timestamp.is_some(),
                         a.meta().generation,
                     );
-                    if self.changed(KIND, &ns, &name, view, ()).0 {
+                    if self.changed(KIND.into(), &ns, &name, view, ()).0 {
                         self.wake_all(&ns, &self.caches.account_users(&ns, &name));
                     }
                 }
                 watcher::Event::Delete(a) => {
                     let ns = a.namespace().unwrap_or_default();
                     let name = a.name_any();
-                    self.forget(KIND, &ns, &name);
+                    self.forget(KIND.into(), &ns, &name);
                     self.wake_all(&ns, &self.caches.account_users(&ns, &name));
                     if a.spec.auth.secret_name().is_some() {
                         let _ = self.unheld.send(ns);
@@ -1195,30 +1221,35 @@ mod runner {
     }
 
     /// An object at rest, its Databricks ID and the digest of the remote object it settled on.
-    type AtRest<K> = (Arc<K>, ObjKey, String, u64);
+    type AtRest = (ObjKey, String, u64);
 
     /// A kind's poller: at each poll interval, one list per account (the shared one, which the
     /// reconciles of the same interval reuse) is compared with what each object at rest last
     /// settled on, and only the objects whose remote object changed or went are woken. Objects
-    /// at rest are otherwise reconciled every [`RESYNC_POLLS`] intervals, so that a steady state
+    /// at rest are otherwise woken every [`RESYNC_POLLS`] intervals, so that a steady state
     /// of N objects costs one list per kind and account per interval and no reconcile of each.
-    async fn poller<K: Managed>(
+    pub(super) async fn poller<K: Managed>(
         ctx: Arc<Context>,
         caches: Arc<ScopeCaches>,
         store: Store<K>,
         tx: UnboundedSender<Wake>,
     ) {
         let every = ctx.settings.poll_interval;
+        let resync = every.saturating_mul(super::RESYNC_POLLS);
         loop {
             tokio::time::sleep(every).await;
             caches.ready().await;
             // By account: each object at rest, its Databricks ID and the digest it settled on.
-            let mut by_account: HashMap<String, Vec<AtRest<K>>> = HashMap::new();
+            let mut by_account: HashMap<String, Vec<AtRest>> = HashMap::new();
             for o in store.state() {
                 let key = ObjKey::of(&*o);
-                let Some(seen) = ctx.polled(&key) else {
+                let Some((seen, since)) = ctx.polled(&key) else {
                     continue;
                 };
+                if since.elapsed() >= resync {
+                    let _ = tx.send((key.namespace.clone(), key.name.clone()));
+                    continue;
+                }
                 let Some(status) = o.current_status() else {
                     continue;
                 };
@@ -1227,13 +1258,12 @@ mod runner {
                 };
                 let account = K::common_ref(status)
                     .account_name
-                    .clone()
-                    .unwrap_or_else(|| o.management().account_ref.name.clone());
-                let ns = o.namespace().unwrap_or_default();
+                    .as_deref()
+                    .unwrap_or(&o.management().account_ref.name);
                 by_account
-                    .entry(format!("{ns}/{account}"))
+                    .entry(format!("{}/{account}", key.namespace))
                     .or_default()
-                    .push((o, key, id, seen));
+                    .push((key, id, seen));
             }
             for (account, objects) in by_account {
                 let Some(entry) = ctx.account(&account).filter(|a| a.ready) else {
@@ -1256,9 +1286,9 @@ mod runner {
                     .iter()
                     .map(|r| (RemoteResource::id(r), super::digest(r)))
                     .collect();
-                for (o, key, id, seen) in objects {
+                for (key, id, seen) in objects {
                     if digests.get(&id) != Some(&seen) {
-                        let _ = tx.send((key.namespace.clone(), o.name_any()));
+                        let _ = tx.send((key.namespace, key.name));
                     }
                 }
             }
@@ -1284,14 +1314,48 @@ mod runner {
         }
     }
 
+    /// What the caches keep of an object's metadata: what reconciles read. Managed fields,
+    /// labels and other tools' annotations (kubectl's last-applied copy of the whole object,
+    /// Argo CD's and Helm's marks) are dropped; the operator's own annotations, the finalizers
+    /// and the identity stay. Writes never send the cached object back (status is applied, the
+    /// finalizers are patched), so nothing dropped here is lost on the server.
+    pub(super) fn trim_meta(meta: &mut k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) {
+        meta.managed_fields = None;
+        meta.labels = None;
+        if let Some(a) = meta.annotations.as_mut() {
+            a.retain(|k, _| k.starts_with(ANNOTATION_PREFIX));
+            if a.is_empty() {
+                meta.annotations = None;
+            }
+        }
+        if let Some(f) = meta.finalizers.as_mut() {
+            f.shrink_to_fit();
+        }
+    }
+
+    /// [`trim_meta`], and a managed object's conditions at their exact length (a decoded list
+    /// of two or three has room for four).
+    pub(super) fn trim_managed<K: Managed>(o: &mut K) {
+        trim_meta(o.meta_mut());
+        if let Some(s) = o.status_mut() {
+            K::common(s).conditions.shrink_to_fit();
+        }
+    }
+
+    /// [`trim_meta`] for the other kinds.
+    fn trim<K: Resource>(o: &mut K) {
+        trim_meta(o.meta_mut());
+    }
+
     /// Runs one kind's watch into its store, handing each event to `on_event` after the store
-    /// has applied it.
+    /// has applied it. `trim` drops from each object what the caches need not keep.
     fn watch<K, F>(
         client: &kube::Client,
         ns: Option<&str>,
         config: watcher::Config,
         writer: reflector::store::Writer<K>,
         listed: &Arc<tokio::sync::watch::Sender<usize>>,
+        trim: fn(&mut K),
         on_event: F,
     ) -> Driver
     where
@@ -1304,16 +1368,9 @@ mod runner {
             + 'static,
         F: Fn(&watcher::Event<K>) + Send + 'static,
     {
-        // The caches keep what reconciles read: managed fields and the last-applied copy of the
-        // object are dropped, which halves what a thousand objects cost.
         let events = watcher(api::<K>(client, ns), config)
             .default_backoff()
-            .modify(|o| {
-                o.meta_mut().managed_fields = None;
-                if let Some(a) = o.meta_mut().annotations.as_mut() {
-                    a.remove(LAST_APPLIED);
-                }
-            });
+            .modify(trim);
         let listed = listed.clone();
         let mut first_list = true;
         reflector::reflector(writer, events)
@@ -1464,6 +1521,7 @@ mod runner {
                     watcher::Config::default(),
                     self.writer,
                     listed,
+                    trim_managed::<K>,
                     move |ev| f.on_managed::<K>(ev),
                 ),
                 controller::<K>(ctx.clone(), self.store.clone(), self.rx, shutdown.clone()),
@@ -1531,6 +1589,7 @@ mod runner {
             watcher::Config::default(),
             accounts_writer,
             &listed,
+            trim::<DatabricksAccount>,
             move |ev| f.on_account(ev),
         ));
         let f = fanout.clone();
@@ -1540,6 +1599,7 @@ mod runner {
             watcher::Config::default().labels(&format!("{SECRET_LABEL}=true")),
             secrets_writer,
             &listed,
+            trim::<KubeSecret>,
             move |ev| f.on_secret(ev),
         ));
         drivers.push(account_controller(
@@ -1614,6 +1674,138 @@ mod tests {
     fn credential(id: &str) -> crate::databricks::models::Credential {
         serde_json::from_value(serde_json::json!({"credentials_id": id, "credentials_name": id}))
             .unwrap()
+    }
+
+    /// An object at rest keeps no timer in its controller's queue: its kind's poller wakes it
+    /// once it settled [`RESYNC_POLLS`] poll intervals ago, and not before; an object not at
+    /// rest is left to its own requeue.
+    #[tokio::test(start_paused = true)]
+    async fn the_poller_resyncs_objects_at_rest() {
+        use crate::crd::DatabricksCredential;
+        use kube::runtime::{reflector, watcher};
+        let service = tower::service_fn(|_: http::Request<kube::client::Body>| async {
+            Err::<http::Response<kube::client::Body>, _>(std::io::Error::other("no cluster"))
+        });
+        let settings = Settings {
+            poll_interval: Duration::from_secs(1),
+            ..Settings::default()
+        };
+        let ctx = Context::new(
+            kube::Client::new(service, "default"),
+            settings,
+            "test".into(),
+        );
+        let object = |name: &str| -> DatabricksCredential {
+            serde_json::from_value(serde_json::json!({
+                "apiVersion": "account.databricks-operator.dev/v1alpha1",
+                "kind": "DatabricksCredential",
+                "metadata": {"name": name, "namespace": "ns", "uid": format!("uid-{name}")},
+                "spec": {"accountRef": {"name": "acct"}, "roleArn": "arn:aws:iam::123456789012:role/r"},
+                "status": {"credentialsId": format!("id-{name}")},
+            }))
+            .unwrap()
+        };
+        let (store, mut writer) = reflector::store::<DatabricksCredential>();
+        for name in ["rest", "busy"] {
+            writer.apply_watcher_event(&watcher::Event::Apply(object(name)));
+        }
+        let (_listed_tx, listed) = tokio::sync::watch::channel(cache::SHARED_WATCHES);
+        let caches = Arc::new(cache::ScopeCaches {
+            namespace: None,
+            accounts: reflector::store::<DatabricksAccount>().0,
+            secrets: reflector::store::<KubeSecret>().0,
+            kinds: Vec::new(),
+            listed,
+            refs: Mutex::default(),
+        });
+        let rest = ObjKey::of(&object("rest"));
+        ctx.set_polled(&rest, Some(7));
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(runner::poller::<DatabricksCredential>(
+            ctx.clone(),
+            caches,
+            store,
+            tx,
+        ));
+        let woken = |rx: &mut tokio::sync::mpsc::UnboundedReceiver<(Name, Name)>| {
+            std::iter::from_fn(|| rx.try_recv().ok())
+                .map(|(ns, name)| format!("{ns}/{name}"))
+                .collect::<Vec<_>>()
+        };
+        // Nine intervals: its account has no client yet, so no list, and no resync is due.
+        tokio::time::sleep(Duration::from_millis(9_500)).await;
+        assert_eq!(woken(&mut rx), Vec::<String>::new());
+        // The tenth: due.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(woken(&mut rx), ["ns/rest"]);
+        // Its reconcile settles it again (at 10.5 s): the next resync is at the first tick ten
+        // intervals later (21 s).
+        ctx.set_polled(&rest, Some(7));
+        tokio::time::sleep(Duration::from_secs(9)).await;
+        assert_eq!(woken(&mut rx), Vec::<String>::new());
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(woken(&mut rx), ["ns/rest"]);
+    }
+
+    /// The caches keep what reconciles read and nothing else: other tools' labels and
+    /// annotations go, the operator's annotations, finalizers, spec and status stay, and the
+    /// conditions take no spare room.
+    #[test]
+    fn the_caches_keep_what_reconciles_read() {
+        use crate::crd::{
+            ANNOTATION_PREFIX, DatabricksCredential, FINALIZER, PAUSED_ANNOTATION,
+            POLL_INTERVAL_ANNOTATION,
+        };
+        assert!(PAUSED_ANNOTATION.starts_with(ANNOTATION_PREFIX));
+        assert!(POLL_INTERVAL_ANNOTATION.starts_with(ANNOTATION_PREFIX));
+        let condition = |t: &str| {
+            serde_json::json!({"type": t, "status": "True", "reason": "Available",
+                "message": "ok", "lastTransitionTime": "2026-11-30T00:00:00Z"})
+        };
+        let mut o: DatabricksCredential = serde_json::from_value(serde_json::json!({
+            "apiVersion": "account.databricks-operator.dev/v1alpha1",
+            "kind": "DatabricksCredential",
+            "metadata": {
+                "name": "c", "namespace": "ns", "uid": "u", "resourceVersion": "7",
+                "labels": {"app.kubernetes.io/instance": "team-a"},
+                "annotations": {
+                    "kubectl.kubernetes.io/last-applied-configuration": "{\"a\":1}",
+                    "argocd.argoproj.io/tracking-id": "team-a:x",
+                    PAUSED_ANNOTATION: "true",
+                },
+                "finalizers": [FINALIZER],
+                "managedFields": [{"manager": "kubectl", "operation": "Apply"}],
+            },
+            "spec": {"accountRef": {"name": "acct"}, "roleArn": "arn:aws:iam::123456789012:role/r"},
+            "status": {"credentialsId": "id-1", "conditions": [condition("Ready"), condition("Synced")]},
+        }))
+        .unwrap();
+        let before = o.clone();
+        runner::trim_managed(&mut o);
+        assert_eq!(o.metadata.labels, None);
+        assert_eq!(o.metadata.managed_fields, None);
+        assert_eq!(
+            o.metadata
+                .annotations
+                .as_ref()
+                .map(|a| a.keys().cloned().collect::<Vec<_>>()),
+            Some(vec![PAUSED_ANNOTATION.to_string()])
+        );
+        assert_eq!(o.metadata.finalizers, before.metadata.finalizers);
+        assert_eq!(o.metadata.uid, before.metadata.uid);
+        assert_eq!(
+            o.metadata.resource_version,
+            before.metadata.resource_version
+        );
+        assert_eq!(o.spec, before.spec);
+        assert_eq!(o.status, before.status);
+        let conditions = &o.status.as_ref().unwrap().common.conditions;
+        assert_eq!(conditions.capacity(), 2);
+        // Without annotations of its own, an object keeps none.
+        let mut bare = before.clone();
+        bare.metadata.annotations = Some([("a".to_string(), "b".to_string())].into());
+        runner::trim_managed(&mut bare);
+        assert_eq!(bare.metadata.annotations, None);
     }
 
     /// A reconcile that needs a list newer than the last one, asked for a moment ago, is told

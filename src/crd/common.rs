@@ -10,6 +10,8 @@ use serde::{Deserialize, Serialize};
 pub const GROUP: &str = "account.databricks-operator.dev";
 /// Finalizer that holds an object until its remote counterpart is handled.
 pub const FINALIZER: &str = "account.databricks-operator.dev/cleanup";
+/// The prefix of the operator's annotations: the caches keep only these (see `trim_meta`).
+pub const ANNOTATION_PREFIX: &str = "account.databricks-operator.dev/";
 /// Annotation: `"true"` stops every API call for the object.
 pub const PAUSED_ANNOTATION: &str = "account.databricks-operator.dev/paused";
 /// Annotation: the object's observation interval (`30s`, `5m`, `1h`).
