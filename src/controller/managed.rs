@@ -390,10 +390,6 @@ where
 /// The steps of a reconcile that decide the outcome.
 enum Step {
     Requeue(Duration),
-    /// At rest: the kind's poller follows the remote object through the shared list, wakes the
-    /// object when it changes, and reconciles it every [`super::RESYNC_POLLS`] poll intervals
-    /// anyway; the controller's queue keeps no timer for it.
-    Rest,
     Release,
 }
 
@@ -566,7 +562,6 @@ pub async fn reconcile<K: Managed>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Act
                 Ok(Action::await_change())
             }
             Step::Requeue(d) => Ok(Action::requeue(bounds::requeue(d))),
-            Step::Rest => Ok(Action::await_change()),
         };
     }
     if !obj.finalizers().iter().any(|f| f == FINALIZER) {
@@ -579,7 +574,7 @@ pub async fn reconcile<K: Managed>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Act
         .await;
     match step? {
         Step::Requeue(d) => Ok(Action::requeue(bounds::requeue(d))),
-        Step::Rest | Step::Release => Ok(Action::await_change()),
+        Step::Release => Ok(Action::await_change()),
     }
 }
 
@@ -1100,17 +1095,15 @@ async fn apply<K: Managed>(obj: &K, ctx: &Context, api: &Api<K>, ns: &str) -> Re
     ctx.succeeded(&run.key);
     ctx.ungate(&run.key);
     let busy = observation.busy || following;
-    // At rest, the kind's poller follows the remote object through the shared list, wakes this
-    // object when it changes, and resyncs it now and then: no timer of its own (at 10,000
-    // objects the controllers' timers held megabytes). An object with its own poll interval
-    // (the annotation) keeps to it.
+    // At rest, the kind's poller follows the remote object through the shared list and wakes
+    // this object when it changes; its own requeue is a safety net. An object with its own poll
+    // interval (the annotation) keeps to it.
     let at_rest = !busy && observation.ready && ok && poll == ctx.settings.poll_interval;
     ctx.set_polled(&run.key, at_rest.then(|| super::digest(&remote)));
-    if at_rest {
-        return Ok(reach_next.map_or(Step::Rest, Step::Requeue));
-    }
     let next = if busy {
         ctx.settings.busy_poll_interval.min(poll)
+    } else if at_rest {
+        bounds::requeue(poll.saturating_mul(super::RESYNC_POLLS))
     } else {
         poll
     };

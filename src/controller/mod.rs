@@ -232,15 +232,14 @@ pub struct Context {
     /// The last reachability check of each RUNNING workspace.
     reach: Mutex<HashMap<ObjKey, plan::reach::ReachMemo>>,
     /// Objects at rest (Ready, Synced, default poll interval), with a digest of the remote
-    /// object they last settled on and when: their kind's poller compares the digest with the
-    /// shared list at each poll interval and wakes only the objects whose remote object changed
-    /// or went, and those that settled [`RESYNC_POLLS`] intervals ago.
-    polled: Mutex<HashMap<ObjKey, (u64, Instant)>>,
+    /// object they last settled on: their kind's poller compares it with the shared list at
+    /// each poll interval and wakes only the objects whose remote object changed or went.
+    polled: Mutex<HashMap<ObjKey, u64>>,
 }
 
 /// How often an object at rest is reconciled anyway, as a multiple of the poll interval: its
 /// kind's poller wakes it as soon as the shared list shows a change, so this is only a safety net
-/// (against a wake lost, for example). The poller wakes it; the controller keeps no timer.
+/// (against a wake lost, for example).
 pub const RESYNC_POLLS: u32 = 10;
 
 /// A digest of a value's `Debug` form, without building the string: what a poller compares to
@@ -775,7 +774,7 @@ impl Context {
         let mut polled = lock(&self.polled);
         match digest {
             Some(d) => {
-                polled.insert(key.clone(), (d, Instant::now()));
+                polled.insert(key.clone(), d);
             }
             None => {
                 polled.remove(key);
@@ -785,8 +784,8 @@ impl Context {
         self.track();
     }
 
-    /// The digest an object at rest last settled on, and when.
-    pub fn polled(&self, key: &ObjKey) -> Option<(u64, Instant)> {
+    /// The digest an object at rest last settled on.
+    pub fn polled(&self, key: &ObjKey) -> Option<u64> {
         lock(&self.polled).get(key).copied()
     }
 
@@ -1226,16 +1225,15 @@ mod runner {
     /// A kind's poller: at each poll interval, one list per account (the shared one, which the
     /// reconciles of the same interval reuse) is compared with what each object at rest last
     /// settled on, and only the objects whose remote object changed or went are woken. Objects
-    /// at rest are otherwise woken every [`RESYNC_POLLS`] intervals, so that a steady state
+    /// at rest are otherwise reconciled every [`RESYNC_POLLS`] intervals, so that a steady state
     /// of N objects costs one list per kind and account per interval and no reconcile of each.
-    pub(super) async fn poller<K: Managed>(
+    async fn poller<K: Managed>(
         ctx: Arc<Context>,
         caches: Arc<ScopeCaches>,
         store: Store<K>,
         tx: UnboundedSender<Wake>,
     ) {
         let every = ctx.settings.poll_interval;
-        let resync = every.saturating_mul(super::RESYNC_POLLS);
         loop {
             tokio::time::sleep(every).await;
             caches.ready().await;
@@ -1243,13 +1241,9 @@ mod runner {
             let mut by_account: HashMap<String, Vec<AtRest>> = HashMap::new();
             for o in store.state() {
                 let key = ObjKey::of(&*o);
-                let Some((seen, since)) = ctx.polled(&key) else {
+                let Some(seen) = ctx.polled(&key) else {
                     continue;
                 };
-                if since.elapsed() >= resync {
-                    let _ = tx.send((key.namespace.clone(), key.name.clone()));
-                    continue;
-                }
                 let Some(status) = o.current_status() else {
                     continue;
                 };
@@ -1674,77 +1668,6 @@ mod tests {
     fn credential(id: &str) -> crate::databricks::models::Credential {
         serde_json::from_value(serde_json::json!({"credentials_id": id, "credentials_name": id}))
             .unwrap()
-    }
-
-    /// An object at rest keeps no timer in its controller's queue: its kind's poller wakes it
-    /// once it settled [`RESYNC_POLLS`] poll intervals ago, and not before; an object not at
-    /// rest is left to its own requeue.
-    #[tokio::test(start_paused = true)]
-    async fn the_poller_resyncs_objects_at_rest() {
-        use crate::crd::DatabricksCredential;
-        use kube::runtime::{reflector, watcher};
-        let service = tower::service_fn(|_: http::Request<kube::client::Body>| async {
-            Err::<http::Response<kube::client::Body>, _>(std::io::Error::other("no cluster"))
-        });
-        let settings = Settings {
-            poll_interval: Duration::from_secs(1),
-            ..Settings::default()
-        };
-        let ctx = Context::new(
-            kube::Client::new(service, "default"),
-            settings,
-            "test".into(),
-        );
-        let object = |name: &str| -> DatabricksCredential {
-            serde_json::from_value(serde_json::json!({
-                "apiVersion": "account.databricks-operator.dev/v1alpha1",
-                "kind": "DatabricksCredential",
-                "metadata": {"name": name, "namespace": "ns", "uid": format!("uid-{name}")},
-                "spec": {"accountRef": {"name": "acct"}, "roleArn": "arn:aws:iam::123456789012:role/r"},
-                "status": {"credentialsId": format!("id-{name}")},
-            }))
-            .unwrap()
-        };
-        let (store, mut writer) = reflector::store::<DatabricksCredential>();
-        for name in ["rest", "busy"] {
-            writer.apply_watcher_event(&watcher::Event::Apply(object(name)));
-        }
-        let (_listed_tx, listed) = tokio::sync::watch::channel(cache::SHARED_WATCHES);
-        let caches = Arc::new(cache::ScopeCaches {
-            namespace: None,
-            accounts: reflector::store::<DatabricksAccount>().0,
-            secrets: reflector::store::<KubeSecret>().0,
-            kinds: Vec::new(),
-            listed,
-            refs: Mutex::default(),
-        });
-        let rest = ObjKey::of(&object("rest"));
-        ctx.set_polled(&rest, Some(7));
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-        tokio::spawn(runner::poller::<DatabricksCredential>(
-            ctx.clone(),
-            caches,
-            store,
-            tx,
-        ));
-        let woken = |rx: &mut tokio::sync::mpsc::UnboundedReceiver<(Name, Name)>| {
-            std::iter::from_fn(|| rx.try_recv().ok())
-                .map(|(ns, name)| format!("{ns}/{name}"))
-                .collect::<Vec<_>>()
-        };
-        // Nine intervals: its account has no client yet, so no list, and no resync is due.
-        tokio::time::sleep(Duration::from_millis(9_500)).await;
-        assert_eq!(woken(&mut rx), Vec::<String>::new());
-        // The tenth: due.
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        assert_eq!(woken(&mut rx), ["ns/rest"]);
-        // Its reconcile settles it again (at 10.5 s): the next resync is at the first tick ten
-        // intervals later (21 s).
-        ctx.set_polled(&rest, Some(7));
-        tokio::time::sleep(Duration::from_secs(9)).await;
-        assert_eq!(woken(&mut rx), Vec::<String>::new());
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        assert_eq!(woken(&mut rx), ["ns/rest"]);
     }
 
     /// The caches keep what reconciles read and nothing else: other tools' labels and
