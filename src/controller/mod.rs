@@ -2,6 +2,7 @@
 
 pub mod account;
 pub mod cache;
+pub mod gate;
 pub mod kinds;
 pub mod leader;
 pub mod managed;
@@ -924,6 +925,7 @@ mod runner {
     use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
     use super::cache::{KindCache, ScopeCaches, Target};
+    use super::gate::{Gate, Wake};
     use super::managed::{Error, Managed, reconcile};
     use super::{Context, ObjKey, RemoteResource, lock};
     use crate::crd::*;
@@ -933,8 +935,6 @@ mod runner {
         std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + Sync>>,
     >;
     type Driver = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
-    /// `(namespace, name)` of an object to reconcile.
-    type Wake = (Name, Name);
 
     fn api<K>(client: &kube::Client, ns: Option<&str>) -> Api<K>
     where
@@ -1391,22 +1391,67 @@ mod runner {
         })
     }
 
+    /// A kind's wakes through its [`Gate`]: drained from the channel at once into the gate's
+    /// queue, and handed to the controller a few at a time.
+    fn gated<K: Resource<DynamicType = ()>>(
+        rx: UnboundedReceiver<Wake>,
+        gate: Arc<Gate>,
+    ) -> impl Stream<Item = ObjectRef<K>> + Send + 'static {
+        futures::stream::unfold((rx, gate, true), |(mut rx, gate, mut open)| async move {
+            loop {
+                while let Ok(w) = rx.try_recv() {
+                    gate.push(w);
+                }
+                if let Some((ns, name)) = gate.take() {
+                    return Some((ObjectRef::new(&name).within(&ns), (rx, gate, open)));
+                }
+                if !open && gate.len().0 == 0 {
+                    return None;
+                }
+                tokio::select! {
+                    w = rx.recv(), if open => match w {
+                        Some(w) => gate.push(w),
+                        None => open = false,
+                    },
+                    () = gate.room() => {}
+                }
+            }
+        })
+    }
+
     fn controller<K: Managed>(
         ctx: Arc<Context>,
         store: Store<K>,
         rx: UnboundedReceiver<Wake>,
         shutdown: Shutdown,
     ) -> Driver {
+        // Twice the concurrency: a slot that frees finds the next request already there.
+        let gate = Arc::new(Gate::new(2 * usize::from(ctx.settings.concurrency)));
+        let starts = gate.clone();
+        let dropped = gate.clone();
         Controller::for_stream(futures::stream::empty(), store)
             .with_config(controller::Config::default().concurrency(ctx.settings.concurrency))
-            .reconcile_on(wakes::<K>(rx))
+            .reconcile_on(gated::<K>(rx, gate))
             .graceful_shutdown_on(shutdown)
             .run(
-                |obj, ctx: Arc<Context>| measured::<K, _>(ctx.clone(), reconcile::<K>(obj, ctx)),
+                move |obj, ctx: Arc<Context>| {
+                    let meta = obj.meta();
+                    starts.started(
+                        meta.namespace.as_deref().unwrap_or_default(),
+                        meta.name.as_deref().unwrap_or_default(),
+                    );
+                    measured::<K, _>(ctx.clone(), reconcile::<K>(obj, ctx))
+                },
                 error_policy::<K>,
                 ctx,
             )
-            .for_each(|_| futures::future::ready(()))
+            .for_each(move |result| {
+                // A request whose object is no longer cached never starts.
+                if let Err(controller::Error::ObjectNotFound(r)) = result {
+                    dropped.started(r.namespace.as_deref().unwrap_or_default(), &r.name);
+                }
+                futures::future::ready(())
+            })
             .boxed()
     }
 
