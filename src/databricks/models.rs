@@ -140,7 +140,7 @@ wire_enum!(
 // Credentials
 
 /// The cross-account IAM role of a credential configuration.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Hash, Serialize, Deserialize)]
 pub struct StsRole {
     /// ARN of the cross-account role.
     #[serde(default)]
@@ -151,7 +151,7 @@ pub struct StsRole {
 }
 
 /// `aws_credentials` of a credential configuration.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Hash, Serialize, Deserialize)]
 pub struct AwsCredentials {
     /// The STS role.
     #[serde(default)]
@@ -159,7 +159,7 @@ pub struct AwsCredentials {
 }
 
 /// A credential configuration.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Hash, Serialize, Deserialize)]
 pub struct Credential {
     /// Databricks ID.
     #[serde(default)]
@@ -191,7 +191,7 @@ pub struct CreateCredential {
 // Storage configurations
 
 /// `root_bucket_info`.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Hash, Serialize, Deserialize)]
 pub struct RootBucketInfo {
     /// S3 bucket name.
     #[serde(default)]
@@ -199,7 +199,7 @@ pub struct RootBucketInfo {
 }
 
 /// A storage configuration (root S3 bucket).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Hash, Serialize, Deserialize)]
 pub struct StorageConfiguration {
     /// Databricks ID.
     #[serde(default)]
@@ -237,7 +237,7 @@ pub struct CreateStorageConfiguration {
 // Customer-managed keys
 
 /// `aws_key_info`.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Hash, Serialize, Deserialize)]
 pub struct AwsKeyInfo {
     /// KMS key ARN.
     #[serde(default)]
@@ -254,7 +254,7 @@ pub struct AwsKeyInfo {
 }
 
 /// A customer-managed key configuration.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Hash, Serialize, Deserialize)]
 pub struct CustomerManagedKey {
     /// Databricks ID.
     #[serde(default)]
@@ -286,7 +286,7 @@ pub struct CreateCustomerManagedKey {
 // Networks
 
 /// Databricks VPC endpoint IDs a network uses for PrivateLink.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Hash, Serialize, Deserialize)]
 pub struct NetworkVpcEndpoints {
     /// Front-end (REST API) endpoints.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -304,7 +304,7 @@ impl NetworkVpcEndpoints {
 }
 
 /// One network validation error.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Hash, Serialize, Deserialize)]
 pub struct NetworkHealth {
     /// `credentials`, `networkAcl`, `securityGroup`, `subnet` or `vpc`.
     #[serde(default)]
@@ -315,7 +315,7 @@ pub struct NetworkHealth {
 }
 
 /// One network validation warning.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Hash, Serialize, Deserialize)]
 pub struct NetworkWarning {
     /// `securityGroup` or `subnet`.
     #[serde(default)]
@@ -326,7 +326,7 @@ pub struct NetworkWarning {
 }
 
 /// A network configuration (customer-managed VPC).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Hash, Serialize, Deserialize)]
 pub struct Network {
     /// Databricks ID.
     #[serde(default)]
@@ -386,7 +386,7 @@ pub struct CreateNetwork {
 // VPC endpoints
 
 /// A VPC endpoint registration (PrivateLink).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Hash, Serialize, Deserialize)]
 pub struct VpcEndpoint {
     /// Databricks ID.
     #[serde(default)]
@@ -432,7 +432,7 @@ pub struct CreateVpcEndpoint {
 // Private access settings
 
 /// Private access settings.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Hash, Serialize, Deserialize)]
 pub struct PrivateAccessSettings {
     /// Databricks ID.
     #[serde(default)]
@@ -478,7 +478,7 @@ pub struct PrivateAccessSettingsRequest {
 // Workspaces
 
 /// A workspace.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Hash, Serialize, Deserialize)]
 pub struct Workspace {
     /// Databricks ID (an integer).
     #[serde(default)]
@@ -756,7 +756,7 @@ wire_enum!(
 );
 
 /// A private endpoint rule to a customer resource (an NLB endpoint service or S3 buckets).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Hash, Serialize, Deserialize)]
 pub struct PrivateEndpointRule {
     /// Databricks ID of the rule.
     #[serde(default)]
@@ -802,7 +802,7 @@ pub struct CreatePrivateEndpointRule {
 }
 
 /// `egress_config.default_rules.aws_stable_ip_rule`.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Hash, Serialize, Deserialize)]
 pub struct AwsStableIpRule {
     /// CIDR blocks serverless traffic comes from.
     #[serde(default)]
@@ -810,7 +810,7 @@ pub struct AwsStableIpRule {
 }
 
 /// `egress_config.default_rules`.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Hash, Serialize, Deserialize)]
 pub struct EgressDefaultRules {
     /// Stable IPs (AWS).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -818,7 +818,7 @@ pub struct EgressDefaultRules {
 }
 
 /// `egress_config.target_rules`.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Hash, Serialize, Deserialize)]
 pub struct EgressTargetRules {
     /// Private endpoint rules (AWS).
     #[serde(default)]
@@ -826,7 +826,7 @@ pub struct EgressTargetRules {
 }
 
 /// `egress_config` of an NCC.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Hash, Serialize, Deserialize)]
 pub struct EgressConfig {
     /// Default rules.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -837,7 +837,7 @@ pub struct EgressConfig {
 }
 
 /// A network connectivity configuration: serverless egress rules for the workspaces of a region.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Hash, Serialize, Deserialize)]
 pub struct NetworkConnectivityConfig {
     /// Databricks ID.
     #[serde(default)]
@@ -899,7 +899,7 @@ pub struct Page<T> {
 // The common shape the client and the controllers use.
 
 /// What every object kind of the provisioning API has in common.
-pub trait Resource: serde::de::DeserializeOwned + Send + Sync + 'static {
+pub trait Resource: serde::de::DeserializeOwned + std::hash::Hash + Send + Sync + 'static {
     /// Path segment of the collection, e.g. `credentials`.
     const COLLECTION: &'static str;
     /// Human name used in messages, e.g. `credential configuration`.
